@@ -60,3 +60,32 @@ def ray_local():
     ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def trained(ray_local, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Run the finetune job once, through its entry point, on small demo data with 2 workers
+    on the session's Ray and a fresh sqlite MLflow store; later tests use its registry."""
+    import finetune  # jobs/finetune.py
+
+    root = tmp_path_factory.mktemp("finetune")
+    tracking_uri = f"sqlite:///{root / 'mlflow.db'}"
+    overrides = [
+        f"data.work_dir={root / 'data'}",
+        "data.demo_users=120",
+        "data.demo_items=200",
+        "data.examples_per_user=2",
+        "data.max_history=5",
+        "model.max_query_tokens=64",
+        "model.max_item_tokens=32",
+        "train.epochs=2",
+        "train.batch_size=16",
+        "train.num_workers=2",
+        f"train.storage_path={root / 'train'}",
+        "train.run_name=test-run",
+        f"registry.tracking_uri={tracking_uri}",
+        f"registry.artifact_location={root / 'mlartifacts'}",
+    ]
+    args = [a for o in overrides for a in ("--set", o)]
+    assert finetune.main(args) == 0
+    return {"root": root, "tracking_uri": tracking_uri, "overrides": overrides}

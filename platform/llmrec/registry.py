@@ -89,10 +89,16 @@ def log_and_register(
     with mlflow.start_run(run_name=run_name) as run:
         mlflow.log_params({k: str(v)[:6000] for k, v in params.items()})
         mlflow.set_tags(tags)
+        # Final metrics sit at the last epoch's step and replace that epoch's values of the
+        # same name (they are computed on all validation users, the per-epoch ones maybe not).
+        last = int(history[-1]["epoch"]) if history else 0
         for row in history:
             step = int(row["epoch"])
-            mlflow.log_metrics({k: float(v) for k, v in row.items() if k != "epoch"}, step=step)
-        mlflow.log_metrics(metrics)
+            values = {k: float(v) for k, v in row.items() if k != "epoch"}
+            if step == last:
+                values = {k: v for k, v in values.items() if k not in metrics}
+            mlflow.log_metrics(values, step=step)
+        mlflow.log_metrics(metrics, step=last)
         _log_plot(history)
         for name, payload in (extra_dicts or {}).items():
             mlflow.log_dict(payload, name)

@@ -1,0 +1,114 @@
+"""The finetune job end to end: demo data -> Ray Data -> Ray Train (2 workers) -> MLflow."""
+
+import subprocess
+import sys
+
+import mlflow
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from llmrec import registry
+from llmrec.config import RegistryConfig
+from tests.conftest import JOBS, REPO
+
+pytestmark = pytest.mark.slow
+
+# A random ranking of ~190 eligible items puts the target in the top 10 with
+# NDCG@10 = sum_{r<10} 1/log2(r+2) / 190 ~ 0.024.
+RANDOM_NDCG10 = 0.024
+
+
+def test_job_registers_a_champion_with_metrics(trained):
+    mlflow.set_tracking_uri(trained["tracking_uri"])
+    client = MlflowClient()
+    model = client.get_registered_model("llmrec-scorer")
+    assert {k: str(v) for k, v in model.aliases.items()} == {"champion": "1", "candidate": "1"}
+    version = client.get_model_version("llmrec-scorer", "1")
+    assert "Metrics" in version.description and "fingerprint" in version.description
+    assert version.tags["base_model"] == "packaged:all-MiniLM-L6-v2"
+    run = client.get_run(version.run_id)
+    assert run.info.run_name == "test-run"
+    assert run.data.params["train.num_workers"] == "2"
+    val_ndcg = run.data.metrics["val_ndcg_at_10"]
+    assert val_ndcg > 3 * RANDOM_NDCG10, val_ndcg
+    assert 0 < run.data.metrics["test_hr_at_10"] <= 1
+    per_epoch = client.get_metric_history(run.info.run_id, "train_loss")
+    assert [m.step for m in per_epoch] == [1, 2]
+    assert per_epoch[1].value < per_epoch[0].value  # it learns
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "val_ndcg_at_10")] == [1, 2]
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
+    assert artifacts == {"plots/training.png"}
+
+
+def test_registered_bundle_holds_adapter_tokenizer_embeddings_and_config(trained):
+    mlflow.set_tracking_uri(trained["tracking_uri"])
+    version, bundle = registry.download_bundle("models:/llmrec-scorer@champion")
+    assert version.version == "1"
+    assert (bundle / "scorer" / "adapter" / "adapter_model.safetensors").exists()
+    assert (bundle / "tokenizer" / "tokenizer.json").exists()
+    assert "max_query_tokens: 64" in (bundle / "config.yaml").read_text()
+    items = pd.read_parquet(bundle / "items.parquet")
+    assert len(items) == 200 and len(items["embedding"][0]) == 384
+
+
+def test_pyfunc_model_recommends_without_ray(trained):
+    mlflow.set_tracking_uri(trained["tracking_uri"])
+    model = mlflow.pyfunc.load_model("models:/llmrec-scorer@champion")
+    out = model.predict(pd.DataFrame([{"query": "dragons and wizards", "k": 5}]))
+    assert len(out.loc[0, "items"]) == 5
+    scores = out.loc[0, "scores"]
+    assert list(scores) == sorted(scores, reverse=True)
+
+
+def test_a_new_version_does_not_take_the_champion_alias(trained, tmp_path):
+    cfg = RegistryConfig(tracking_uri=trained["tracking_uri"])
+    mlflow.set_tracking_uri(cfg.tracking_uri)
+    _, bundle = registry.download_bundle("models:/llmrec-scorer/1", tmp_path)
+    v2 = registry.log_and_register(cfg, run_name="again", params={}, history=[],
+                                   metrics={"val_ndcg_at_10": 0.1}, bundle_dir=bundle,
+                                   model_card="card", tags={})
+    assert v2.version == "2" and v2.aliases == ("candidate",)
+    assert registry.resolve("models:/llmrec-scorer@champion").version == "1"
+    with pytest.raises(registry.ModelNotFoundError, match="models:/llmrec-scorer@nope"):
+        registry.resolve("models:/llmrec-scorer@nope")
+    with pytest.raises(registry.ModelNotFoundError, match="must look like"):
+        registry.resolve("llmrec-scorer")
+
+
+def test_bad_config_fails_fast_with_the_key_and_value():
+    out = subprocess.run([sys.executable, str(JOBS / "finetune.py"), "--set", "train.lr=-1",
+                          "--set", "train.epochs=0"], cwd=REPO, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 2
+    assert "train.epochs must be >= 1, got 0" in out.stderr
+    assert "train.lr must be > 0, got -1" in out.stderr
+
+
+def test_prepare_data_job_sets_bad_rows_aside(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "items.csv").write_text("item_id,title,categories\ni1,One,A|B\ni2,Two,B\n")
+    (src / "interactions.csv").write_text(
+        "user_id,item_id,timestamp\nu,i1,1\nu,i2,x\nu,i9,3\nu,i1,1\n")
+    out = subprocess.run([sys.executable, str(JOBS / "prepare_data.py"), str(src),
+                          "--out", str(tmp_path / "out")], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "interactions: 1 kept" in out.stdout
+    for reason in ("1 x bad_timestamp", "1 x unknown_item", "1 x duplicate"):
+        assert f"rejected interactions: {reason}" in out.stdout
+    rejected = pd.read_parquet(tmp_path / "out" / "rejected" / "interactions.parquet")
+    assert sorted(rejected["reason"]) == ["bad_timestamp", "duplicate", "unknown_item"]
+
+
+def test_prepare_data_job_names_a_missing_column(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "items.csv").write_text("item_id,name\ni1,One\n")
+    (src / "interactions.csv").write_text("user_id,item_id,timestamp\nu,i1,1\n")
+    out = subprocess.run([sys.executable, str(JOBS / "prepare_data.py"), str(src),
+                          "--out", str(tmp_path / "out")], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 2
+    assert f"{src / 'items.csv'}: column 'title' expected string, found no such column" in out.stderr

@@ -1,0 +1,65 @@
+import torch
+
+from llmrec.config import ModelConfig
+from llmrec.modeling.losses import in_batch_softmax
+from llmrec.modeling.scorer import LLMScorer
+
+
+def _scorer(base: str, **kw) -> LLMScorer:
+    torch.manual_seed(0)
+    return LLMScorer(ModelConfig(base=base, max_query_tokens=32, max_item_tokens=16, **kw))
+
+
+def test_forward_backward_trains_only_the_adapter_and_temperature(tiny_base):
+    scorer = _scorer(tiny_base)
+    trainable = {n for n, p in scorer.named_parameters() if p.requires_grad}
+    assert "log_inv_temperature" in trainable
+    assert all("lora_" in n for n in trainable - {"log_inv_temperature"})
+    assert not any("pooler" in n for n in trainable)
+    q, i, scale = scorer(["user likes space", "user likes food"], ["Stellar Drift", "Noodles"])
+    assert q.shape == i.shape == (2, 32)
+    assert torch.allclose(q.norm(dim=-1), torch.ones(2), atol=1e-5)
+    loss = in_batch_softmax(q, i, torch.tensor([0, 1]), scale)
+    loss.backward()
+    grads = [p.grad for n, p in scorer.named_parameters() if "lora_B" in n]
+    assert grads and all(g is not None and g.abs().sum() > 0 for g in grads)
+    assert scorer.pooling == "mean"
+
+
+def test_save_and_load_give_the_same_embeddings(tiny_base, tmp_path):
+    scorer = _scorer(tiny_base)
+    with torch.no_grad():
+        for n, p in scorer.named_parameters():
+            if "lora_B" in n:
+                p.normal_()  # make the adapter matter
+        scorer.log_inv_temperature.fill_(3.0)
+    before = scorer.encode(["a user"], kind="query")
+    scorer.save(tmp_path)
+    fresh = _scorer(tiny_base)
+    assert not torch.allclose(fresh.encode(["a user"], kind="query"), before)
+    fresh.load_trained(tmp_path)
+    assert torch.allclose(fresh.encode(["a user"], kind="query"), before, atol=1e-6)
+    assert fresh.log_inv_temperature.item() == 3.0
+
+
+def test_last_token_pooling_for_decoders(tiny_base, tmp_path):
+    from transformers import AutoTokenizer, GPT2Config, GPT2Model
+
+    tok = AutoTokenizer.from_pretrained(tiny_base)
+    cfg = GPT2Config(vocab_size=tok.vocab_size, n_embd=32, n_layer=2, n_head=2, n_positions=64)
+    GPT2Model(cfg).save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    scorer = _scorer(str(tmp_path), target_modules=("c_attn",))
+    assert scorer.pooling == "last"
+    short, padded = scorer.encode(["hello"]), scorer.encode(["hello", "a much longer text here"])
+    # right padding must not change the pooled token of the shorter text
+    assert torch.allclose(short[0], padded[0], atol=1e-5)
+
+
+def test_in_batch_softmax_masks_duplicate_positives():
+    q = torch.nn.functional.normalize(torch.tensor([[1.0, 0.0], [1.0, 0.0]]), dim=-1)
+    items = torch.nn.functional.normalize(torch.tensor([[1.0, 0.0], [1.0, 0.0]]), dim=-1)
+    scale = torch.tensor(10.0)
+    # the same item twice: without masking the loss would be log(2)
+    assert in_batch_softmax(q, items, torch.tensor([7, 7]), scale).item() < 1e-6
+    assert abs(in_batch_softmax(q, items, torch.tensor([7, 8]), scale).item() - 0.6931) < 1e-3
