@@ -91,6 +91,7 @@ class LLMScorer(nn.Module):
         self.pooling = cfg.pooling if cfg.pooling != "auto" else ("last" if decoder else "mean")
         if self.tokenizer.pad_token is None:  # decoders often ship without one
             self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.tokenizer.padding_side = "right"  # last-token pooling indexes from the left
         lora = LoraConfig(
             r=cfg.lora_r,
             lora_alpha=cfg.lora_alpha,

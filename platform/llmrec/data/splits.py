@@ -1,0 +1,96 @@
+"""Iterative k-core filtering and per-user chronological leave-one-out splits.
+
+This is the protocol of ../shared/EVALUATION.md (LRURec / LlamaRec on MovieLens): every
+interaction counts, users and items with fewer than ``k`` interactions are dropped until both
+hold, each user's interactions are sorted by (timestamp, item id), the last item is the test
+target, the second-to-last the validation target and the rest is training history.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+import pyarrow as pa
+
+
+def k_core(interactions: pd.DataFrame, k: int) -> pd.DataFrame:
+    """Drop users and items with fewer than ``k`` interactions, repeatedly, until both hold."""
+    df = interactions
+    while True:
+        user_n = df.groupby("user_id")["item_id"].transform("size")
+        item_n = df.groupby("item_id")["user_id"].transform("size")
+        keep = (user_n >= k) & (item_n >= k)
+        if keep.all():
+            return df.reset_index(drop=True)
+        df = df[keep]
+
+
+@dataclass(frozen=True)
+class Split:
+    """Per-user chronological sequences; the last two items are validation and test targets.
+
+    ``sequences`` has one row per user: ``user_id``, ``items``, ``timestamps``, ``queries``
+    (lists in time order, ``queries[i]`` the text typed with ``items[i]`` or None) and
+    ``values``.
+    """
+
+    sequences: pd.DataFrame
+
+    def part(self, name: str) -> pd.DataFrame:
+        """``train``: all but the last two; ``val``: history = train, target = 2nd-to-last;
+        ``test``: history = train + val, target = last. Columns: ``user_id``, ``history``,
+        ``history_queries``, ``target``, ``target_query``."""
+        cut = {"val": -2, "test": -1}[name]
+        seq = self.sequences
+        return pd.DataFrame(
+            {
+                "user_id": seq["user_id"],
+                "history": seq["items"].map(lambda s: list(s[:cut])),
+                "history_queries": seq["queries"].map(lambda s: list(s[:cut])),
+                "target": seq["items"].map(lambda s: s[cut]),
+                "target_query": pd.Series(
+                    [s[cut] for s in seq["queries"]], index=seq.index, dtype=object
+                ),
+            }
+        )
+
+    def train_sequences(self) -> pd.DataFrame:
+        """Each user's training part (everything before the validation target)."""
+        seq = self.sequences
+        return seq.assign(
+            items=seq["items"].map(lambda s: list(s[:-2])),
+            timestamps=seq["timestamps"].map(lambda s: list(s[:-2])),
+            queries=seq["queries"].map(lambda s: list(s[:-2])),
+            values=seq["values"].map(lambda s: list(s[:-2])),
+        )
+
+    @property
+    def num_users(self) -> int:
+        return len(self.sequences)
+
+
+def leave_one_out(interactions: pa.Table | pd.DataFrame, min_core: int = 5) -> Split:
+    """k-core filter, then sort each user's interactions by (timestamp, item id).
+
+    Users left with fewer than 3 interactions (possible only when ``min_core < 3``) cannot
+    give a training, validation and test item and are dropped.
+    """
+    df = interactions.to_pandas() if isinstance(interactions, pa.Table) else interactions
+    df = k_core(df[["user_id", "item_id", "timestamp", "value", "query"]], min_core)
+    # Ties on timestamp are broken by item id, numerically when every id is a number
+    # (as in the reference implementation on MovieLens).
+    numeric = df["item_id"].str.fullmatch(r"\d+").all()
+    order = df["item_id"].astype("int64") if numeric else df["item_id"]
+    df = df.assign(_order=order).sort_values(["user_id", "timestamp", "_order"], kind="stable")
+    grouped = df.groupby("user_id", sort=True)
+    seq = pd.DataFrame(
+        {
+            "items": grouped["item_id"].agg(list),
+            "timestamps": grouped["timestamp"].agg(list),
+            "queries": grouped["query"].agg(lambda q: [None if pd.isna(v) else v for v in q]),
+            "values": grouped["value"].agg(list),
+        }
+    ).reset_index()
+    seq = seq[seq["items"].map(len) >= 3].reset_index(drop=True)
+    return Split(sequences=seq)
