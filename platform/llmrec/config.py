@@ -135,10 +135,24 @@ class TrainConfig:
     """Worker-group restarts allowed before the run fails."""
     eval_users: int = 0
     """Users in the per-epoch validation (0 = all), to bound its cost on big data."""
+    grad_accum_steps: int = 1
+    """Micro-batches per optimizer step (effective batch = batch_size x this x workers)."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass: less memory for big bases, more compute."""
+    init_from: str = ""
+    """Start from a registered adapter (``models:/llmrec-scorer@champion``) instead of a fresh
+    one: incremental fine-tuning. Ignored when the run resumes from its own checkpoint."""
 
     def problems(self) -> list[str]:
         out = []
-        for name in ("epochs", "batch_size", "num_workers", "torch_threads", "num_to_keep"):
+        for name in (
+            "epochs",
+            "batch_size",
+            "num_workers",
+            "torch_threads",
+            "num_to_keep",
+            "grad_accum_steps",
+        ):
             if getattr(self, name) < 1:
                 out.append(f"train.{name} must be >= 1, got {getattr(self, name)}")
         if self.batch_size < 2:
@@ -168,6 +182,12 @@ class RegistryConfig:
     """Artifact root of a newly created experiment (a folder or URI)."""
     model_name: str = DEFAULT_MODEL_NAME
     """Registered model name."""
+    primary_metric: str = "val_ndcg_at_10"
+    """The metric the promotion gate compares (higher is better)."""
+    promote_margin: float = 0.0
+    """A candidate becomes champion only if it beats the champion by more than this."""
+    auto_promote: bool = False
+    """Run the promotion gate at the end of fine-tuning (otherwise: ``jobs/promote.py``)."""
 
     def resolved_tracking_uri(self) -> str:
         return self.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI

@@ -94,7 +94,9 @@ def log_and_register(
         last = int(history[-1]["epoch"]) if history else 0
         for row in history:
             step = int(row["epoch"])
-            values = {k: float(v) for k, v in row.items() if k != "epoch"}
+            values = {
+                k: float(v) for k, v in row.items() if k != "epoch" and isinstance(v, int | float)
+            }
             if step == last:
                 values = {k: v for k, v in values.items() if k not in metrics}
             mlflow.log_metrics(values, step=step)
@@ -213,3 +215,24 @@ def _requirements() -> list[str]:
         except metadata.PackageNotFoundError:
             out.append(dist)
     return out
+
+
+def log_evaluation(cfg: RegistryConfig, table: Any, markdown: str, params: dict[str, Any]) -> str:
+    """Log an evaluation table as a run of ``<experiment>-eval``: one metric per method,
+    split and measure (``ease_lambda_200/test/ndcg_at_10``), and the table as CSV and
+    Markdown artifacts. Returns the run id."""
+    use_tracking(RegistryConfig(cfg.tracking_uri, f"{cfg.experiment}-eval", cfg.artifact_location))
+    with mlflow.start_run(run_name="evaluate") as run:
+        mlflow.log_params({k: str(v)[:6000] for k, v in params.items()})
+        for _, row in table.iterrows():
+            method = re.sub(r"[^\w.\-]+", "_", str(row["method"])).strip("_")
+            mlflow.log_metrics(
+                {
+                    f"{method}/{row['split']}/{k}": float(v)
+                    for k, v in row.items()
+                    if k not in ("method", "split")
+                }
+            )
+        mlflow.log_text(table.to_csv(index=False), "evaluation/table.csv")
+        mlflow.log_text(markdown, "evaluation/table.md")
+    return str(run.info.run_id)

@@ -6,10 +6,10 @@ import sys
 import mlflow
 import pandas as pd
 import pytest
-from mlflow import MlflowClient
-
 from llmrec import registry
 from llmrec.config import RegistryConfig
+from mlflow import MlflowClient
+
 from tests.conftest import JOBS, REPO
 
 pytestmark = pytest.mark.slow
@@ -65,9 +65,16 @@ def test_a_new_version_does_not_take_the_champion_alias(trained, tmp_path):
     cfg = RegistryConfig(tracking_uri=trained["tracking_uri"])
     mlflow.set_tracking_uri(cfg.tracking_uri)
     _, bundle = registry.download_bundle("models:/llmrec-scorer/1", tmp_path)
-    v2 = registry.log_and_register(cfg, run_name="again", params={}, history=[],
-                                   metrics={"val_ndcg_at_10": 0.1}, bundle_dir=bundle,
-                                   model_card="card", tags={})
+    v2 = registry.log_and_register(
+        cfg,
+        run_name="again",
+        params={},
+        history=[],
+        metrics={"val_ndcg_at_10": 0.1},
+        bundle_dir=bundle,
+        model_card="card",
+        tags={},
+    )
     assert v2.version == "2" and v2.aliases == ("candidate",)
     assert registry.resolve("models:/llmrec-scorer@champion").version == "1"
     with pytest.raises(registry.ModelNotFoundError, match="models:/llmrec-scorer@nope"):
@@ -77,9 +84,20 @@ def test_a_new_version_does_not_take_the_champion_alias(trained, tmp_path):
 
 
 def test_bad_config_fails_fast_with_the_key_and_value():
-    out = subprocess.run([sys.executable, str(JOBS / "finetune.py"), "--set", "train.lr=-1",
-                          "--set", "train.epochs=0"], cwd=REPO, capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(JOBS / "finetune.py"),
+            "--set",
+            "train.lr=-1",
+            "--set",
+            "train.epochs=0",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 2
     assert "train.epochs must be >= 1, got 0" in out.stderr
     assert "train.lr must be > 0, got -1" in out.stderr
@@ -90,10 +108,14 @@ def test_prepare_data_job_sets_bad_rows_aside(tmp_path):
     src.mkdir()
     (src / "items.csv").write_text("item_id,title,categories\ni1,One,A|B\ni2,Two,B\n")
     (src / "interactions.csv").write_text(
-        "user_id,item_id,timestamp\nu,i1,1\nu,i2,x\nu,i9,3\nu,i1,1\n")
-    out = subprocess.run([sys.executable, str(JOBS / "prepare_data.py"), str(src),
-                          "--out", str(tmp_path / "out")], capture_output=True, text=True,
-                         timeout=120)
+        "user_id,item_id,timestamp\nu,i1,1\nu,i2,x\nu,i9,3\nu,i1,1\n"
+    )
+    out = subprocess.run(
+        [sys.executable, str(JOBS / "prepare_data.py"), str(src), "--out", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     assert "interactions: 1 kept" in out.stdout
     for reason in ("1 x bad_timestamp", "1 x unknown_item", "1 x duplicate"):
@@ -107,8 +129,13 @@ def test_prepare_data_job_names_a_missing_column(tmp_path):
     src.mkdir()
     (src / "items.csv").write_text("item_id,name\ni1,One\n")
     (src / "interactions.csv").write_text("user_id,item_id,timestamp\nu,i1,1\n")
-    out = subprocess.run([sys.executable, str(JOBS / "prepare_data.py"), str(src),
-                          "--out", str(tmp_path / "out")], capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run(
+        [sys.executable, str(JOBS / "prepare_data.py"), str(src), "--out", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 2
-    assert f"{src / 'items.csv'}: column 'title' expected string, found no such column" in out.stderr
+    assert (
+        f"{src / 'items.csv'}: column 'title' expected string, found no such column" in out.stderr
+    )

@@ -5,7 +5,6 @@ import socket
 import mlflow
 import pytest
 import requests
-
 from llmrec import registry
 
 pytestmark = pytest.mark.slow
@@ -25,8 +24,7 @@ def server(trained):
 
     port = _free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
-    serve.run(build_app({"tracking_uri": trained["tracking_uri"]}), name="llmrec",
-              route_prefix="/")
+    serve.run(build_app({"tracking_uri": trained["tracking_uri"]}), name="llmrec", route_prefix="/")
     mlflow.set_tracking_uri(trained["tracking_uri"])
     _, bundle = registry.download_bundle("models:/llmrec-scorer@champion")
     from llmrec.bundle import ModelBundle
@@ -85,15 +83,21 @@ def test_bad_requests_get_a_4xx_that_says_why(server, body, status, message):
 
 
 def test_malformed_json_is_a_422(server):
-    r = requests.post(f"{server['url']}/recommend", data="{not json",
-                      headers={"content-type": "application/json"}, timeout=60)
+    r = requests.post(
+        f"{server['url']}/recommend",
+        data="{not json",
+        headers={"content-type": "application/json"},
+        timeout=60,
+    )
     assert r.status_code == 422
     assert "JSON decode error" in r.text
 
 
 def test_health_and_openapi(server):
     assert requests.get(f"{server['url']}/healthz", timeout=30).json() == {
-        "status": "ok", "model_version": "1"}
+        "status": "ok",
+        "model_version": "1",
+    }
     spec = requests.get(f"{server['url']}/openapi.json", timeout=30).json()
     assert "/recommend" in spec["paths"]
     assert requests.get(f"{server['url']}/docs", timeout=30).status_code == 200

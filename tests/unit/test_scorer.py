@@ -1,5 +1,4 @@
 import torch
-
 from llmrec.config import ModelConfig
 from llmrec.modeling.losses import in_batch_softmax
 from llmrec.modeling.scorer import LLMScorer

@@ -50,9 +50,7 @@ class ContractError(ValueError):
     """A table does not follow the contract at column level (missing or mistyped column)."""
 
     def __init__(self, source: str, column: str, expected: str, found: str) -> None:
-        super().__init__(
-            f"{source}: column {column!r} expected {expected}, found {found}"
-        )
+        super().__init__(f"{source}: column {column!r} expected {expected}, found {found}")
         self.source, self.column, self.expected, self.found = source, column, expected, found
 
 
@@ -70,9 +68,7 @@ class Checked:
         return {str(k): int(v) for k, v in self.rejected[REJECTED_REASON].value_counts().items()}
 
 
-def check_interactions(
-    table: pa.Table, source: str, item_ids: set[str] | None = None
-) -> Checked:
+def check_interactions(table: pa.Table, source: str, item_ids: set[str] | None = None) -> Checked:
     """Check an interaction table against :data:`INTERACTIONS_SCHEMA`.
 
     Args:
@@ -179,8 +175,12 @@ def _as_value(df: pd.DataFrame, schema: pa.Schema, source: str) -> tuple[pd.Seri
     if "value" not in df.columns:
         return pd.Series(1.0, index=df.index, dtype="float32"), pd.Series(False, index=df.index)
     typ = schema.field("value").type
-    if not (pa.types.is_integer(typ) or pa.types.is_floating(typ) or pa.types.is_string(typ)
-            or pa.types.is_large_string(typ)):
+    if not (
+        pa.types.is_integer(typ)
+        or pa.types.is_floating(typ)
+        or pa.types.is_string(typ)
+        or pa.types.is_large_string(typ)
+    ):
         raise ContractError(source, "value", "float32", str(typ))
     values = pd.to_numeric(df["value"].astype(object), errors="coerce")
     bad = values.isna() | ~np.isfinite(values.fillna(0).astype(float))
@@ -209,8 +209,11 @@ def _as_categories(df: pd.DataFrame, schema: pa.Schema, source: str) -> pd.Serie
         return df["categories"].map(lambda v: [] if v is None else [str(c) for c in v])
     if pa.types.is_string(typ) or pa.types.is_large_string(typ):
         return df["categories"].map(
-            lambda v: [] if v is None or v is pd.NA else [c.strip() for c in str(v).split("|")
-                                                          if c.strip()]
+            lambda v: (
+                []
+                if v is None or v is pd.NA
+                else [c.strip() for c in str(v).split("|") if c.strip()]
+            )
         )
     raise ContractError(source, "categories", "list<string> (or '|'-separated string)", str(typ))
 

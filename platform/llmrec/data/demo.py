@@ -128,8 +128,14 @@ def generate_demo(
             asked = not explore and rng.random() < 0.2
             queries.append(f"something about {item_topics[i]}" if asked else None)
     interactions = pa.table(
-        {"user_id": users, "item_id": items, "timestamp": stamps, "event": events,
-         "value": values, "query": queries},
+        {
+            "user_id": users,
+            "item_id": items,
+            "timestamp": stamps,
+            "event": events,
+            "value": values,
+            "query": queries,
+        },
         schema=INTERACTIONS_SCHEMA,
     )
     return DemoData(interactions=interactions, items=pa.Table.from_pylist(item_rows, ITEMS_SCHEMA))
@@ -157,9 +163,16 @@ def _items(
         form = str(rng.choice(_FORMS))
         text = f"A {form} about {topic}."
         if len(g) > 1:
-            text += f" With a touch of {genres[g[1]].lower()}: {rng.choice(GENRES[genres[g[1]]]['topic'])}."
-        rows.append({"item_id": f"i{i:04d}", "title": title, "text": text,
-                     "categories": [genres[k] for k in g]})
+            second = genres[g[1]]
+            text += f" With a touch of {second.lower()}: {rng.choice(GENRES[second]['topic'])}."
+        rows.append(
+            {
+                "item_id": f"i{i:04d}",
+                "title": title,
+                "text": text,
+                "categories": [genres[k] for k in g],
+            }
+        )
         item_genres.append(g)
         topics.append(topic)
     return rows, item_genres, topics

@@ -82,8 +82,12 @@ def prepare(raw: RawData, out_dir: str | Path) -> Prepared:
             checked.rejected.to_parquet(target, index=False)
         elif target.exists():
             target.unlink()
-    return Prepared(out, interactions.table, items.table,
-                    {"items": items.counts(), "interactions": interactions.counts()})
+    return Prepared(
+        out,
+        interactions.table,
+        items.table,
+        {"items": items.counts(), "interactions": interactions.counts()},
+    )
 
 
 def split_and_save(prepared: Prepared, min_core: int) -> Split:
@@ -101,8 +105,12 @@ def load_prepared(out_dir: str | Path) -> Prepared:
         path = out / "rejected" / f"{name}.parquet"
         counts = pd.read_parquet(path)["reason"].value_counts() if path.exists() else {}
         rejected[name] = {str(k): int(v) for k, v in dict(counts).items()}
-    return Prepared(out, pq.read_table(out / "interactions.parquet"),
-                    pq.read_table(out / "items.parquet"), rejected)
+    return Prepared(
+        out,
+        pq.read_table(out / "interactions.parquet"),
+        pq.read_table(out / "items.parquet"),
+        rejected,
+    )
 
 
 __all__ = ["Checked", "Prepared", "load_prepared", "load_source", "prepare", "split_and_save"]

@@ -29,9 +29,25 @@ MOVIELENS_URLS = {
     "ml-32m": "https://files.grouplens.org/datasets/movielens/ml-32m.zip",
 }
 _ML100K_GENRES = [
-    "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
-    "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery",
-    "Romance", "Sci-Fi", "Thriller", "War", "Western",
+    "unknown",
+    "Action",
+    "Adventure",
+    "Animation",
+    "Children's",
+    "Comedy",
+    "Crime",
+    "Documentary",
+    "Drama",
+    "Fantasy",
+    "Film-Noir",
+    "Horror",
+    "Musical",
+    "Mystery",
+    "Romance",
+    "Sci-Fi",
+    "Thriller",
+    "War",
+    "Western",
 ]
 
 
@@ -66,14 +82,17 @@ def read_table(uri: str) -> pa.Table:
         raise DataSourceError(f"{uri}: no such file or folder")
     if info.type == pafs.FileType.Directory:
         files = [
-            f.path for f in fs.get_file_info(pafs.FileSelector(path, recursive=True))
+            f.path
+            for f in fs.get_file_info(pafs.FileSelector(path, recursive=True))
             if f.type == pafs.FileType.File and _format(f.path)
         ]
         if not files:
             raise DataSourceError(f"{uri}: folder holds no .parquet or .csv files")
         fmt = _format(files[0])
         if fmt == "csv":
-            return pa.concat_tables([_read_csv(fs, f) for f in sorted(files)], promote_options="default")
+            return pa.concat_tables(
+                [_read_csv(fs, f) for f in sorted(files)], promote_options="default"
+            )
         return pads.dataset(sorted(files), filesystem=fs, format="parquet").to_table()
     fmt = _format(path)
     if fmt == "csv":
@@ -90,15 +109,21 @@ def read_contract_folder(uri: str) -> RawData:
     for info in fs.get_file_info(pafs.FileSelector(path)):
         stem = Path(info.path).name.split(".")[0]
         if stem in ("interactions", "items"):
-            found[stem] = info.path if "://" not in uri else uri.rstrip("/") + "/" + Path(info.path).name
+            found[stem] = (
+                info.path if "://" not in uri else uri.rstrip("/") + "/" + Path(info.path).name
+            )
     missing = {"interactions", "items"} - set(found)
     if missing:
         raise DataSourceError(
             f"{uri}: expected interactions.(parquet|csv) and items.(parquet|csv), "
             f"missing {sorted(missing)}"
         )
-    return RawData(read_table(found["interactions"]), read_table(found["items"]),
-                   found["interactions"], found["items"])
+    return RawData(
+        read_table(found["interactions"]),
+        read_table(found["items"]),
+        found["interactions"],
+        found["items"],
+    )
 
 
 def is_movielens(uri: str) -> bool:
@@ -140,10 +165,12 @@ def download_movielens(name: str, dest: str | Path) -> Path:
         The unpacked folder (``dest/<name>``).
     """
     if name not in MOVIELENS_URLS:
-        raise DataSourceError(f"unknown MovieLens dataset {name!r}; known: {sorted(MOVIELENS_URLS)}")
+        raise DataSourceError(
+            f"unknown MovieLens dataset {name!r}; known: {sorted(MOVIELENS_URLS)}"
+        )
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
-    with urllib.request.urlopen(MOVIELENS_URLS[name], timeout=120) as resp:  # noqa: S310
+    with urllib.request.urlopen(MOVIELENS_URLS[name], timeout=120) as resp:
         payload = resp.read()
     with zipfile.ZipFile(io.BytesIO(payload)) as zf:
         zf.extractall(dest)
@@ -151,44 +178,70 @@ def download_movielens(name: str, dest: str | Path) -> Path:
 
 
 def _ml100k(path: Path) -> RawData:
-    ratings = pd.read_csv(path / "u.data", sep="\t", names=["user_id", "item_id", "value", "timestamp"],
-                          dtype=str)
+    ratings = pd.read_csv(
+        path / "u.data", sep="\t", names=["user_id", "item_id", "value", "timestamp"], dtype=str
+    )
     cols = ["item_id", "title", "release_date", "video_release_date", "url", *_ML100K_GENRES]
     movies = pd.read_csv(path / "u.item", sep="|", names=cols, encoding="latin-1", dtype=str)
     flags = movies[_ML100K_GENRES].astype(int).to_numpy()
-    movies["categories"] = [[g for g, f in zip(_ML100K_GENRES, row, strict=True) if f]
-                            for row in flags]
+    movies["categories"] = [
+        [g for g, f in zip(_ML100K_GENRES, row, strict=True) if f] for row in flags
+    ]
     movies["text"] = movies["release_date"].map(
-        lambda d: f"Released {d}." if isinstance(d, str) and d else None)
+        lambda d: f"Released {d}." if isinstance(d, str) and d else None
+    )
     items = movies[["item_id", "title", "text", "categories"]]
     return _raw(ratings, items, path / "u.data", path / "u.item")
 
 
 def _ml1m(path: Path) -> RawData:
-    ratings = pd.read_csv(path / "ratings.dat", sep="::", engine="python", encoding="latin-1",
-                          names=["user_id", "item_id", "value", "timestamp"], dtype=str)
-    movies = pd.read_csv(path / "movies.dat", sep="::", engine="python", encoding="latin-1",
-                         names=["item_id", "title", "genres"], dtype=str)
+    ratings = pd.read_csv(
+        path / "ratings.dat",
+        sep="::",
+        engine="python",
+        encoding="latin-1",
+        names=["user_id", "item_id", "value", "timestamp"],
+        dtype=str,
+    )
+    movies = pd.read_csv(
+        path / "movies.dat",
+        sep="::",
+        engine="python",
+        encoding="latin-1",
+        names=["item_id", "title", "genres"],
+        dtype=str,
+    )
     movies["categories"] = movies["genres"].fillna("").str.split("|")
     movies["text"] = None
-    return _raw(ratings, movies[["item_id", "title", "text", "categories"]],
-                path / "ratings.dat", path / "movies.dat")
+    return _raw(
+        ratings,
+        movies[["item_id", "title", "text", "categories"]],
+        path / "ratings.dat",
+        path / "movies.dat",
+    )
 
 
 def _ml_csv(path: Path) -> RawData:
     ratings = pd.read_csv(path / "ratings.csv", dtype=str).rename(
-        columns={"userId": "user_id", "movieId": "item_id", "rating": "value"})
+        columns={"userId": "user_id", "movieId": "item_id", "rating": "value"}
+    )
     movies = pd.read_csv(path / "movies.csv", dtype=str).rename(columns={"movieId": "item_id"})
-    movies["categories"] = movies["genres"].fillna("").map(
-        lambda g: [] if g == "(no genres listed)" else g.split("|"))
+    movies["categories"] = (
+        movies["genres"].fillna("").map(lambda g: [] if g == "(no genres listed)" else g.split("|"))
+    )
     movies["text"] = None
     if (path / "tags.csv").exists():  # user tags become the item description
         tags = pd.read_csv(path / "tags.csv", dtype=str).rename(columns={"movieId": "item_id"})
         joined = tags.groupby("item_id")["tag"].agg(
-            lambda t: "Tags: " + ", ".join(sorted(set(map(str, t)))[:20]) + ".")
+            lambda t: "Tags: " + ", ".join(sorted(set(map(str, t)))[:20]) + "."
+        )
         movies["text"] = movies["item_id"].map(joined)
-    return _raw(ratings, movies[["item_id", "title", "text", "categories"]],
-                path / "ratings.csv", path / "movies.csv")
+    return _raw(
+        ratings,
+        movies[["item_id", "title", "text", "categories"]],
+        path / "ratings.csv",
+        path / "movies.csv",
+    )
 
 
 def _raw(ratings: pd.DataFrame, items: pd.DataFrame, rsrc: Path, isrc: Path) -> RawData:
@@ -219,4 +272,7 @@ def _format(path: str) -> str | None:
 def _read_csv(fs: pafs.FileSystem, path: str) -> pa.Table:
     typed = {f.name: pa.string() for f in (*INTERACTIONS_SCHEMA, *ITEMS_SCHEMA)}
     with fs.open_input_stream(path) as stream:
-        return pacsv.read_csv(stream, convert_options=pacsv.ConvertOptions(column_types=typed, strings_can_be_null=True))
+        return pacsv.read_csv(
+            stream,
+            convert_options=pacsv.ConvertOptions(column_types=typed, strings_can_be_null=True),
+        )

@@ -168,15 +168,36 @@ class LLMScorer(nn.Module):
         )
         (directory / SCORER_FILE).write_text(json.dumps({"pooling": self.pooling}))
 
+    def state(self) -> dict[str, torch.Tensor]:
+        """The trained tensors (adapter weights and temperature), on CPU."""
+        from peft import get_peft_model_state_dict
+
+        out = {k: v.detach().cpu() for k, v in get_peft_model_state_dict(self.model).items()}
+        out["log_inv_temperature"] = self.log_inv_temperature.detach().cpu().reshape(1)
+        return out
+
+    def load_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Load tensors from :meth:`state` (or read by :meth:`load_trained`)."""
+        state = dict(state)
+        temperature = state.pop("log_inv_temperature", None)
+        set_peft_model_state_dict(self.model, state)
+        if temperature is not None:
+            with torch.no_grad():
+                self.log_inv_temperature.copy_(temperature.reshape(()))
+
     def load_trained(self, directory: str | Path) -> None:
         """Load adapter weights and temperature written by :meth:`save` into this scorer."""
         directory = Path(directory)
+        state = load_file(str(directory / "adapter" / "adapter_model.safetensors"))
+        state.update(load_file(str(directory / HEAD_FILE)))
+        self.load_state(state)
 
-        weights = load_file(str(directory / "adapter" / "adapter_model.safetensors"))
-        set_peft_model_state_dict(self.model, weights)
-        head = load_file(str(directory / HEAD_FILE))
-        with torch.no_grad():
-            self.log_inv_temperature.copy_(head["log_inv_temperature"].reshape(()))
+    def enable_gradient_checkpointing(self) -> None:
+        """Trade compute for memory on long inputs or big bases (recompute activations)."""
+        self.model.enable_input_require_grads()
+        self.model.gradient_checkpointing_enable(
+            gradient_checkpointing_kwargs={"use_reentrant": False}
+        )
 
 
 def build_scorer(cfg: ModelConfig, trained_dir: str | Path | None = None) -> LLMScorer:

@@ -8,12 +8,14 @@ the metric history so far. A restarted or resumed run continues from the last ch
 
 from __future__ import annotations
 
+import contextlib
 import json
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+import ray
 import ray.train
 import ray.train.torch
 import torch
@@ -29,7 +31,12 @@ STATE_FILE = "train_state.json"
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
-    """Ray Train entry point; ``config`` holds ``model``, ``train`` and ``eval_set``."""
+    """Ray Train entry point.
+
+    ``config`` holds ``model`` and ``train`` (config sections), ``eval_set`` (validation users)
+    and optionally ``init_weights`` (adapter and temperature tensors to start from, for
+    incremental fine-tuning; ignored when resuming from a checkpoint).
+    """
     model_cfg: ModelConfig = config["model"]
     train_cfg: TrainConfig = config["train"]
     eval_set: EvalSet = config["eval_set"]
@@ -38,46 +45,107 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     rank = ray.train.get_context().get_world_rank()
 
     scorer = LLMScorer(model_cfg)
+    if train_cfg.gradient_checkpointing:
+        scorer.enable_gradient_checkpointing()
     optimizer = torch.optim.AdamW(
         [p for p in scorer.parameters() if p.requires_grad],
         lr=train_cfg.lr,
         weight_decay=train_cfg.weight_decay,
     )
     start_epoch, history = _restore(scorer, optimizer)
+    if start_epoch == 0 and config.get("init_weights"):
+        scorer.load_state(config["init_weights"])
     model = ray.train.torch.prepare_model(scorer)
-    use_autocast = train_cfg.use_gpu and torch.cuda.is_available()
     shard = ray.train.get_dataset_shard("train")
 
     for epoch in range(start_epoch, train_cfg.epochs):
-        scorer.train()
-        total, steps, seen, start = 0.0, 0, 0, time.perf_counter()
-        for batch in shard.iter_batches(
-            batch_size=train_cfg.batch_size, batch_format="numpy", drop_last=True
-        ):
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_autocast):
-                q, i, scale = model(list(batch["query_text"]), list(batch["item_text"]))
-            ids = torch.as_tensor(batch["item_index"], device=q.device)
-            loss = in_batch_softmax(q, i, ids, scale)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total, steps, seen = total + loss.item(), steps + 1, seen + len(ids)
-        elapsed = time.perf_counter() - start
+        stats = _train_epoch(model, scorer, optimizer, shard, train_cfg)
         metrics: dict[str, Any] = {
             "epoch": epoch + 1,
-            "train_loss": _mean_across_workers(total / max(steps, 1), scorer.device),
-            "samples_per_s": _sum_across_workers(seen / max(elapsed, 1e-9), scorer.device),
+            "train_loss": _mean_across_workers(stats["loss"], scorer.device),
+            "samples_per_s": _sum_across_workers(stats["samples_per_s"], scorer.device),
+            "data_wait_share": _mean_across_workers(stats["data_wait_share"], scorer.device),
             "temperature": float(1.0 / scorer.scale.item()),
         }
+        placement = _gather_placement(int(stats["samples"]))
         if rank == 0:
             metrics.update({f"val_{k}": v for k, v in evaluate_scorer(scorer, eval_set).items()})
-            history.append(metrics)
+            history.append({**metrics, "workers": placement})
+            print(
+                f"epoch {epoch + 1}/{train_cfg.epochs}: loss {metrics['train_loss']:.4f}, "
+                f"val NDCG@10 {metrics['val_ndcg_at_10']:.4f}, "
+                f"{metrics['samples_per_s']:.1f} samples/s, "
+                f"waiting for data {100 * metrics['data_wait_share']:.1f}% of the time",
+                flush=True,
+            )
         with tempfile.TemporaryDirectory() as tmp:
             checkpoint = None
             if rank == 0:
                 _save(Path(tmp), scorer, optimizer, epoch + 1, history)
                 checkpoint = ray.train.Checkpoint.from_directory(tmp)
             ray.train.report(metrics, checkpoint=checkpoint)
+
+
+def _train_epoch(
+    model: torch.nn.Module,
+    scorer: LLMScorer,
+    optimizer: torch.optim.Optimizer,
+    shard: Any,
+    cfg: TrainConfig,
+) -> dict[str, float]:
+    """One pass over this worker's shard; returns loss, throughput and the data-wait share."""
+    scorer.train()
+    use_autocast = cfg.use_gpu and torch.cuda.is_available()
+    total, steps, seen, waited = 0.0, 0, 0, 0.0
+    start = time.perf_counter()
+    batches = iter(
+        shard.iter_batches(batch_size=cfg.batch_size, batch_format="numpy", drop_last=True)
+    )
+    optimizer.zero_grad(set_to_none=True)
+    while True:
+        t0 = time.perf_counter()
+        batch = next(batches, None)
+        waited += time.perf_counter() - t0
+        if batch is None:
+            break
+        steps += 1
+        sync = steps % cfg.grad_accum_steps == 0
+        # DDP all-reduces gradients only on the micro-batch that ends an accumulation.
+        no_sync = getattr(model, "no_sync", None)
+        with no_sync() if (no_sync and not sync) else contextlib.nullcontext():
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_autocast):
+                q, i, scale = model(list(batch["query_text"]), list(batch["item_text"]))
+            ids = torch.as_tensor(batch["item_index"], device=q.device)
+            loss = in_batch_softmax(q, i, ids, scale)
+            (loss / cfg.grad_accum_steps).backward()
+        if sync:
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        total, seen = total + loss.item(), seen + len(ids)
+    if steps % cfg.grad_accum_steps:  # a partial accumulation at the end of the shard
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    elapsed = max(time.perf_counter() - start, 1e-9)
+    return {
+        "loss": total / max(steps, 1),
+        "samples": float(seen),
+        "samples_per_s": seen / elapsed,
+        "data_wait_share": waited / elapsed,
+    }
+
+
+def _gather_placement(samples: int) -> list[dict[str, Any]]:
+    """Per worker (rank order): the Ray node it ran on and the examples it trained on."""
+    mine = {
+        "rank": ray.train.get_context().get_world_rank(),
+        "node_id": ray.get_runtime_context().get_node_id(),
+        "samples": samples,
+    }
+    if not (dist.is_available() and dist.is_initialized()):
+        return [mine]
+    everyone: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(everyone, mine)
+    return everyone
 
 
 def _restore(scorer: LLMScorer, optimizer: torch.optim.Optimizer) -> tuple[int, list[dict]]:

@@ -46,3 +46,56 @@ def ranking_metrics(ranks: np.ndarray, ks: Sequence[int] = (10, 20)) -> dict[str
         out[f"ndcg_at_{k}"] = float(np.where(hit, 1.0 / np.log2(ranks + 2.0), 0.0).mean())
     out["mrr"] = float((1.0 / (ranks + 1.0)).mean())
     return out
+
+
+def top_k_lists(scores: np.ndarray, exclude: Sequence[Sequence[int]], k: int = 10) -> np.ndarray:
+    """``[users, k]`` item indices of each user's top-k, history masked, best first."""
+    scores = np.array(scores, dtype=np.float64, copy=True)
+    for u, items in enumerate(exclude):
+        if len(items):
+            scores[u, np.asarray(items, dtype=np.int64)] = -np.inf
+    top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(top, order, axis=1)
+
+
+def beyond_accuracy(
+    top: np.ndarray,
+    num_items: int,
+    item_features: np.ndarray,
+    item_counts: np.ndarray,
+    num_users: int,
+) -> dict[str, float]:
+    """Coverage, intra-list diversity, novelty and Gini of exposure of top-k lists.
+
+    Args:
+        top: ``[users, k]`` recommended item indices.
+        num_items: Catalogue size.
+        item_features: ``[items, f]`` vectors for diversity (e.g. multi-hot categories);
+            intra-list diversity is the mean pairwise ``1 - cosine`` within a list.
+        item_counts: Training interactions per item (popularity).
+        num_users: Users in the training data (popularity share = count / users).
+    """
+    exposure = np.bincount(top.ravel(), minlength=num_items).astype(np.float64)
+    coverage = float((exposure > 0).mean())
+    feats = item_features.astype(np.float64)
+    norms = np.linalg.norm(feats, axis=1, keepdims=True)
+    feats = np.divide(feats, norms, out=np.zeros_like(feats), where=norms > 0)
+    lists = feats[top]  # [users, k, f]
+    sims = np.einsum("ukf,ujf->ukj", lists, lists)
+    k = top.shape[1]
+    pairs = k * (k - 1)
+    ild = float(((1.0 - sims).sum(axis=(1, 2)) / pairs).mean()) if pairs else 0.0
+    share = np.clip(item_counts.astype(np.float64) / max(num_users, 1), 1e-12, None)
+    novelty = float((-np.log2(share[top])).mean())
+    return {"coverage": coverage, "diversity": ild, "novelty": novelty, "gini": gini(exposure)}
+
+
+def gini(values: np.ndarray) -> float:
+    """Gini coefficient of non-negative values (0 = equal exposure, 1 = one item gets all)."""
+    v = np.sort(np.asarray(values, dtype=np.float64))
+    n = len(v)
+    if n == 0 or v.sum() == 0:
+        return 0.0
+    cum = np.cumsum(v)
+    return float((n + 1 - 2 * (cum / cum[-1]).sum()) / n)

@@ -1,0 +1,61 @@
+"""jobs/evaluate.py: the baselines on ml-100k reproduce EVALUATION.md; a registered model
+is evaluated and the table is logged to MLflow."""
+
+import evaluate  # jobs/evaluate.py
+import mlflow
+import pytest
+from mlflow import MlflowClient
+
+pytestmark = pytest.mark.slow
+
+
+def _eval_run(tracking_uri: str, experiment: str = "llmrec-eval"):
+    mlflow.set_tracking_uri(tracking_uri)
+    client = MlflowClient()
+    exp = client.get_experiment_by_name(experiment)
+    (run,) = client.search_runs([exp.experiment_id], max_results=1)
+    return client, run
+
+
+def test_baselines_on_ml100k_match_the_reference_numbers(ml100k, tmp_path, capsys):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert (
+        evaluate.main(
+            [
+                "--data",
+                str(ml100k),
+                "--ease-lambdas",
+                "50,200",
+                "--set",
+                f"registry.tracking_uri={uri}",
+                "--set",
+                f"registry.artifact_location={tmp_path / 'art'}",
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "943 users, 1349 items" in out
+    client, run = _eval_run(uri)
+    m = run.data.metrics
+    # ../shared/EVALUATION.md: EASE (lambda 200) validation 0.1400 / 0.0685,
+    # ItemKNN test 0.0604 / 0.0285, popularity test HR@10 0.0498
+    assert m["ease_lambda_200/val/hr_at_10"] == pytest.approx(0.1400, abs=5e-4)
+    assert m["ease_lambda_200/val/ndcg_at_10"] == pytest.approx(0.0685, abs=5e-4)
+    assert m["itemknn/test/hr_at_10"] == pytest.approx(0.0604, abs=5e-4)
+    assert m["itemknn/test/ndcg_at_10"] == pytest.approx(0.0285, abs=5e-4)
+    assert m["popularity/test/hr_at_10"] == pytest.approx(0.0498, abs=5e-4)
+    assert m["popularity/test/coverage"] < 0.06  # the popular few, for everyone
+    arts = {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")}
+    assert arts == {"evaluation/table.csv", "evaluation/table.md"}
+
+
+def test_evaluate_a_registered_version_on_demo_data(trained, capsys):
+    demo = [o for o in trained["overrides"] if o.startswith(("data.demo", "registry."))]
+    args = [a for o in demo for a in ("--set", o)]
+    assert evaluate.main(["--model", "models:/llmrec-scorer@champion", *args]) == 0
+    assert "| llm llmrec-scorer/1 | test |" in capsys.readouterr().out
+    _, run = _eval_run(trained["tracking_uri"])
+    m = run.data.metrics
+    assert m["llm_llmrec-scorer_1/test/ndcg_at_10"] > 0.07  # ~3x a random ranking
+    assert 0 < m["llm_llmrec-scorer_1/test/coverage"] <= 1
