@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         prepared = prepare(load_source(source, cfg.data), tempfile.mkdtemp(prefix="llmrec-eval-"))
     except (ConfigError, ContractError, DataSourceError, ValueError) as exc:
         fail(str(exc))
-    protocol = offline.Protocol(
+    protocol = offline.Protocol.create(
         leave_one_out(prepared.interactions, cfg.data.min_core), prepared.catalogue
     )
     best, tried = offline.tune_ease(protocol, lambdas)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 from _common import add_config_args, fail, init_ray, quiet
 
@@ -19,23 +20,43 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     add_config_args(parser)
+    parser.add_argument(
+        "--resume",
+        metavar="RUN_NAME",
+        help="continue a stopped run from its last checkpoint in train.storage_path",
+    )
+    parser.add_argument(
+        "--init-from",
+        metavar="MODEL_URI",
+        help="start from a registered adapter (sets train.init_from)",
+    )
     args = parser.parse_args(argv)
+    if args.resume:
+        args.overrides.append(f"train.run_name={args.resume}")
+    if args.init_from:
+        args.overrides.append(f"train.init_from={args.init_from}")
     quiet()
     from llmrec.config import ConfigError, load_config
     from llmrec.data.contract import ContractError
     from llmrec.data.readers import DataSourceError
+    from llmrec.registry import ModelNotFoundError
+    from llmrec.workflow import IncompatibleInitError
 
     try:
         cfg = load_config(args.config, args.overrides)
     except (ConfigError, FileNotFoundError) as exc:
         fail(str(exc))
+    if args.resume:
+        run_dir = Path(cfg.train.storage_path) / args.resume
+        if "://" not in cfg.train.storage_path and not run_dir.is_dir():
+            fail(f"--resume {args.resume}: no such run in {cfg.train.storage_path} ({run_dir})")
     start = time.perf_counter()
     init_ray(cfg.ray.address, cfg.ray.num_cpus)
     from llmrec.workflow import finetune
 
     try:
         result = finetune(cfg)
-    except (ContractError, DataSourceError) as exc:
+    except (ContractError, DataSourceError, ModelNotFoundError, IncompatibleInitError) as exc:
         fail(str(exc))
     v = result.version
     m = result.metrics
@@ -44,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         f"validation: HR@10 {m['val_hr_at_10']:.4f}  NDCG@10 {m['val_ndcg_at_10']:.4f}  "
         f"test: HR@10 {m['test_hr_at_10']:.4f}  NDCG@10 {m['test_ndcg_at_10']:.4f}"
     )
+    if result.gate is not None:
+        print(f"promotion gate: {result.gate.reason}")
     print(f"training {result.train_seconds:.0f} s, whole job {time.perf_counter() - start:.0f} s")
     print(
         "\nnext:\n  serve run serve_deployments:app\n"

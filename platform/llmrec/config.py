@@ -121,6 +121,8 @@ class TrainConfig:
     """One GPU per worker when true."""
     cpus_per_worker: float = 1.0
     """Logical CPUs reserved per worker."""
+    placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = "PACK"
+    """How workers are placed on nodes (``STRICT_SPREAD``: one worker per node)."""
     torch_threads: int = 1
     """Intra-op threads per worker (keep workers x threads <= cores)."""
     seed: int = 0

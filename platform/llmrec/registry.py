@@ -70,6 +70,7 @@ def log_and_register(
     model_card: str,
     tags: dict[str, str],
     extra_dicts: dict[str, Any] | None = None,
+    extra_texts: dict[str, str] | None = None,
 ) -> RegisteredVersion:
     """Log one training run and register its model bundle as a new version.
 
@@ -83,6 +84,7 @@ def log_and_register(
         model_card: Markdown; becomes the version's description.
         tags: Set on the run and on the model version.
         extra_dicts: JSON artifacts (name -> dict), e.g. the data summary.
+        extra_texts: text artifacts (name -> text), e.g. the evaluation table.
     """
     use_tracking(cfg)
     client = MlflowClient()
@@ -104,6 +106,8 @@ def log_and_register(
         _log_plot(history)
         for name, payload in (extra_dicts or {}).items():
             mlflow.log_dict(payload, name)
+        for name, text in (extra_texts or {}).items():
+            mlflow.log_text(text, name)
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=str(PYFUNC_CODE),
@@ -116,8 +120,8 @@ def log_and_register(
     for key, value in tags.items():
         client.set_model_version_tag(cfg.model_name, version, key, value)
     client.set_registered_model_alias(cfg.model_name, CANDIDATE, version)
-    if CHAMPION not in client.get_registered_model(cfg.model_name).aliases:
-        client.set_registered_model_alias(cfg.model_name, CHAMPION, version)
+    if current_champion(cfg.model_name) is None:
+        set_champion(cfg.model_name, version)
     return get_version(cfg.model_name, version, run_id=run.info.run_id)
 
 
@@ -235,4 +239,85 @@ def log_evaluation(cfg: RegistryConfig, table: Any, markdown: str, params: dict[
             )
         mlflow.log_text(table.to_csv(index=False), "evaluation/table.csv")
         mlflow.log_text(markdown, "evaluation/table.md")
+    return str(run.info.run_id)
+
+
+HISTORY_TAG = "llmrec.champion_history"
+
+
+def champion_history(name: str) -> list[str]:
+    """Versions that were champion, oldest first (kept as a registered-model tag)."""
+    tags = MlflowClient().get_registered_model(name).tags
+    return [v for v in tags.get(HISTORY_TAG, "").split(",") if v]
+
+
+def current_champion(name: str) -> str | None:
+    aliases = MlflowClient().get_registered_model(name).aliases
+    return str(aliases[CHAMPION]) if CHAMPION in aliases else None
+
+
+def set_champion(name: str, version: str) -> None:
+    """Point ``champion`` at ``version`` and remember it for rollbacks."""
+    client = MlflowClient()
+    client.set_registered_model_alias(name, CHAMPION, version)
+    history = champion_history(name)
+    if not history or history[-1] != version:
+        client.set_registered_model_tag(name, HISTORY_TAG, ",".join([*history, version]))
+
+
+def rollback_champion(name: str) -> tuple[str, str]:
+    """Put the previous champion back; returns (demoted version, restored version).
+
+    Raises:
+        ModelNotFoundError: there is no earlier champion to go back to.
+    """
+    history = champion_history(name)
+    current = current_champion(name)
+    if current is None or len(history) < 2:
+        raise ModelNotFoundError(
+            f"{name}: no earlier champion to roll back to (champion history: {history or 'empty'})"
+        )
+    client = MlflowClient()
+    previous = history[-2]
+    client.set_registered_model_alias(name, CHAMPION, previous)
+    client.set_registered_model_tag(name, HISTORY_TAG, ",".join(history[:-1]))
+    return current, previous
+
+
+def version_info(name: str, version: str) -> tuple[dict[str, float], dict[str, str]]:
+    """The metrics of the run that produced ``version`` and the version's tags."""
+    client = MlflowClient()
+    mv = client.get_model_version(name, version)
+    metrics = client.get_run(mv.run_id).data.metrics if mv.run_id else {}
+    return dict(metrics), dict(mv.tags)
+
+
+def describe_version(name: str, version: str, text: str) -> None:
+    MlflowClient().update_model_version(name, version, description=text)
+
+
+def log_version_artifact(name: str, version: str, text: str, path: str) -> None:
+    """Attach a text artifact (e.g. an evaluation table) to the run of a version."""
+    run_id = MlflowClient().get_model_version(name, version).run_id
+    if run_id:
+        MlflowClient().log_text(run_id, text, path)
+
+
+def log_embeddings(name: str, version: str, folder: str | Path, stats: dict[str, float]) -> str:
+    """Log a catalogue's embeddings (a Parquet folder) in a run linked to a model version:
+    the run is tagged with the version, and the version with the run (``embeddings_run_id``).
+    Returns the run id."""
+    client = MlflowClient()
+    mv = client.get_model_version(name, version)
+    experiment_id = client.get_run(mv.run_id).info.experiment_id if mv.run_id else None
+    with mlflow.start_run(
+        run_name=f"build-index-{name}-v{version}", experiment_id=experiment_id
+    ) as run:
+        mlflow.set_tags({"llmrec.model": name, "llmrec.model_version": version})
+        mlflow.log_metrics(stats)
+        if "://" in str(folder) and not str(folder).startswith("file://"):
+            mlflow.set_tag("embeddings_uri", str(folder))  # already in object storage
+        else:
+            mlflow.log_artifacts(str(folder).removeprefix("file://"), "embeddings")
+    client.set_model_version_tag(name, version, "embeddings_run_id", run.info.run_id)
     return str(run.info.run_id)

@@ -16,16 +16,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import torch
+from safetensors.torch import load_file
 
-from llmrec import registry
-from llmrec.bundle import write_bundle
+from llmrec import lifecycle, registry
+from llmrec.bundle import ModelBundle, write_bundle
 from llmrec.config import Config
 from llmrec.data.pipeline import build_train_dataset
 from llmrec.data.prepare import Prepared, load_source, prepare, split_and_save
-from llmrec.modeling.scorer import build_scorer
-from llmrec.training.evaluation import build_eval_set, evaluate_scorer
+from llmrec.modeling.scorer import HEAD_FILE, build_scorer
+from llmrec.training import offline
+from llmrec.training.evaluation import build_eval_set
 from llmrec.training.trainer import TrainOutcome, run_training
+
+OBJECTIVE = "in-batch-softmax"
+
+
+class IncompatibleInitError(ValueError):
+    """``train.init_from`` names a version trained with another base or adapter shape."""
 
 
 @dataclass(frozen=True)
@@ -37,17 +46,18 @@ class FinetuneResult:
     history: list[dict[str, Any]]
     train_seconds: float
     data_summary: str
+    gate: lifecycle.GateDecision | None
 
 
 def finetune(cfg: Config, log: Any = print) -> FinetuneResult:
     """Run the whole workflow on an initialised Ray; returns the registered version."""
+    registry.use_tracking(cfg.registry)
+    init = init_weights(cfg) if cfg.train.init_from else None
     log(f"data: reading {cfg.data.source}")
     prepared = prepare(load_source(cfg.data.source, cfg.data), cfg.data.work_dir)
     log(prepared.summary())
     split = split_and_save(prepared, cfg.data.min_core)
     catalogue = prepared.catalogue
-    val = build_eval_set(split, "val", catalogue, cfg.data.max_history)
-    test = build_eval_set(split, "test", catalogue, cfg.data.max_history)
     train_ds = build_train_dataset(
         prepared.out_dir / "train_sequences.parquet",
         catalogue,
@@ -59,8 +69,10 @@ def finetune(cfg: Config, log: Any = print) -> FinetuneResult:
         f"split: {split.num_users} users, {len(catalogue)} items; training on Ray Train with "
         f"{cfg.train.num_workers} workers"
     )
+    protocol = offline.Protocol.create(split, catalogue)
+    val = build_eval_set(split, "val", protocol.catalogue, cfg.data.max_history)
     with tempfile.TemporaryDirectory(prefix="llmrec-") as tmp:
-        outcome = run_training(cfg, train_ds, val, Path(tmp) / "checkpoint")
+        outcome = run_training(cfg, train_ds, val, Path(tmp) / "checkpoint", init)
         for row in outcome.history:
             log(
                 "epoch {epoch}: loss {train_loss:.4f}, val NDCG@10 {val_ndcg_at_10:.4f}, "
@@ -68,19 +80,21 @@ def finetune(cfg: Config, log: Any = print) -> FinetuneResult:
             )
         scorer = build_scorer(cfg.model, outcome.checkpoint_dir)
         item_emb = scorer.encode(catalogue.texts(), kind="item")
-        metrics = {f"val_{k}": v for k, v in evaluate_scorer(scorer, val, item_emb).items()}
-        metrics |= {f"test_{k}": v for k, v in evaluate_scorer(scorer, test, item_emb).items()}
+        index = catalogue.index
+        rows = torch.as_tensor([index[i] for i in protocol.catalogue.ids], dtype=torch.long)
+        table = evaluation_table(cfg, protocol, scorer, item_emb[rows])
+        metrics = {
+            f"{r['split']}_{k}": float(v)
+            for r in table.to_dict("records")
+            for k, v in r.items()
+            if k not in ("method", "split")
+        }
         metrics["train_seconds"] = outcome.seconds
         fingerprint = data_fingerprint(prepared)
-        card = model_card(cfg, prepared, fingerprint, metrics, outcome)
+        champion = _champion_metrics(cfg)
+        card = model_card(cfg, prepared, fingerprint, metrics, outcome, scorer.state(), champion)
         bundle = write_bundle(
-            Path(tmp) / "bundle",
-            cfg,
-            scorer,
-            catalogue,
-            torch.as_tensor(item_emb),
-            prepared.interactions,
-            card,
+            Path(tmp) / "bundle", cfg, scorer, catalogue, item_emb, prepared.interactions, card
         )
         version = registry.log_and_register(
             cfg.registry,
@@ -92,10 +106,13 @@ def finetune(cfg: Config, log: Any = print) -> FinetuneResult:
             model_card=card,
             tags={
                 "dataset_fingerprint": fingerprint,
+                "data_source": cfg.data.source,
                 "base_model": cfg.model.base,
                 "adapter": cfg.model.adapter,
+                "objective": OBJECTIVE,
                 "git_commit": _git_commit(),
                 "ray_train_run": outcome.run_name,
+                "init_from": cfg.train.init_from or "none",
             },
             extra_dicts={
                 "data/summary.json": {
@@ -105,8 +122,54 @@ def finetune(cfg: Config, log: Any = print) -> FinetuneResult:
                     "interactions": prepared.interactions.num_rows,
                 }
             },
+            extra_texts={
+                "evaluation/table.md": offline.to_markdown(table),
+                "evaluation/table.csv": table.to_csv(index=False),
+            },
         )
-    return FinetuneResult(version, metrics, outcome.history, outcome.seconds, prepared.summary())
+    gate = None
+    if cfg.registry.auto_promote:
+        gate = lifecycle.promotion_gate(cfg.registry, version.version)
+        log(f"promotion gate: {gate.reason}")
+        version = registry.get_version(version.name, version.version, version.run_id)
+    return FinetuneResult(
+        version, metrics, outcome.history, outcome.seconds, prepared.summary(), gate
+    )
+
+
+def evaluation_table(
+    cfg: Config, protocol: offline.Protocol, scorer: Any, item_emb: torch.Tensor
+) -> pd.DataFrame:
+    """The trained scorer on validation and test: accuracy and beyond-accuracy measures."""
+    rows = []
+    for part_name in ("val", "test"):
+        part = protocol.part(part_name)
+        scores = offline.llm_scores(scorer, protocol, part, cfg.data.max_history, item_emb)
+        rows.append(
+            {"method": "llm", "split": part_name, **offline.evaluate(protocol, part, scores)}
+        )
+    return pd.DataFrame(rows)
+
+
+def init_weights(cfg: Config) -> dict[str, torch.Tensor]:
+    """The adapter of the registered version ``train.init_from``, checked for compatibility.
+
+    Raises:
+        IncompatibleInitError: that version has another base model or adapter shape.
+        registry.ModelNotFoundError: the URI does not resolve.
+    """
+    version, path = registry.download_bundle(cfg.train.init_from)
+    theirs = ModelBundle(path).config.model
+    ours = cfg.model
+    for key in ("base", "adapter", "lora_r", "target_modules"):
+        if getattr(theirs, key) != getattr(ours, key):
+            raise IncompatibleInitError(
+                f"train.init_from={cfg.train.init_from} (version {version.version}) has "
+                f"model.{key}={getattr(theirs, key)!r}, this run has {getattr(ours, key)!r}"
+            )
+    state = load_file(str(path / "scorer" / "adapter" / "adapter_model.safetensors"))
+    state.update(load_file(str(path / "scorer" / HEAD_FILE)))
+    return state
 
 
 def data_fingerprint(prepared: Prepared) -> str:
@@ -121,28 +184,55 @@ def data_fingerprint(prepared: Prepared) -> str:
     return h.hexdigest()[:16]
 
 
+def _champion_metrics(cfg: Config) -> tuple[str, dict[str, float], str] | None:
+    try:
+        champion = registry.current_champion(cfg.registry.model_name)
+    except Exception:  # no registered model yet
+        return None
+    if champion is None:
+        return None
+    metrics, tags = registry.version_info(cfg.registry.model_name, champion)
+    return champion, metrics, tags.get("dataset_fingerprint", "?")
+
+
 def model_card(
     cfg: Config,
     prepared: Prepared,
     fingerprint: str,
     metrics: dict[str, float],
     outcome: TrainOutcome,
+    adapter: dict[str, torch.Tensor],
+    champion: tuple[str, dict[str, float], str] | None,
 ) -> str:
     """The Markdown model card that becomes the registered version's description."""
-    rows = "\n".join(f"| {k} | {v:.4f} |" for k, v in sorted(metrics.items()))
+    params = sum(t.numel() for t in adapter.values())
+    header = "| metric | this version |"
+    if champion is not None:
+        header += f" champion (v{champion[0]}, data `{champion[2]}`) |"
+    lines = [header, "|---|---|" + ("---|" if champion else "")]
+    for key, value in sorted(metrics.items()):
+        row = f"| {key} | {value:.4f} |"
+        if champion is not None:
+            other = champion[1].get(key)
+            row += f" {other:.4f} |" if other is not None else " - |"
+        lines.append(row)
     command = " ".join(shlex.quote(a) for a in sys.argv) if sys.argv and sys.argv[0] else "n/a"
     return (
         f"# {cfg.registry.model_name}\n\n"
-        f"LLM scorer: `{cfg.model.base}` + {cfg.model.adapter} (r={cfg.model.lora_r}), "
-        f"{cfg.model.pooling} pooling, in-batch softmax.\n\n"
+        f"**Model**: `{cfg.model.base}` + {cfg.model.adapter} (r={cfg.model.lora_r}, "
+        f"{params:,} trainable parameters, {params * 4 / 2**20:.1f} MiB), {cfg.model.pooling} "
+        f"pooling, {OBJECTIVE} objective"
+        + (f", initialised from `{cfg.train.init_from}`" if cfg.train.init_from else "")
+        + ".\n\n"
         f"**Data**: `{cfg.data.source}` ({prepared.items.num_rows} items, "
         f"{prepared.interactions.num_rows} interactions, fingerprint `{fingerprint}`), "
         f"{cfg.data.min_core}-core, chronological leave-one-out.\n\n"
         f"**Training**: {cfg.train.epochs} epochs, {cfg.train.num_workers} workers, "
         f"{outcome.seconds:.0f} s, Ray Train run `{outcome.run_name}`, "
         f"trained {time.strftime('%Y-%m-%d %H:%M')}.\n\n"
-        f"**Metrics** (full ranking, history masked):\n\n| metric | value |\n|---|---|\n{rows}\n\n"
-        f"**Reproduce**: `{command}`\n"
+        "**Metrics** (full ranking over the catalogue, history masked):\n\n"
+        + "\n".join(lines)
+        + f"\n\n**Reproduce**: `{command}`\n"
     )
 
 

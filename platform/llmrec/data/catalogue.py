@@ -27,6 +27,11 @@ class Catalogue:
         }
         return cls(ids=tuple(items), items=items)
 
+    def subset(self, item_ids: set[str]) -> Catalogue:
+        """The items in ``item_ids``, in this catalogue's order."""
+        ids = tuple(i for i in self.ids if i in item_ids)
+        return Catalogue(ids=ids, items={i: self.items[i] for i in ids})
+
     @cached_property
     def index(self) -> dict[str, int]:
         return {item_id: i for i, item_id in enumerate(self.ids)}

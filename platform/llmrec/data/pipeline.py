@@ -14,7 +14,7 @@ from typing import Any
 import ray.data
 
 from llmrec.data.catalogue import Catalogue
-from llmrec.data.text import render_item, render_user
+from llmrec.data.text import ItemText, render_item, render_user
 
 
 def user_examples(
@@ -56,3 +56,54 @@ def build_train_dataset(
         )
     )
     return ds.random_shuffle(seed=seed)
+
+
+class ItemEmbedder:
+    """Ray Data actor UDF: loads a bundle's scorer once, embeds item texts batch by batch."""
+
+    def __init__(self, bundle_path: str, threads: int = 1) -> None:
+        import torch
+
+        from llmrec.bundle import ModelBundle
+
+        torch.set_num_threads(threads)
+        self.scorer = ModelBundle(Path(bundle_path)).load_scorer()
+        if torch.cuda.is_available():
+            self.scorer.to("cuda")
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        texts = [
+            render_item(ItemText(t, tuple(c), x))
+            for t, c, x in zip(batch["title"], batch["categories"], batch["text"], strict=True)
+        ]
+        emb = self.scorer.encode(texts, kind="item", batch_size=len(texts)).numpy()
+        return {"item_id": batch["item_id"], "embedding": list(emb)}
+
+
+def embed_catalogue(
+    items: ray.data.Dataset,
+    bundle_path: str | Path,
+    actors: int,
+    batch_size: int = 256,
+    threads_per_actor: int = 1,
+    use_gpu: bool = False,
+) -> ray.data.Dataset:
+    """Batch inference over a catalogue in the item contract: ``item_id, embedding`` rows.
+
+    Args:
+        items: Rows with ``item_id, title, text, categories``.
+        bundle_path: A model bundle folder visible to every node.
+        actors: Size of the actor pool (one model replica each).
+        batch_size: Items per forward pass.
+        threads_per_actor: Torch threads per actor (CPU).
+        use_gpu: One GPU per actor.
+    """
+    return items.map_batches(
+        ItemEmbedder,
+        fn_constructor_kwargs={"bundle_path": str(bundle_path), "threads": threads_per_actor},
+        batch_size=batch_size,
+        batch_format="numpy",
+        concurrency=actors,
+        num_cpus=0 if use_gpu else threads_per_actor,
+        num_gpus=1 if use_gpu else 0,
+    )

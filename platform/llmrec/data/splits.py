@@ -65,6 +65,10 @@ class Split:
             values=seq["values"].map(lambda s: list(s[:-2])),
         )
 
+    def item_ids(self) -> set[str]:
+        """Every item left after k-core filtering: the catalogue that evaluation ranks."""
+        return {i for items in self.sequences["items"] for i in items}
+
     @property
     def num_users(self) -> int:
         return len(self.sequences)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import torch
 
 from llmrec.data.catalogue import Catalogue
 from llmrec.data.splits import Split
@@ -41,6 +42,12 @@ class Protocol:
 
     split: Split
     catalogue: Catalogue
+
+    @classmethod
+    def create(cls, split: Split, catalogue: Catalogue) -> Protocol:
+        """The protocol ranks against the items left after k-core filtering (as the
+        reference implementation does), not the whole raw catalogue."""
+        return cls(split, catalogue.subset(split.item_ids()))
 
     def part(self, name: str) -> EvalPart:
         rows = self.split.part(name)
@@ -116,10 +123,17 @@ def to_markdown(table: pd.DataFrame) -> str:
 
 
 def llm_scores(
-    scorer: LLMScorer, protocol: Protocol, part: EvalPart, max_history: int
+    scorer: LLMScorer,
+    protocol: Protocol,
+    part: EvalPart,
+    max_history: int,
+    item_embeddings: torch.Tensor | None = None,
 ) -> np.ndarray:
-    """``[users, items]`` scores of a trained scorer (catalogue embedded with that scorer)."""
-    items = scorer.encode(protocol.catalogue.texts(), kind="item")
+    """``[users, items]`` scores of a trained scorer; the catalogue is embedded with that
+    scorer unless its embeddings are given."""
+    items = item_embeddings
+    if items is None:
+        items = scorer.encode(protocol.catalogue.texts(), kind="item")
     texts = [
         render_user(h, protocol.catalogue.items, q, max_history)
         for h, q in zip(part.rows["history"], part.rows["target_query"], strict=True)

@@ -9,6 +9,7 @@ from typing import Any
 
 import ray.data
 import ray.train
+import torch
 from ray.train.torch import TorchTrainer
 
 from llmrec.config import Config
@@ -32,12 +33,17 @@ def default_run_name() -> str:
 
 
 def run_training(
-    cfg: Config, train_ds: ray.data.Dataset, eval_set: EvalSet, local_dir: str | Path
+    cfg: Config,
+    train_ds: ray.data.Dataset,
+    eval_set: EvalSet,
+    local_dir: str | Path,
+    init_weights: dict[str, torch.Tensor] | None = None,
 ) -> TrainOutcome:
     """Fine-tune the scorer with Ray Train and copy the last checkpoint to ``local_dir``.
 
     Running again with the same ``train.run_name`` and ``train.storage_path`` resumes that run
-    from its last checkpoint (Ray Train V2 semantics).
+    from its last checkpoint (Ray Train V2 semantics). ``init_weights`` (adapter tensors)
+    start a fresh run from a registered adapter.
     """
     t = cfg.train
     storage = t.storage_path if "://" in t.storage_path else str(Path(t.storage_path).resolve())
@@ -45,9 +51,17 @@ def run_training(
     resources = {"CPU": t.cpus_per_worker, **({"GPU": 1.0} if t.use_gpu else {})}
     trainer = TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={"model": cfg.model, "train": t, "eval_set": eval_set.head(t.eval_users)},
+        train_loop_config={
+            "model": cfg.model,
+            "train": t,
+            "eval_set": eval_set.head(t.eval_users),
+            "init_weights": init_weights,
+        },
         scaling_config=ray.train.ScalingConfig(
-            num_workers=t.num_workers, use_gpu=t.use_gpu, resources_per_worker=resources
+            num_workers=t.num_workers,
+            use_gpu=t.use_gpu,
+            resources_per_worker=resources,
+            placement_strategy=t.placement_strategy,
         ),
         run_config=ray.train.RunConfig(
             name=run_name,

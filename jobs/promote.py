@@ -1,0 +1,92 @@
+"""Move the `champion` alias when the candidate beats it, or roll it back.
+
+    python jobs/promote.py                       # candidate vs champion on their logged metric
+    python jobs/promote.py --data ../shared/data/ml-100k   # evaluate both on the same data now
+    python jobs/promote.py --candidate 4 --set registry.promote_margin=0.002
+    python jobs/promote.py --rollback            # put the previous champion back
+
+The primary metric (registry.primary_metric, default val_ndcg_at_10) must beat the
+champion's by more than registry.promote_margin; otherwise champion stays and the reason is
+printed. Logged metrics are compared only when both versions carry the same dataset
+fingerprint; --data evaluates both versions on one data set's validation split instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TYPE_CHECKING
+
+from _common import add_config_args, fail, quiet
+
+if TYPE_CHECKING:
+    from llmrec.config import Config
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    add_config_args(parser)
+    parser.add_argument("--candidate", help="version to consider (default: alias candidate)")
+    parser.add_argument("--data", help="evaluate candidate and champion on this data source")
+    parser.add_argument("--rollback", action="store_true", help="restore the previous champion")
+    args = parser.parse_args(argv)
+    quiet()
+    from llmrec import lifecycle, registry
+    from llmrec.config import ConfigError, load_config
+
+    try:
+        cfg = load_config(args.config, args.overrides)
+    except ConfigError as exc:
+        fail(str(exc))
+    registry.use_tracking(cfg.registry)
+    name = cfg.registry.model_name
+    try:
+        if args.rollback:
+            demoted, restored = registry.rollback_champion(name)
+            print(f"{name}: champion rolled back from version {demoted} to version {restored}")
+            return 0
+        scores = None
+        if args.data:
+            scores = _scores_on(cfg, args.data, args.candidate)
+        decision = lifecycle.promotion_gate(cfg.registry, args.candidate, scores)
+    except registry.ModelNotFoundError as exc:
+        fail(str(exc))
+    print(f"{name}: {decision.reason}")
+    print(f"champion is version {registry.current_champion(name)}")
+    return 0
+
+
+def _scores_on(cfg: Config, source: str, candidate: str | None) -> dict[str, float]:
+    import tempfile
+
+    from llmrec import registry
+    from llmrec.bundle import ModelBundle
+    from llmrec.data.prepare import load_source, prepare
+    from llmrec.data.splits import leave_one_out
+    from llmrec.training import offline
+
+    name, metric = cfg.registry.model_name, cfg.registry.primary_metric
+    split_name, _, measure = metric.partition("_")
+    prepared = prepare(load_source(source, cfg.data), tempfile.mkdtemp(prefix="llmrec-gate-"))
+    protocol = offline.Protocol.create(
+        leave_one_out(prepared.interactions, cfg.data.min_core), prepared.catalogue
+    )
+    part = protocol.part(split_name)
+    versions = [
+        candidate or registry.resolve(f"models:/{name}@candidate").version,
+        registry.current_champion(name),
+    ]
+    scores = {}
+    for version in filter(None, versions):
+        _, path = registry.download_bundle(f"models:/{name}/{version}")
+        bundle = ModelBundle(path)
+        s = offline.llm_scores(bundle.load_scorer(), protocol, part, bundle.config.data.max_history)
+        scores[version] = offline.evaluate(protocol, part, s)[measure]
+        print(f"version {version}: {metric} {scores[version]:.4f} on {source}")
+    return scores
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""Promotion gate, rollback and the model card, read back through MLflow's client API."""
+
+import mlflow
+import promote  # jobs/promote.py
+import pytest
+from llmrec import lifecycle, registry
+from llmrec.config import RegistryConfig
+from mlflow import MlflowClient
+
+pytestmark = pytest.mark.slow
+NAME = "lifecycle-test"
+
+
+@pytest.fixture(scope="module")
+def bundle(trained, tmp_path_factory):
+    mlflow.set_tracking_uri(trained["tracking_uri"])
+    _, path = registry.download_bundle("models:/llmrec-scorer/1", tmp_path_factory.mktemp("b"))
+    return path
+
+
+def _register(trained, bundle, ndcg, fingerprint="same"):
+    cfg = RegistryConfig(tracking_uri=trained["tracking_uri"], model_name=NAME)
+    return registry.log_and_register(
+        cfg,
+        run_name=f"ndcg-{ndcg}",
+        params={},
+        history=[],
+        metrics={"val_ndcg_at_10": ndcg},
+        bundle_dir=bundle,
+        model_card="card",
+        tags={"dataset_fingerprint": fingerprint},
+    )
+
+
+def test_gate_promotes_only_a_better_candidate_and_rollback_restores(trained, bundle, capsys):
+    cfg = RegistryConfig(tracking_uri=trained["tracking_uri"], model_name=NAME, promote_margin=0.01)
+    first = _register(trained, bundle, 0.10)
+    assert first.aliases == ("candidate", "champion")  # no champion yet: it becomes one
+
+    worse = _register(trained, bundle, 0.105)  # better, but not by the margin
+    decision = lifecycle.promotion_gate(cfg, worse.version)
+    assert not decision.promoted
+    assert (
+        "does not beat champion 1 0.1000 by more than 0.01; champion unchanged" in decision.reason
+    )
+    assert registry.current_champion(NAME) == first.version
+
+    other_data = _register(trained, bundle, 0.50, fingerprint="other")
+    decision = lifecycle.promotion_gate(cfg, other_data.version)
+    assert not decision.promoted and "evaluated on different data" in decision.reason
+
+    better = _register(trained, bundle, 0.13)
+    decision = lifecycle.promotion_gate(cfg)  # the alias `candidate` points at it
+    assert decision.promoted and decision.candidate == better.version
+    assert registry.get_version(NAME, better.version).aliases == ("candidate", "champion")
+    assert MlflowClient().get_registered_model(NAME).tags[registry.HISTORY_TAG] == "1,4"
+
+    args = [
+        "--set",
+        f"registry.tracking_uri={trained['tracking_uri']}",
+        "--set",
+        f"registry.model_name={NAME}",
+    ]
+    assert promote.main([*args, "--rollback"]) == 0
+    assert "champion rolled back from version 4 to version 1" in capsys.readouterr().out
+    assert registry.current_champion(NAME) == "1"
+    with pytest.raises(SystemExit):
+        promote.main([*args, "--rollback"])  # nothing older than version 1
+    assert "no earlier champion to roll back to" in capsys.readouterr().err
+
+
+def test_version_card_tags_and_evaluation_table(trained):
+    mlflow.set_tracking_uri(trained["tracking_uri"])
+    client = MlflowClient()
+    version = client.get_model_version("llmrec-scorer", "1")
+    for key in ("dataset_fingerprint", "git_commit", "base_model", "adapter", "objective"):
+        assert version.tags[key], key
+    assert version.tags["objective"] == "in-batch-softmax"
+    card = version.description
+    assert "trainable parameters" in card and "**Reproduce**" in card
+    assert f"fingerprint `{version.tags['dataset_fingerprint']}`" in card
+    table = mlflow.artifacts.load_text(f"runs:/{version.run_id}/evaluation/table.md")
+    assert "| llm | val |" in table and "| llm | test |" in table and "coverage" in table
+    workers = mlflow.artifacts.load_dict(f"runs:/{version.run_id}/train/workers.json")
+    assert [len(e["workers"]) for e in workers["epochs"]] == [2, 2]
