@@ -83,3 +83,24 @@ def test_version_card_tags_and_evaluation_table(trained):
     assert "| llm | val |" in table and "| llm | test |" in table and "coverage" in table
     workers = mlflow.artifacts.load_dict(f"runs:/{version.run_id}/train/workers.json")
     assert [len(e["workers"]) for e in workers["epochs"]] == [2, 2]
+
+
+def test_init_from_reads_the_registered_adapter_and_checks_compatibility(trained):
+    import torch
+    from llmrec.bundle import ModelBundle
+    from llmrec.config import load_config
+    from llmrec.workflow import IncompatibleInitError, init_weights
+
+    base = [o for o in trained["overrides"] if o.startswith(("model.", "registry."))]
+    cfg = load_config(None, [*base, "train.init_from=models:/llmrec-scorer@champion"])
+    state = init_weights(cfg)
+    _, path = registry.download_bundle("models:/llmrec-scorer@champion")
+    expected = ModelBundle(path).load_scorer().state()
+    assert state.keys() == expected.keys()
+    assert all(torch.equal(state[k], expected[k]) for k in state)
+
+    wrong = load_config(
+        None, [*base, "model.lora_r=4", "train.init_from=models:/llmrec-scorer@champion"]
+    )
+    with pytest.raises(IncompatibleInitError, match=r"model\.lora_r=8, this run has 4"):
+        init_weights(wrong)
