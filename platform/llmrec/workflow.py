@@ -115,12 +115,18 @@ def finetune(cfg: Config, log: Any = print) -> FinetuneResult:
                 "init_from": cfg.train.init_from or "none",
             },
             extra_dicts={
+                "train/workers.json": {
+                    "epochs": [
+                        {"epoch": r["epoch"], "workers": r.get("workers", [])}
+                        for r in outcome.history
+                    ]
+                },
                 "data/summary.json": {
                     "rejected": prepared.rejected,
                     "users": split.num_users,
                     "items": len(catalogue),
                     "interactions": prepared.interactions.num_rows,
-                }
+                },
             },
             extra_texts={
                 "evaluation/table.md": offline.to_markdown(table),

@@ -8,9 +8,9 @@ import time
 
 import finetune  # jobs/finetune.py
 import mlflow
+import psutil
 import pytest
 from mlflow import MlflowClient
-from ray.util.state import list_actors
 
 pytestmark = pytest.mark.slow
 
@@ -26,6 +26,16 @@ def _args(trained, root, run_name=None, **extra):
         overrides.append(f"train.run_name={run_name}")
     overrides += [f"{k.replace('__', '.')}={v}" for k, v in extra.items()]
     return [a for o in overrides for a in ("--set", o)]
+
+
+def _train_worker_pids() -> list[int]:
+    """The processes of the Ray Train workers (Ray titles them ``ray::RayTrainWorker...``)."""
+    pids = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        cmd = " ".join(proc.info["cmdline"] or [])
+        if cmd.startswith("ray::RayTrainWorker"):
+            pids.append(proc.info["pid"])
+    return sorted(pids)
 
 
 def _latest_run(tracking_uri, run_name):
@@ -52,9 +62,9 @@ def test_killed_worker_restarts_from_checkpoint_and_matches_uninterrupted_run(tr
     while not any(run_dir.glob("checkpoint_*")) and time.time() < deadline:
         time.sleep(0.5)  # wait for the epoch-1 checkpoint: epoch 2 is then under way
     assert any(run_dir.glob("checkpoint_*")), "no checkpoint after epoch 1"
-    workers = list_actors(filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")])
-    assert len(workers) == 2
-    os.kill(workers[-1].pid, signal.SIGKILL)
+    workers = _train_worker_pids()
+    assert len(workers) == 2, workers
+    os.kill(workers[-1], signal.SIGKILL)
     job.join(timeout=900)
     assert result.get("rc") == 0
 
