@@ -15,13 +15,20 @@ from mlflow import MlflowClient
 pytestmark = pytest.mark.slow
 
 
+def _uri(root):
+    return f"sqlite:///{root / 'mlflow.db'}"
+
+
 def _args(trained, root, run_name=None, **extra):
-    overrides = [
-        o
-        for o in trained["overrides"]
-        if not o.startswith(("train.storage_path", "train.run_name", "data.work_dir"))
+    # same data, model and seed as the `trained` run; its own storage and registry
+    replaced = ("train.storage_path", "train.run_name", "data.work_dir", "registry.")
+    overrides = [o for o in trained["overrides"] if not o.startswith(replaced)]
+    overrides += [
+        f"train.storage_path={root / 'train'}",
+        f"data.work_dir={root / 'data'}",
+        f"registry.tracking_uri={_uri(root)}",
+        f"registry.artifact_location={root / 'mlartifacts'}",
     ]
-    overrides += [f"train.storage_path={root / 'train'}", f"data.work_dir={root / 'data'}"]
     if run_name:
         overrides.append(f"train.run_name={run_name}")
     overrides += [f"{k.replace('__', '.')}={v}" for k, v in extra.items()]
@@ -68,7 +75,7 @@ def test_killed_worker_restarts_from_checkpoint_and_matches_uninterrupted_run(tr
     job.join(timeout=900)
     assert result.get("rc") == 0
 
-    client, run = _latest_run(trained["tracking_uri"], "faulty")
+    client, run = _latest_run(_uri(tmp_path), "faulty")
     steps = [m.step for m in client.get_metric_history(run.info.run_id, "train_loss")]
     assert steps == [1, 2]  # epoch 1 from the checkpoint, epoch 2 redone once
     _, clean = _latest_run(trained["tracking_uri"], "test-run")
@@ -79,7 +86,7 @@ def test_killed_worker_restarts_from_checkpoint_and_matches_uninterrupted_run(tr
     # --resume continues the stopped run: one more epoch from its last checkpoint
     args = _args(trained, tmp_path, train__epochs=3)
     assert finetune.main([*args, "--resume", "faulty"]) == 0
-    client, resumed = _latest_run(trained["tracking_uri"], "faulty")
+    client, resumed = _latest_run(_uri(tmp_path), "faulty")
     assert resumed.info.run_id != run.info.run_id
     assert [m.step for m in client.get_metric_history(resumed.info.run_id, "train_loss")] == [
         1,
