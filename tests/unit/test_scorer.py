@@ -62,3 +62,21 @@ def test_in_batch_softmax_masks_duplicate_positives():
     # the same item twice: without masking the loss would be log(2)
     assert in_batch_softmax(q, items, torch.tensor([7, 7]), scale).item() < 1e-6
     assert abs(in_batch_softmax(q, items, torch.tensor([7, 8]), scale).item() - 0.6931) < 1e-3
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(tiny_base):
+    def grads(checkpointing: bool) -> list[torch.Tensor]:
+        scorer = _scorer(tiny_base, lora_dropout=0.0)
+        with torch.no_grad():
+            for n, p in scorer.named_parameters():
+                if "lora_B" in n:
+                    p.fill_(0.01)
+        if checkpointing:
+            scorer.enable_gradient_checkpointing()
+        scorer.train()
+        q, i, scale = scorer(["a user who reads", "another one"], ["a book", "a film"])
+        in_batch_softmax(q, i, torch.tensor([0, 1]), scale).backward()
+        return [p.grad.clone() for n, p in scorer.named_parameters() if "lora_A" in n]
+
+    plain, checkpointed = grads(False), grads(True)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(plain, checkpointed, strict=True))

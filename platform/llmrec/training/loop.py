@@ -115,7 +115,7 @@ def _train_epoch(
         with no_sync() if (no_sync and not sync) else contextlib.nullcontext():
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_autocast):
                 q, i, scale = model(list(batch["query_text"]), list(batch["item_text"]))
-            ids = torch.as_tensor(batch["item_index"], device=q.device)
+            ids = torch.tensor(batch["item_index"], device=q.device)
             loss = in_batch_softmax(q, i, ids, scale)
             (loss / cfg.grad_accum_steps).backward()
         if sync:
