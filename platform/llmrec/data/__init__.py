@@ -1,0 +1,35 @@
+"""Where data enters: the contract, readers, demo data, splits and text rendering."""
+
+from llmrec.data.catalogue import Catalogue
+from llmrec.data.contract import (
+    INTERACTIONS_SCHEMA,
+    ITEMS_SCHEMA,
+    Checked,
+    ContractError,
+    check_interactions,
+    check_items,
+)
+from llmrec.data.demo import generate_demo
+from llmrec.data.readers import DataSourceError, read_movielens, read_table
+from llmrec.data.splits import Split, k_core, leave_one_out
+from llmrec.data.text import ItemText, render_item, render_user
+
+__all__ = [
+    "INTERACTIONS_SCHEMA",
+    "ITEMS_SCHEMA",
+    "Catalogue",
+    "Checked",
+    "ContractError",
+    "DataSourceError",
+    "ItemText",
+    "Split",
+    "check_interactions",
+    "check_items",
+    "generate_demo",
+    "k_core",
+    "leave_one_out",
+    "read_movielens",
+    "read_table",
+    "render_item",
+    "render_user",
+]

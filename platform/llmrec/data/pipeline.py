@@ -98,12 +98,15 @@ def embed_catalogue(
         threads_per_actor: Torch threads per actor (CPU).
         use_gpu: One GPU per actor.
     """
-    return items.map_batches(
+    # Enough blocks for every actor to have work (a small in-memory table is one block), not
+    # so many that scheduling dominates; count() reads metadata only.
+    blocks = min(max(actors * 4, -(-items.count() // batch_size)), actors * 64)
+    return items.repartition(blocks).map_batches(
         ItemEmbedder,
         fn_constructor_kwargs={"bundle_path": str(bundle_path), "threads": threads_per_actor},
         batch_size=batch_size,
         batch_format="numpy",
-        concurrency=actors,
+        compute=ray.data.ActorPoolStrategy(size=actors),
         num_cpus=0 if use_gpu else threads_per_actor,
         num_gpus=1 if use_gpu else 0,
     )

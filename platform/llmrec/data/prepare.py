@@ -9,13 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from llmrec.config import DataConfig
 from llmrec.data.catalogue import Catalogue
-from llmrec.data.contract import Checked, check_interactions, check_items
+from llmrec.data.contract import check_interactions, check_items
 from llmrec.data.demo import generate_demo
 from llmrec.data.readers import RawData, is_movielens, read_contract_folder, read_movielens
 from llmrec.data.splits import Split, leave_one_out
@@ -97,20 +96,4 @@ def split_and_save(prepared: Prepared, min_core: int) -> Split:
     return split
 
 
-def load_prepared(out_dir: str | Path) -> Prepared:
-    """Reopen what :func:`prepare` wrote."""
-    out = Path(out_dir)
-    rejected = {}
-    for name in ("items", "interactions"):
-        path = out / "rejected" / f"{name}.parquet"
-        counts = pd.read_parquet(path)["reason"].value_counts() if path.exists() else {}
-        rejected[name] = {str(k): int(v) for k, v in dict(counts).items()}
-    return Prepared(
-        out,
-        pq.read_table(out / "interactions.parquet"),
-        pq.read_table(out / "items.parquet"),
-        rejected,
-    )
-
-
-__all__ = ["Checked", "Prepared", "load_prepared", "load_source", "prepare", "split_and_save"]
+__all__ = ["Prepared", "load_source", "prepare", "split_and_save"]

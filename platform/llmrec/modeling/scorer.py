@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
 from safetensors.torch import load_file, save_file
 from torch import nn
-from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedTokenizerBase
+from transformers import AutoModel, AutoTokenizer, PreTrainedTokenizerBase
 
 from llmrec.config import PACKAGED_MINILM, ModelConfig
 
@@ -208,9 +208,4 @@ def build_scorer(cfg: ModelConfig, trained_dir: str | Path | None = None) -> LLM
     return scorer
 
 
-def base_config(base: str) -> Any:
-    """The Hugging Face config of a base model (no weights loaded)."""
-    return AutoConfig.from_pretrained(resolve_base(base))
-
-
-__all__ = ["LLMScorer", "base_config", "build_scorer", "resolve_base"]
+__all__ = ["LLMScorer", "build_scorer", "resolve_base"]
