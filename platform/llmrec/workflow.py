@@ -65,11 +65,12 @@ def finetune(cfg: Config, log: Any = print) -> FinetuneResult:
         cfg.data.examples_per_user,
         cfg.train.seed,
     )
+    protocol = offline.Protocol.create(split, catalogue)
     log(
-        f"split: {split.num_users} users, {len(catalogue)} items; training on Ray Train with "
+        f"split: {split.num_users} users, {len(protocol.catalogue)} items after "
+        f"{cfg.data.min_core}-core (catalogue {len(catalogue)}); training on Ray Train with "
         f"{cfg.train.num_workers} workers"
     )
-    protocol = offline.Protocol.create(split, catalogue)
     val = build_eval_set(split, "val", protocol.catalogue, cfg.data.max_history)
     with tempfile.TemporaryDirectory(prefix="llmrec-") as tmp:
         outcome = run_training(cfg, train_ds, val, Path(tmp) / "checkpoint", init)
