@@ -292,17 +292,6 @@ def version_info(name: str, version: str) -> tuple[dict[str, float], dict[str, s
     return dict(metrics), dict(mv.tags)
 
 
-def describe_version(name: str, version: str, text: str) -> None:
-    MlflowClient().update_model_version(name, version, description=text)
-
-
-def log_version_artifact(name: str, version: str, text: str, path: str) -> None:
-    """Attach a text artifact (e.g. an evaluation table) to the run of a version."""
-    run_id = MlflowClient().get_model_version(name, version).run_id
-    if run_id:
-        MlflowClient().log_text(run_id, text, path)
-
-
 def log_embeddings(name: str, version: str, folder: str | Path, stats: dict[str, float]) -> str:
     """Log a catalogue's embeddings (a Parquet folder) in a run linked to a model version:
     the run is tagged with the version, and the version with the run (``embeddings_run_id``).

@@ -8,7 +8,6 @@ time and a request costs one forward pass plus a dot product. The score of (user
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,6 @@ from transformers import AutoModel, AutoTokenizer, PreTrainedTokenizerBase
 from llmrec.config import PACKAGED_MINILM, ModelConfig
 
 HEAD_FILE = "scorer_head.safetensors"
-SCORER_FILE = "scorer.json"
 
 
 def resolve_base(base: str) -> str:
@@ -158,7 +156,7 @@ class LLMScorer(nn.Module):
         return torch.cat(out) if out else torch.empty(0, dim)
 
     def save(self, directory: str | Path) -> None:
-        """Write the adapter (peft safetensors), the temperature and the scorer config."""
+        """Write the adapter (peft safetensors) and the temperature; pooling follows the config."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         self.model.save_pretrained(str(directory / "adapter"))
@@ -166,7 +164,6 @@ class LLMScorer(nn.Module):
             {"log_inv_temperature": self.log_inv_temperature.detach().cpu().reshape(1)},
             str(directory / HEAD_FILE),
         )
-        (directory / SCORER_FILE).write_text(json.dumps({"pooling": self.pooling}))
 
     def state(self) -> dict[str, torch.Tensor]:
         """The trained tensors (adapter weights and temperature), on CPU."""
