@@ -63,7 +63,7 @@ def main() -> int:
         epochs=1, batch_size=args.batch_size, storage_path=str(tmp / "train"), eval_users=10
     )
     prepared = prepare(load_source("demo", data), data.work_dir)
-    split = split_and_save(prepared, data.min_core)
+    split, _ = split_and_save(prepared, data.min_core)
     ds = build_train_dataset(
         prepared.out_dir / "train_sequences.parquet",
         prepared.catalogue,

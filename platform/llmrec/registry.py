@@ -221,10 +221,18 @@ def _requirements() -> list[str]:
     return out
 
 
-def log_evaluation(cfg: RegistryConfig, table: Any, markdown: str, params: dict[str, Any]) -> str:
+def log_evaluation(
+    cfg: RegistryConfig,
+    table: Any,
+    markdown: str,
+    params: dict[str, Any],
+    texts: dict[str, str] | None = None,
+    figures: dict[str, Any] | None = None,
+) -> str:
     """Log an evaluation table as a run of ``<experiment>-eval``: one metric per method,
-    split and measure (``ease_lambda_200/test/ndcg_at_10``), and the table as CSV and
-    Markdown artifacts. Returns the run id."""
+    split and measure (``ease_lambda_200/test/ndcg_at_10``), the table as CSV and Markdown
+    artifacts, plus any ``texts`` and matplotlib ``figures`` by artifact path. Returns the
+    run id."""
     use_tracking(RegistryConfig(cfg.tracking_uri, f"{cfg.experiment}-eval", cfg.artifact_location))
     with mlflow.start_run(run_name="evaluate") as run:
         mlflow.log_params({k: str(v)[:6000] for k, v in params.items()})
@@ -239,6 +247,10 @@ def log_evaluation(cfg: RegistryConfig, table: Any, markdown: str, params: dict[
             )
         mlflow.log_text(table.to_csv(index=False), "evaluation/table.csv")
         mlflow.log_text(markdown, "evaluation/table.md")
+        for path, text in (texts or {}).items():
+            mlflow.log_text(text, path)
+        for path, fig in (figures or {}).items():
+            mlflow.log_figure(fig, path)
     return str(run.info.run_id)
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 from safetensors.torch import load_file
@@ -23,14 +24,26 @@ from safetensors.torch import load_file
 from llmrec import lifecycle, registry
 from llmrec.bundle import ModelBundle, write_bundle
 from llmrec.config import Config
+from llmrec.data.catalogue import Catalogue
 from llmrec.data.pipeline import build_train_dataset
 from llmrec.data.prepare import Prepared, load_source, prepare, split_and_save
+from llmrec.modeling.baselines import Popularity, interaction_matrix
 from llmrec.modeling.scorer import HEAD_FILE, build_scorer
+from llmrec.ranking.hybrid import HybridScorer, cf_matrix_from
 from llmrec.training import offline
 from llmrec.training.evaluation import build_eval_set
 from llmrec.training.trainer import TrainOutcome, run_training
 
-OBJECTIVE = "in-batch-softmax"
+
+def objective_name(cfg: Config) -> str:
+    """``contrastive (in-batch + catalogue negatives)``, ``rating (MSE)``, ..."""
+    t = cfg.train
+    negatives = "in-batch + catalogue negatives" if t.catalogue_negatives else "in-batch negatives"
+    return {
+        "contrastive": f"contrastive ({negatives})",
+        "rating": "rating (MSE of a score head)",
+        "both": f"contrastive ({negatives}) + {t.rating_weight:g} x rating MSE",
+    }[t.objective]
 
 
 class IncompatibleInitError(ValueError):
@@ -56,7 +69,9 @@ def finetune(cfg: Config, log: Any = print) -> FinetuneResult:
     log(f"data: reading {cfg.data.source}")
     prepared = prepare(load_source(cfg.data.source, cfg.data), cfg.data.work_dir)
     log(prepared.summary())
-    split = split_and_save(prepared, cfg.data.min_core)
+    split, cold = split_and_save(
+        prepared, cfg.data.min_core, cfg.data.cold_items, cfg.data.cold_seed
+    )
     catalogue = prepared.catalogue
     train_ds = build_train_dataset(
         prepared.out_dir / "train_sequences.parquet",
@@ -65,7 +80,9 @@ def finetune(cfg: Config, log: Any = print) -> FinetuneResult:
         cfg.data.examples_per_user,
         cfg.train.seed,
     )
-    protocol = offline.Protocol.create(split, catalogue)
+    protocol = offline.Protocol.create(split, catalogue, cold)
+    if cold:
+        log(f"cold start: {len(cold)} items held out of training")
     log(
         f"split: {split.num_users} users, {len(protocol.catalogue)} items after "
         f"{cfg.data.min_core}-core (catalogue {len(catalogue)}); training on Ray Train with "
@@ -73,7 +90,9 @@ def finetune(cfg: Config, log: Any = print) -> FinetuneResult:
     )
     val = build_eval_set(split, "val", protocol.catalogue, cfg.data.max_history)
     with tempfile.TemporaryDirectory(prefix="llmrec-") as tmp:
-        outcome = run_training(cfg, train_ds, val, Path(tmp) / "checkpoint", init)
+        outcome = run_training(
+            cfg, train_ds, val, Path(tmp) / "checkpoint", init, catalogue.texts()
+        )
         for row in outcome.history:
             log(
                 "epoch {epoch}: loss {train_loss:.4f}, val NDCG@10 {val_ndcg_at_10:.4f}, "
@@ -83,19 +102,31 @@ def finetune(cfg: Config, log: Any = print) -> FinetuneResult:
         item_emb = scorer.encode(catalogue.texts(), kind="item")
         index = catalogue.index
         rows = torch.as_tensor([index[i] for i in protocol.catalogue.ids], dtype=torch.long)
-        table = evaluation_table(cfg, protocol, scorer, item_emb[rows])
+        table, fit = evaluation_table(cfg, protocol, scorer, item_emb[rows].numpy())
         metrics = {
-            f"{r['split']}_{k}": float(v)
+            ("" if r["method"] == "llm" else f"{r['method']}_") + f"{r['split']}_{k}": float(v)
             for r in table.to_dict("records")
             for k, v in r.items()
             if k not in ("method", "split")
         }
+        hybrid = None
+        if fit is not None:
+            hybrid = serving_hybrid(cfg, fit, catalogue, item_emb.numpy(), prepared)
+            log(f"hybrid: {fit.weights.describe()} (EASE lambda {fit.ease_lambda:g})")
         metrics["train_seconds"] = outcome.seconds
         fingerprint = data_fingerprint(prepared)
         champion = _champion_metrics(cfg)
         card = model_card(cfg, prepared, fingerprint, metrics, outcome, scorer.state(), champion)
         bundle = write_bundle(
-            Path(tmp) / "bundle", cfg, scorer, catalogue, item_emb, prepared.interactions, card
+            Path(tmp) / "bundle",
+            cfg,
+            scorer,
+            catalogue,
+            item_emb,
+            prepared.interactions,
+            card,
+            hybrid,
+            fit.meta() | {"weights_text": fit.weights.describe()} if fit else None,
         )
         version = registry.log_and_register(
             cfg.registry,
@@ -110,7 +141,7 @@ def finetune(cfg: Config, log: Any = print) -> FinetuneResult:
                 "data_source": cfg.data.source,
                 "base_model": cfg.model.base,
                 "adapter": cfg.model.adapter,
-                "objective": OBJECTIVE,
+                "objective": objective_name(cfg),
                 "git_commit": _git_commit(),
                 "ray_train_run": outcome.run_name,
                 "init_from": cfg.train.init_from or "none",
@@ -145,17 +176,50 @@ def finetune(cfg: Config, log: Any = print) -> FinetuneResult:
 
 
 def evaluation_table(
-    cfg: Config, protocol: offline.Protocol, scorer: Any, item_emb: torch.Tensor
-) -> pd.DataFrame:
-    """The trained scorer on validation and test: accuracy and beyond-accuracy measures."""
+    cfg: Config, protocol: offline.Protocol, scorer: Any, item_emb: np.ndarray
+) -> tuple[pd.DataFrame, offline.HybridFit | None]:
+    """The trained scorer, and the hybrid tuned on validation (``rank.hybrid``), on
+    validation and test: accuracy and beyond-accuracy measures."""
+    parts = {name: protocol.part(name) for name in ("val", "test")}
+    queries = {
+        name: offline.llm_queries(scorer, protocol, part, cfg.data.max_history)
+        for name, part in parts.items()
+    }
     rows = []
-    for part_name in ("val", "test"):
-        part = protocol.part(part_name)
-        scores = offline.llm_scores(scorer, protocol, part, cfg.data.max_history, item_emb)
-        rows.append(
-            {"method": "llm", "split": part_name, **offline.evaluate(protocol, part, scores)}
-        )
-    return pd.DataFrame(rows)
+    scored = {"llm": {name: queries[name] @ item_emb.T for name in parts}}
+    fit = None
+    if cfg.rank.hybrid and len(protocol.catalogue) <= cfg.rank.max_cf_items:
+        fit = offline.fit_hybrid(protocol, item_emb, queries["val"], cfg.rank.cf)
+        scored["hybrid"] = {
+            name: fit.scorers[name].scores(queries[name], part.histories)
+            for name, part in parts.items()
+        }
+    for method, by_part in scored.items():
+        for name, part in parts.items():
+            rows.append(
+                {"method": method, "split": name, **offline.evaluate(protocol, part, by_part[name])}
+            )
+            if name == "test" and len(part.cold_rows):
+                rows.append(offline.cold_row(protocol, part, by_part[name], method))
+    return pd.DataFrame(rows), fit
+
+
+def serving_hybrid(
+    cfg: Config,
+    fit: offline.HybridFit,
+    catalogue: Catalogue,
+    item_emb: np.ndarray,
+    prepared: Prepared,
+) -> HybridScorer:
+    """The hybrid a served version uses: the tuned weights, with the CF part and popularity
+    refitted on every user's whole history over the whole catalogue."""
+    index = catalogue.index
+    df = prepared.interactions.select(["user_id", "item_id", "timestamp"]).to_pandas()
+    histories = [[index[i] for i in items] for _, items in df.groupby("user_id")["item_id"]]
+    x = interaction_matrix(histories, len(catalogue))
+    cf = offline.cf_model(cfg.rank.cf, fit.ease_lambda).fit(x)
+    counts = Popularity().fit(x).counts
+    return HybridScorer(item_emb, fit.weights, cf_matrix_from(cf), counts)
 
 
 def init_weights(cfg: Config) -> dict[str, torch.Tensor]:
@@ -228,7 +292,7 @@ def model_card(
         f"# {cfg.registry.model_name}\n\n"
         f"**Model**: `{cfg.model.base}` + {cfg.model.adapter} (r={cfg.model.lora_r}, "
         f"{params:,} trainable parameters, {params * 4 / 2**20:.1f} MiB), {cfg.model.pooling} "
-        f"pooling, {OBJECTIVE} objective"
+        f"pooling, {objective_name(cfg)} objective"
         + (f", initialised from `{cfg.train.init_from}`" if cfg.train.init_from else "")
         + ".\n\n"
         f"**Data**: `{cfg.data.source}` ({prepared.items.num_rows} items, "

@@ -3,6 +3,7 @@ is evaluated and the table is logged to MLflow."""
 
 import evaluate  # jobs/evaluate.py
 import mlflow
+import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
@@ -51,11 +52,34 @@ def test_baselines_on_ml100k_match_the_reference_numbers(ml100k, tmp_path, capsy
 
 
 def test_evaluate_a_registered_version_on_demo_data(trained, capsys):
-    demo = [o for o in trained["overrides"] if o.startswith(("data.demo", "registry."))]
+    demo = [
+        o for o in trained["overrides"] if o.startswith(("data.demo", "data.cold", "registry."))
+    ]
     args = [a for o in demo for a in ("--set", o)]
-    assert evaluate.main(["--model", "models:/llmrec-scorer@champion", *args]) == 0
-    assert "| llm llmrec-scorer/1 | test |" in capsys.readouterr().out
-    _, run = _eval_run(trained["tracking_uri"])
+    model = ["--model", "models:/llmrec-scorer@champion"]
+    assert evaluate.main([*model, "--diversity-sweep", *args]) == 0
+    out = capsys.readouterr().out
+    assert "| llm llmrec-scorer/1 | test |" in out
+    assert "| hybrid llmrec-scorer/1 | test |" in out
+    assert "chosen on validation: " in out
+    assert "items held out of training" in out and "| llm llmrec-scorer/1 | test_cold |" in out
+    client, run = _eval_run(trained["tracking_uri"])
     m = run.data.metrics
     assert m["llm_llmrec-scorer_1/test/ndcg_at_10"] > 0.07  # ~3x a random ranking
     assert 0 < m["llm_llmrec-scorer_1/test/coverage"] <= 1
+    # ID-based methods never rank a cold item above a trained one: 0 by construction
+    assert m["popularity/test_cold/hr_at_10"] == 0.0
+    (ease,) = [v for k, v in m.items() if k.startswith("ease") and k.endswith("test_cold/hr_at_10")]
+    assert ease < 0.05
+    assert m["llm_llmrec-scorer_1/test_cold/hr_at_10"] > 0
+    hybrid, llm = (m[f"{k}_llmrec-scorer_1/val/ndcg_at_10"] for k in ("hybrid", "llm"))
+    assert hybrid >= llm - 0.005
+    plots = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
+    assert plots == {"plots/diversity_sweep.png"}
+    sweep = client.download_artifacts(run.info.run_id, "evaluation/diversity_sweep.csv")
+    table = pd.read_csv(sweep)
+    assert set(table["method"]) == {"mmr", "dpp"} and set(table["split"]) == {"val", "test"}
+    for _, rows in table[table["split"] == "test"].groupby("method"):
+        rows = rows.sort_values("strength")
+        # the strongest setting is more diverse than none
+        assert rows["diversity"].iloc[-1] > rows["diversity"].iloc[0]

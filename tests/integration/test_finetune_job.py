@@ -1,9 +1,11 @@
 """The finetune job end to end: demo data -> Ray Data -> Ray Train (2 workers) -> MLflow."""
 
+import json
 import subprocess
 import sys
 
 import mlflow
+import numpy as np
 import pandas as pd
 import pytest
 from llmrec import registry
@@ -39,6 +41,13 @@ def test_job_registers_a_champion_with_metrics(trained):
     assert [m.step for m in client.get_metric_history(run.info.run_id, "val_ndcg_at_10")] == [1, 2]
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
     assert artifacts == {"plots/training.png"}
+    # the hybrid is tuned on validation: it cannot be worse there than the LLM alone, since
+    # the weights it picks from include the LLM alone
+    m = run.data.metrics
+    assert m["hybrid_val_ndcg_at_10"] >= m["val_ndcg_at_10"] - 0.005  # float ties
+    assert 0 < m["hybrid_test_ndcg_at_10"] <= 1
+    # cold start: items held out of training entirely are still recommended from their text
+    assert m["test_cold_hr_at_10"] > 0
 
 
 def test_registered_bundle_holds_adapter_tokenizer_embeddings_and_config(trained):
@@ -50,6 +59,10 @@ def test_registered_bundle_holds_adapter_tokenizer_embeddings_and_config(trained
     assert "max_query_tokens: 64" in (bundle / "config.yaml").read_text()
     items = pd.read_parquet(bundle / "items.parquet")
     assert len(items) == 200 and len(items["embedding"][0]) == 384
+    weights = json.loads((bundle / "hybrid" / "weights.json").read_text())
+    assert set(weights["weights"]) == {"llm", "cf", "popularity"}
+    assert weights["cf"] == "ease" and weights["tuned_on"] == "validation NDCG@10"
+    assert np.load(bundle / "hybrid" / "cf.npy").shape == (200, 200)
 
 
 def test_pyfunc_model_recommends_without_ray(trained):

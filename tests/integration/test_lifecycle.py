@@ -75,7 +75,7 @@ def test_version_card_tags_and_evaluation_table(trained):
     version = client.get_model_version("llmrec-scorer", "1")
     for key in ("dataset_fingerprint", "git_commit", "base_model", "adapter", "objective"):
         assert version.tags[key], key
-    assert version.tags["objective"] == "in-batch-softmax"
+    assert version.tags["objective"] == "contrastive (in-batch negatives)"
     card = version.description
     assert "trainable parameters" in card and "**Reproduce**" in card
     assert f"fingerprint `{version.tags['dataset_fingerprint']}`" in card

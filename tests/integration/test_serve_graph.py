@@ -1,13 +1,36 @@
-"""The Ray Serve graph over real HTTP, serving the champion registered by the finetune job."""
+"""The Ray Serve graph over real HTTP, serving the champion registered by the finetune job:
+requests and every class of bad input, filters, diversity, feedback (durable, reflected in the
+next answer), the token check, and a model swap under concurrent load."""
 
+import contextlib
+import os
+import shutil
+import signal
 import socket
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import mlflow
+import numpy as np
+import psutil
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import requests
 from llmrec import registry
+from llmrec.bundle import ModelBundle
+from llmrec.config import RegistryConfig
+from llmrec.serving import CandidateRanker, QueryBuilder, QueryEncoder, RecommendRequest
+from llmrec.serving.history import HistoryStore
 
 pytestmark = pytest.mark.slow
+TOKEN = "s3cret-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _free_port() -> int:
@@ -17,24 +40,44 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(trained):
+def server(trained, tmp_path_factory):
     from ray import serve
 
     from serve_deployments import build_app
 
+    root = tmp_path_factory.mktemp("serve")
     port = _free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
-    serve.run(build_app({"tracking_uri": trained["tracking_uri"]}), name="llmrec", route_prefix="/")
+    serve.start(http_options={"port": port})  # the host is Serve's default: 127.0.0.1
+    settings = {
+        "tracking_uri": trained["tracking_uri"],
+        "history_db": str(root / "history.sqlite"),
+        "feedback_dir": str(root / "feedback"),
+        "watch_interval_s": 0,
+    }
+    os.environ["LLMREC_API_TOKEN"] = TOKEN
+    try:
+        serve.run(build_app(settings), name="llmrec", route_prefix="/")
+    finally:
+        del os.environ["LLMREC_API_TOKEN"]
     mlflow.set_tracking_uri(trained["tracking_uri"])
-    _, bundle = registry.download_bundle("models:/llmrec-scorer@champion")
-    from llmrec.bundle import ModelBundle
-
-    yield {"url": f"http://127.0.0.1:{port}", "bundle": ModelBundle(bundle)}
+    _, bundle = registry.download_bundle("models:/llmrec-scorer@champion", root / "bundle")
+    yield {
+        "url": f"http://127.0.0.1:{port}",
+        "port": port,
+        "bundle": ModelBundle(bundle),
+        "settings": settings,
+        "trained": trained,
+        "root": root,
+    }
     serve.shutdown()
 
 
-def post(server, body, **kw):
-    return requests.post(f"{server['url']}/recommend", json=body, timeout=60, **kw)
+def post(server, body, path="/recommend", **kw):
+    return requests.post(f"{server['url']}{path}", json=body, timeout=60, **kw)
+
+
+def ids_of(response):
+    return [i["item_id"] for i in response.json()["items"]]
 
 
 def test_known_user_gets_k_unseen_items_from_the_champion(server):
@@ -43,7 +86,7 @@ def test_known_user_gets_k_unseen_items_from_the_champion(server):
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["model_version"] == "1"
-    ids = [i["item_id"] for i in body["items"]]
+    ids = ids_of(r)
     assert len(ids) == 7 == len(set(ids))
     assert not set(ids) & set(seen)
     scores = [i["score"] for i in body["items"]]
@@ -52,16 +95,53 @@ def test_known_user_gets_k_unseen_items_from_the_champion(server):
     assert [i["title"] for i in body["items"]] == [catalogue.title(i) for i in ids]
 
 
+def test_answer_equals_the_bare_model_with_the_versions_hybrid(server):
+    bundle = server["bundle"]
+    req = {"history": list(bundle.catalogue.ids[:4]), "query": "castles", "k": 10}
+    query = QueryBuilder(bundle).build(RecommendRequest(**req))
+    vec = QueryEncoder(bundle).encode([query.text])[0]
+    expected = [i.item_id for i in CandidateRanker(bundle).rank(vec, query)]
+    assert ids_of(post(server, req)) == expected
+    weights = bundle.hybrid.weights
+    assert (weights.cf, weights.popularity) != (0.0, 0.0) or weights.llm == 1.0
+
+
 def test_history_and_query_request(server):
     catalogue = server["bundle"].catalogue
     history = list(catalogue.ids[:3])
     r = post(server, {"history": history, "query": "dragons and wizards", "k": 5})
     assert r.status_code == 200, r.text
-    ids = [i["item_id"] for i in r.json()["items"]]
+    ids = ids_of(r)
     assert len(ids) == 5 and not set(ids) & set(history)
     # the query matters: the answer differs from the same history without it
-    plain = post(server, {"history": history, "k": 5}).json()["items"]
-    assert [i["item_id"] for i in plain] != ids
+    assert ids_of(post(server, {"history": history, "k": 5})) != ids
+
+
+def test_exclude_and_category_filters(server):
+    bundle = server["bundle"]
+    user = list(bundle.histories)[1]
+    first = ids_of(post(server, {"user_id": user, "k": 5}))
+    again = ids_of(post(server, {"user_id": user, "k": 5, "exclude": first[:2]}))
+    assert not set(again) & set(first[:2]) and again[:3] == first[2:5]
+    r = post(server, {"user_id": user, "k": 8, "categories": ["Fantasy", "Travel"]})
+    assert r.status_code == 200, r.text
+    for item in ids_of(r):
+        assert {"Fantasy", "Travel"} & set(bundle.catalogue.items[item].categories)
+
+
+def test_diversity_knob_spreads_the_list_over_categories(server):
+    bundle = server["bundle"]
+    cats = bundle.catalogue.items
+
+    def genres(ids):
+        return len({c for i in ids for c in cats[i].categories})
+
+    user = list(bundle.histories)[2]
+    plain = ids_of(post(server, {"user_id": user, "k": 10, "diversity": 0.0}))
+    diverse = ids_of(post(server, {"user_id": user, "k": 10, "diversity": 0.8}))
+    assert len(diverse) == 10 == len(set(diverse))
+    assert diverse[0] == plain[0]  # the best item stays first
+    assert genres(diverse) > genres(plain)
 
 
 @pytest.mark.parametrize(
@@ -71,7 +151,12 @@ def test_history_and_query_request(server):
         ({"k": 5}, 422, "give a user_id, a non-empty history or a query"),
         ({"query": "x", "k": 0}, 422, "greater than or equal to 1"),
         ({"query": "x", "k": 101}, 422, "less than or equal to 100"),
+        ({"query": "x" * 1001}, 422, "at most 1000 characters"),
+        ({"history": ["i0001"] * 201}, 422, "at most 200 items"),
         ({"history": ["nope", "i0001"]}, 422, "unknown item ids in history: 'nope'"),
+        ({"query": "x", "exclude": ["gone"]}, 422, "unknown item ids in exclude: 'gone'"),
+        ({"query": "x", "categories": ["Polka"]}, 422, "unknown categories: 'Polka' (known: "),
+        ({"query": "x", "diversity": 2}, 422, "less than or equal to 1"),
         ({"query": "x", "colour": "red"}, 422, "Extra inputs are not permitted"),
         ({"user_id": "u0001", "history": ["i0001"]}, 422, "either user_id or history"),
     ],
@@ -82,22 +167,247 @@ def test_bad_requests_get_a_4xx_that_says_why(server, body, status, message):
     assert message in r.text
 
 
-def test_malformed_json_is_a_422(server):
+def test_malformed_json_and_oversized_bodies(server):
     r = requests.post(
         f"{server['url']}/recommend",
         data="{not json",
         headers={"content-type": "application/json"},
         timeout=60,
     )
-    assert r.status_code == 422
-    assert "JSON decode error" in r.text
+    assert r.status_code == 422 and "JSON decode error" in r.text
+    r = requests.post(
+        f"{server['url']}/recommend",
+        data='{"query": "' + "x" * 70000 + '"}',
+        headers={"content-type": "application/json"},
+        timeout=60,
+    )
+    assert r.status_code == 413
+    assert "request body is 70013 bytes; the limit is 65536" in r.text
 
 
-def test_health_and_openapi(server):
+def test_feedback_needs_the_token(server):
+    item = server["bundle"].catalogue.ids[0]
+    event = {"user_id": "u0001", "item_id": item}
+    assert post(server, event, "/feedback").status_code == 401
+    r = post(server, event, "/feedback", headers={"Authorization": "Bearer wrong"})
+    assert r.status_code == 401 and "bearer token" in r.text
+    assert r.headers["www-authenticate"] == "Bearer"
+    assert requests.post(f"{server['url']}/admin/reload", timeout=30).status_code == 401
+    assert requests.get(f"{server['url']}/users/u0001/history", timeout=30).status_code == 401
+    # reading recommendations stays open
+    assert post(server, {"user_id": "u0001"}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"user_id": "u0001", "item_id": "zzz"}, "unknown item ids: 'zzz'"),
+        ({"user_id": "u0001", "item_id": "i0001", "event": "teleport"}, "Input should be"),
+        ({"user_id": "u0001", "item_id": "i0001", "value": "NaN"}, "finite number"),
+        ({"events": []}, "at least 1 item"),
+        ({"user_id": "", "item_id": "i0001"}, "at least 1 character"),
+    ],
+)
+def test_bad_feedback_gets_a_422(server, body, message):
+    r = post(server, body, "/feedback", headers=AUTH)
+    assert r.status_code == 422 and message in r.text
+
+
+def test_feedback_changes_the_next_recommendation(server):
+    bundle = server["bundle"]
+    user = list(bundle.histories)[3]
+    builder = QueryBuilder(bundle, HistoryStore(server["settings"]["history_db"]))
+    text_before = builder.build(RecommendRequest(user_id=user)).text
+    before = ids_of(post(server, {"user_id": user, "k": 5}))
+    r = post(
+        server,
+        {"user_id": user, "item_id": before[0], "event": "click", "query": "more like it"},
+        "/feedback",
+        headers=AUTH,
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["accepted"] == 1
+    after = ids_of(post(server, {"user_id": user, "k": 5}))
+    assert before[0] not in after  # the clicked item is masked
+    text_after = builder.build(RecommendRequest(user_id=user)).text
+    title = bundle.catalogue.title(before[0])
+    assert text_after != text_before and text_after.startswith(f"Recently: {title} (")
+    history = requests.get(f"{server['url']}/users/{user}/history", headers=AUTH, timeout=30)
+    assert history.json()["history"][-1] == before[0]
+    assert history.json()["recent_feedback"][0]["query"] == "more like it"
+    logged = pq.read_table(Path(server["settings"]["feedback_dir"]) / r.json()["logged_to"])
+    assert logged.column("item_id").to_pylist() == [before[0]]
+    assert logged.schema.field("timestamp").type == pa.int64()
+
+
+def test_a_new_user_exists_after_their_first_feedback(server):
+    assert post(server, {"user_id": "brand-new"}).status_code == 404
+    item = server["bundle"].catalogue.ids[5]
+    batch = {"events": [{"user_id": "brand-new", "item_id": item, "event": "purchase"}]}
+    assert post(server, batch, "/feedback", headers=AUTH).status_code == 200
+    r = post(server, {"user_id": "brand-new", "k": 3})
+    assert r.status_code == 200 and item not in ids_of(r)
+
+
+def _kill_tree(proc, session_dir):
+    """SIGKILL the serving process group and every process of its Ray session."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    name = Path(session_dir).name
+    for p in psutil.process_iter(["cmdline"]):
+        if any(name in part for part in (p.info["cmdline"] or [])):
+            p.kill()
+    proc.wait(timeout=30)
+
+
+def test_feedback_survives_a_killed_server(server):
+    """A second server process shares the history store; it is SIGKILLed right after its
+    200, and the event is in the store (served by the other server) and in the Parquet log."""
+    port = _free_port()
+    s = server["settings"]
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(Path(__file__).with_name("serve_process.py")),
+            s["tracking_uri"],
+            s["history_db"],
+            s["feedback_dir"],
+            str(port),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    session = ""
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline and not session:
+            line = proc.stdout.readline()
+            if line.startswith("READY"):
+                session = line.split()[1]
+            elif not line and proc.poll() is not None:
+                break
+        assert session, "the second server did not start"
+        item = server["bundle"].catalogue.ids[7]
+        event = {"user_id": "durable-user", "item_id": item, "event": "like"}
+        r = requests.post(f"http://127.0.0.1:{port}/feedback", json=event, timeout=60)
+        assert r.status_code == 200, r.text
+    finally:
+        _kill_tree(proc, session or "no-session")
+    history = requests.get(
+        f"{server['url']}/users/durable-user/history", headers=AUTH, timeout=30
+    ).json()
+    assert history["history"] == [item]
+    rec = post(server, {"user_id": "durable-user", "k": 5})
+    assert rec.status_code == 200 and item not in ids_of(rec)
+    logged = pq.read_table(Path(s["feedback_dir"]) / r.json()["logged_to"])
+    assert logged.column("user_id").to_pylist() == ["durable-user"]
+
+
+def test_health_readiness_and_openapi(server):
     assert requests.get(f"{server['url']}/healthz", timeout=30).json() == {
         "status": "ok",
         "model_version": "1",
     }
+    ready = requests.get(f"{server['url']}/readyz", timeout=30).json()
+    assert ready["ready"] is True and ready["model_version"] == "1"
+    assert ready["index"] == f"exact ({len(server['bundle'].catalogue)} items)"
     spec = requests.get(f"{server['url']}/openapi.json", timeout=30).json()
-    assert "/recommend" in spec["paths"]
+    assert {"/recommend", "/feedback", "/readyz", "/admin/reload"} <= set(spec["paths"])
     assert requests.get(f"{server['url']}/docs", timeout=30).status_code == 200
+
+
+def test_http_proxy_listens_on_localhost_only(server):
+    addresses = {
+        c.laddr.ip
+        for c in psutil.net_connections(kind="tcp")
+        if c.status == psutil.CONN_LISTEN and c.laddr.port == server["port"]
+    }
+    assert addresses == {"127.0.0.1"}
+
+
+def _second_version(server, tmp: Path) -> Path:
+    """A genuinely different model: the champion's adapter with its LoRA B matrices scaled,
+    the catalogue re-embedded with it."""
+    bundle = server["bundle"]
+    new = tmp / "v2"
+    shutil.copytree(bundle.path, new)
+    scorer = bundle.load_scorer()
+    with __import__("torch").no_grad():
+        for name, p in scorer.named_parameters():
+            if "lora_B" in name:
+                p.mul_(3.0).add_(0.05)
+    scorer.save(new / "scorer")
+    emb = scorer.encode(bundle.catalogue.texts(), kind="item").numpy().astype(np.float32)
+    items = pq.read_table(new / "items.parquet")
+    column = pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1)), emb.shape[1])
+    items = items.set_column(items.schema.get_field_index("embedding"), "embedding", column)
+    pq.write_table(items, new / "items.parquet")
+    return new
+
+
+def _expected(bundle_dir: Path, request: dict) -> list[str]:
+    bundle = ModelBundle(bundle_dir)
+    query = QueryBuilder(bundle).build(RecommendRequest(**request))
+    vec = QueryEncoder(bundle).encode([query.text])[0]
+    return [i.item_id for i in CandidateRanker(bundle).rank(vec, query)]
+
+
+def test_champion_swap_under_load_has_no_failures_and_no_mixed_versions(server, tmp_path):
+    from ray import serve
+
+    from serve_deployments import build_app
+
+    cfg = RegistryConfig(tracking_uri=server["trained"]["tracking_uri"], model_name="swap-test")
+    v2_dir = _second_version(server, tmp_path)
+    common = dict(params={}, history=[], metrics={}, model_card="card", tags={})
+    v1 = registry.log_and_register(cfg, run_name="v1", bundle_dir=server["bundle"].path, **common)
+    settings = {**server["settings"], "model_uri": "models:/swap-test@champion"}
+    settings["watch_interval_s"] = 0.5
+    serve.run(build_app(settings), name="swap", route_prefix="/swap")
+    v2 = registry.log_and_register(cfg, run_name="v2", bundle_dir=v2_dir, **common)
+    assert registry.current_champion("swap-test") == v1.version  # v2 is only a candidate
+
+    request = {"history": list(server["bundle"].catalogue.ids[10:14]), "k": 10}
+    expected = {
+        v1.version: _expected(server["bundle"].path, request),
+        v2.version: _expected(v2_dir, request),
+    }
+    assert expected[v1.version] != expected[v2.version]
+
+    results, stop = [], threading.Event()
+
+    def hammer():
+        while not stop.is_set():
+            try:
+                r = requests.post(f"{server['url']}/swap/recommend", json=request, timeout=60)
+                body = r.json()
+                results.append((r.status_code, body.get("model_version"), ids_of(r)))
+            except Exception as exc:  # a failed request is a result too
+                results.append((599, None, [repr(exc)]))
+
+    with ThreadPoolExecutor(8) as pool:
+        for _ in range(8):
+            pool.submit(hammer)
+        time.sleep(3)
+        registry.set_champion("swap-test", v2.version)
+        deadline = time.time() + 120
+        while time.time() < deadline and not any(v == v2.version for _, v, _ in results):
+            time.sleep(0.5)
+        time.sleep(3)
+        stop.set()
+    serve.delete("swap")
+
+    statuses = [s for s, _, _ in results]
+    versions = [v for _, v, _ in results]
+    assert statuses.count(200) == len(results), [r for r in results if r[0] != 200][:3]
+    assert v1.version in versions and v2.version in versions
+    # no mixed versions: every answer is exactly what its named version computes alone
+    for _, version, ids in results:
+        assert ids == expected[version]
+    # once switched, never back
+    first_v2 = versions.index(v2.version)
+    assert set(versions[first_v2:]) == {v2.version}

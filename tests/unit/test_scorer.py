@@ -15,7 +15,7 @@ def test_forward_backward_trains_only_the_adapter_and_temperature(tiny_base):
     assert "log_inv_temperature" in trainable
     assert all("lora_" in n for n in trainable - {"log_inv_temperature"})
     assert not any("pooler" in n for n in trainable)
-    q, i, scale = scorer(["user likes space", "user likes food"], ["Stellar Drift", "Noodles"])
+    q, i, scale, _ = scorer(["user likes space", "user likes food"], ["Stellar Drift", "Noodles"])
     assert q.shape == i.shape == (2, 32)
     assert torch.allclose(q.norm(dim=-1), torch.ones(2), atol=1e-5)
     loss = in_batch_softmax(q, i, torch.tensor([0, 1]), scale)
@@ -74,7 +74,7 @@ def test_gradient_checkpointing_gives_the_same_gradients(tiny_base):
         if checkpointing:
             scorer.enable_gradient_checkpointing()
         scorer.train()
-        q, i, scale = scorer(["a user who reads", "another one"], ["a book", "a film"])
+        q, i, scale, _ = scorer(["a user who reads", "another one"], ["a book", "a film"])
         in_batch_softmax(q, i, torch.tensor([0, 1]), scale).backward()
         return [p.grad.clone() for n, p in scorer.named_parameters() if "lora_A" in n]
 

@@ -1,6 +1,9 @@
 import pandas as pd
+import pyarrow as pa
+from llmrec.data.catalogue import Catalogue
 from llmrec.data.prepare import load_source, prepare
-from llmrec.data.splits import k_core, leave_one_out
+from llmrec.data.splits import drop_items, hold_out_items, k_core, leave_one_out
+from llmrec.training.offline import Protocol
 
 
 def _log(rows):
@@ -47,3 +50,30 @@ def test_ml100k_5core_matches_the_protocol(ml100k, tmp_path):
     assert split.num_users == 943
     assert len({i for items in seq["items"] for i in items}) == 1349
     assert int(seq["items"].map(len).sum()) == 99_287
+
+
+def test_cold_items_are_held_out_of_training_and_found_in_the_protocol():
+    rows = [(u, i, t) for u in "uvwxyz" for t, i in enumerate("abcdefgh") if (ord(u) + t) % 5]
+    split = leave_one_out(_log(rows), 2)
+    cold = hold_out_items(split, 0.25, seed=1)
+    assert len(cold) == 2 and cold <= split.item_ids()
+    assert hold_out_items(split, 0.25, seed=1) == cold  # seeded
+    train = drop_items(split.train_sequences(), cold)
+    assert not {i for s in train["items"] for i in s} & cold
+    assert all(len(s) == len(v) for s, v in zip(train["items"], train["values"], strict=True))
+    items = pa.table(
+        {
+            "item_id": list("abcdefgh"),
+            "title": list("ABCDEFGH"),
+            "text": [None] * 8,
+            "categories": [["x"]] * 8,
+        }
+    )
+    protocol = Protocol.create(split, Catalogue.from_table(items), cold)
+    test = protocol.part("test")
+    index = protocol.catalogue.index
+    expected = [u for u, t in enumerate(test.rows["target"]) if t in cold]
+    assert test.cold_rows.tolist() == expected
+    for full, fit in zip(test.histories, test.fit_histories, strict=True):
+        assert [i for i in full if protocol.catalogue.ids[i] not in cold] == fit
+    assert {index[c] for c in cold} & {i for h in test.histories for i in h}  # still masked

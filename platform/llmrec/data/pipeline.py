@@ -23,6 +23,7 @@ def user_examples(
     """Training examples of one user (one row of ``train_sequences.parquet``)."""
     items = list(row["items"])
     queries = list(row["queries"])
+    values = list(row["values"]) if row.get("values") is not None else [1.0] * len(items)
     positions = list(range(1, len(items)))
     if examples_per_user > 0:
         positions = positions[-examples_per_user:]
@@ -32,6 +33,7 @@ def user_examples(
             "query_text": render_user(items[:t], catalogue.items, queries[t], max_history),
             "item_text": render_item(catalogue.items[items[t]]),
             "item_index": index[items[t]],
+            "value": float(values[t]),
         }
         for t in positions
         if items[t] in index

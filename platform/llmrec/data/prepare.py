@@ -17,7 +17,7 @@ from llmrec.data.catalogue import Catalogue
 from llmrec.data.contract import check_interactions, check_items
 from llmrec.data.demo import generate_demo
 from llmrec.data.readers import RawData, is_movielens, read_contract_folder, read_movielens
-from llmrec.data.splits import Split, leave_one_out
+from llmrec.data.splits import Split, drop_items, hold_out_items, leave_one_out
 
 
 @dataclass
@@ -89,11 +89,16 @@ def prepare(raw: RawData, out_dir: str | Path) -> Prepared:
     )
 
 
-def split_and_save(prepared: Prepared, min_core: int) -> Split:
-    """Leave-one-out split; writes ``train_sequences.parquet`` (the Ray Data input)."""
+def split_and_save(
+    prepared: Prepared, min_core: int, cold_share: float = 0.0, cold_seed: int = 0
+) -> tuple[Split, frozenset[str]]:
+    """Leave-one-out split and the cold items (``cold_share`` of them, held out of training
+    entirely); writes ``train_sequences.parquet`` (the Ray Data input) without them."""
     split = leave_one_out(prepared.interactions, min_core)
-    split.train_sequences().to_parquet(prepared.out_dir / "train_sequences.parquet", index=False)
-    return split
+    cold = hold_out_items(split, cold_share, cold_seed)
+    sequences = drop_items(split.train_sequences(), cold)
+    sequences.to_parquet(prepared.out_dir / "train_sequences.parquet", index=False)
+    return split, cold
 
 
 __all__ = ["Prepared", "load_source", "prepare", "split_and_save"]

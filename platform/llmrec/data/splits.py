@@ -74,6 +74,36 @@ class Split:
         return len(self.sequences)
 
 
+def drop_items(sequences: pd.DataFrame, items: frozenset[str], min_length: int = 2) -> pd.DataFrame:
+    """``sequences`` with ``items`` removed from every user's lists (``items``,
+    ``timestamps``, ``queries``, ``values``); users left shorter than ``min_length`` go."""
+    if not items:
+        return sequences
+    keep = sequences["items"].map(lambda s: [i not in items for i in s])
+    cols = {
+        c: [
+            [v for v, k in zip(vals, ks, strict=True) if k]
+            for vals, ks in zip(sequences[c], keep, strict=True)
+        ]
+        for c in ("items", "timestamps", "queries", "values")
+    }
+    out = sequences.assign(**cols)
+    return out[out["items"].map(len) >= min_length].reset_index(drop=True)
+
+
+def hold_out_items(split: Split, share: float, seed: int = 0) -> frozenset[str]:
+    """A random ``share`` of the split's items, held out of training entirely (the cold-start
+    protocol of EVALUATION.md, step 9)."""
+    if share <= 0:
+        return frozenset()
+    import numpy as np
+
+    items = sorted(split.item_ids())
+    rng = np.random.default_rng(seed)
+    picked = rng.choice(len(items), size=max(1, round(share * len(items))), replace=False)
+    return frozenset(items[i] for i in picked)
+
+
 def leave_one_out(interactions: pa.Table | pd.DataFrame, min_core: int = 5) -> Split:
     """k-core filter, then sort each user's interactions by (timestamp, item id).
 

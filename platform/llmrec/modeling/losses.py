@@ -7,7 +7,11 @@ import torch.nn.functional as F
 
 
 def in_batch_softmax(
-    queries: torch.Tensor, items: torch.Tensor, item_ids: torch.Tensor, scale: torch.Tensor
+    queries: torch.Tensor,
+    items: torch.Tensor,
+    item_ids: torch.Tensor,
+    scale: torch.Tensor,
+    catalogue: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Cross-entropy of each query against its own item, the batch's other items as negatives.
 
@@ -19,6 +23,10 @@ def in_batch_softmax(
         items: ``[B, D]`` normalised embeddings of each query's target item.
         item_ids: ``[B]`` integer ids of the target items (for duplicate masking).
         scale: 1 / temperature.
+        catalogue: ``[N, D]`` cached embeddings of every catalogue item (no gradient), indexed
+            by ``item_ids``: mixed negative sampling (Yang et al., 2020). Every catalogue item
+            but the query's own target becomes a negative too, which is what a full ranking
+            over the catalogue asks of the model.
 
     Returns:
         The mean loss (a scalar).
@@ -27,5 +35,9 @@ def in_batch_softmax(
     same = item_ids.unsqueeze(0) == item_ids.unsqueeze(1)
     eye = torch.eye(len(item_ids), dtype=torch.bool, device=logits.device)
     logits = logits.masked_fill(same & ~eye, float("-inf"))
+    if catalogue is not None:
+        extra = scale * queries @ catalogue.to(queries.dtype).T
+        own = F.one_hot(item_ids, num_classes=catalogue.shape[0]).bool()
+        logits = torch.cat([logits, extra.masked_fill(own, float("-inf"))], dim=1)
     target = torch.arange(len(item_ids), device=logits.device)
     return F.cross_entropy(logits, target)

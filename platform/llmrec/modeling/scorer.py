@@ -72,6 +72,8 @@ class LLMScorer(nn.Module):
         base_model: A loaded base (tests pass a tiny random one); loaded from ``cfg.base``
             when None.
         tokenizer: Its tokenizer; loaded from ``cfg.base`` when None.
+        rating_head: Add the score head of the rating objective.
+        total_steps: Optimizer steps of the run (AdaLoRA schedules its rank budget on it).
     """
 
     def __init__(
@@ -79,6 +81,8 @@ class LLMScorer(nn.Module):
         cfg: ModelConfig,
         base_model: nn.Module | None = None,
         tokenizer: PreTrainedTokenizerBase | None = None,
+        rating_head: bool = False,
+        total_steps: int = 1000,
     ) -> None:
         super().__init__()
         self.cfg = cfg
@@ -90,19 +94,19 @@ class LLMScorer(nn.Module):
         if self.tokenizer.pad_token is None:  # decoders often ship without one
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.tokenizer.padding_side = "right"  # last-token pooling indexes from the left
-        lora = LoraConfig(
-            r=cfg.lora_r,
-            lora_alpha=cfg.lora_alpha,
-            lora_dropout=cfg.lora_dropout,
-            target_modules=list(cfg.target_modules) or None,
-            bias="none",
-        )
-        if not cfg.target_modules and getattr(base.config, "model_type", "") == "bert":
-            # Every attention and feed-forward projection of the encoder layers, but not the
-            # pooler (unused by mean pooling: DDP would wait for its gradients forever).
-            lora.target_modules = r".*encoder\.layer\.\d+\..*(query|key|value|dense)"
-        self.model = get_peft_model(base, lora)
+        self.model = get_peft_model(base, adapter_config(cfg, base.config, total_steps))
         self.log_inv_temperature = nn.Parameter(torch.tensor(math.log(1.0 / cfg.init_temperature)))
+        self.rating_head: nn.Linear | None = None
+        if rating_head:
+            self.enable_rating_head()
+
+    def enable_rating_head(self) -> None:
+        """Add the score head of the rating objective: ``a * cos(user, item) + b``."""
+        if self.rating_head is None:
+            self.rating_head = nn.Linear(1, 1).to(self.device)
+            with torch.no_grad():
+                self.rating_head.weight.fill_(1.0)
+                self.rating_head.bias.zero_()
 
     @property
     def device(self) -> torch.device:
@@ -134,9 +138,14 @@ class LLMScorer(nn.Module):
 
     def forward(
         self, query_texts: list[str], item_texts: list[str]
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Both towers in one call (what DDP wraps): query and item embeddings, and 1/T."""
-        return self.embed_queries(query_texts), self.embed_items(item_texts), self.scale
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Both towers in one call (what DDP wraps): query and item embeddings, 1/T, and the
+        predicted rating of each (query, item) pair when there is a rating head."""
+        q, i = self.embed_queries(query_texts), self.embed_items(item_texts)
+        rating = None
+        if self.rating_head is not None:
+            rating = self.rating_head((q * i).sum(-1, keepdim=True)).squeeze(-1)
+        return q, i, self.scale, rating
 
     def embed_queries(self, texts: list[str]) -> torch.Tensor:
         return self.embed(texts, self.cfg.max_query_tokens)
@@ -160,27 +169,51 @@ class LLMScorer(nn.Module):
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         self.model.save_pretrained(str(directory / "adapter"))
-        save_file(
-            {"log_inv_temperature": self.log_inv_temperature.detach().cpu().reshape(1)},
-            str(directory / HEAD_FILE),
-        )
+        save_file(self._head_state(), str(directory / HEAD_FILE))
+
+    def _head_state(self) -> dict[str, torch.Tensor]:
+        out = {"log_inv_temperature": self.log_inv_temperature.detach().cpu().reshape(1)}
+        if self.rating_head is not None:
+            out["rating_head.weight"] = self.rating_head.weight.detach().cpu().clone()
+            out["rating_head.bias"] = self.rating_head.bias.detach().cpu().clone()
+        return out
 
     def state(self) -> dict[str, torch.Tensor]:
         """The trained tensors (adapter weights and temperature), on CPU."""
         from peft import get_peft_model_state_dict
 
         out = {k: v.detach().cpu() for k, v in get_peft_model_state_dict(self.model).items()}
-        out["log_inv_temperature"] = self.log_inv_temperature.detach().cpu().reshape(1)
+        out.update(self._head_state())
         return out
 
     def load_state(self, state: dict[str, torch.Tensor]) -> None:
         """Load tensors from :meth:`state` (or read by :meth:`load_trained`)."""
         state = dict(state)
         temperature = state.pop("log_inv_temperature", None)
+        head = {k.split(".", 1)[1]: state.pop(k) for k in list(state) if k.startswith("rating_")}
+        if head:
+            self.enable_rating_head()
+            assert self.rating_head is not None
+            self.rating_head.load_state_dict(head)
+        if self.cfg.adapter == "adalora":
+            self._adalora_rank_pattern(state)
         set_peft_model_state_dict(self.model, state)
         if temperature is not None:
             with torch.no_grad():
                 self.log_inv_temperature.copy_(temperature.reshape(()))
+
+    def _adalora_rank_pattern(self, state: dict[str, torch.Tensor]) -> None:
+        """AdaLoRA saves each module at the rank it kept; size the modules to match before
+        loading (peft resizes them from the config's rank pattern)."""
+        config = self.model.peft_config["default"]
+        pattern = {}
+        for key, value in state.items():
+            if key.endswith(".lora_E"):
+                kept = int(value.shape[0])
+                pattern[key.removeprefix("base_model.model.")] = [True] * kept + [False] * (
+                    config.init_r - kept
+                )
+        config.rank_pattern = pattern
 
     def load_trained(self, directory: str | Path) -> None:
         """Load adapter weights and temperature written by :meth:`save` into this scorer."""
@@ -197,11 +230,51 @@ class LLMScorer(nn.Module):
         )
 
 
+def adapter_config(cfg: ModelConfig, base_config: Any, total_steps: int = 1000) -> Any:
+    """The peft config of ``cfg.adapter`` for this base.
+
+    On BERT-family encoders with no ``target_modules`` given, the adapter goes on every
+    attention and feed-forward projection of the encoder layers, never on the pooler (unused
+    by mean pooling: DDP would wait for its gradients forever).
+    """
+    from peft import AdaLoraConfig, IA3Config
+
+    bert = getattr(base_config, "model_type", "") == "bert"
+    targets: Any = list(cfg.target_modules) or None
+    if cfg.adapter == "ia3":
+        feed_forward = None
+        if targets is None and bert:
+            targets = r".*encoder\.layer\.\d+\.(attention\.self\.(key|value)|output\.dense)"
+            feed_forward = r".*encoder\.layer\.\d+\.output\.dense"
+        return IA3Config(target_modules=targets, feedforward_modules=feed_forward)
+    if targets is None and bert:
+        targets = r".*encoder\.layer\.\d+\..*(query|key|value|dense)"
+    if cfg.adapter == "adalora":
+        return AdaLoraConfig(
+            init_r=max(cfg.lora_r * 3 // 2, cfg.lora_r + 1),
+            target_r=cfg.lora_r,
+            lora_alpha=cfg.lora_alpha,
+            lora_dropout=cfg.lora_dropout,
+            target_modules=targets,
+            total_step=max(total_steps, 10),
+            tinit=max(total_steps // 10, 1),
+            tfinal=max(total_steps // 5, 1),
+            deltaT=max(total_steps // 20, 1),
+        )
+    return LoraConfig(
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=targets,
+        bias="none",
+    )
+
+
 def build_scorer(cfg: ModelConfig, trained_dir: str | Path | None = None) -> LLMScorer:
     """Build a scorer from config; load trained adapter weights from ``trained_dir`` if given."""
     scorer = LLMScorer(cfg)
     if trained_dir is not None:
-        scorer.load_trained(trained_dir)
+        scorer.load_trained(trained_dir)  # adds the rating head when the run trained one
     return scorer
 
 

@@ -8,6 +8,7 @@ from llmrec.serving.recommender import (
     RequestError,
 )
 from llmrec.serving.schemas import RecommendedItem, RecommendRequest, RecommendResponse
+from llmrec.serving.settings import ServeSettings, SettingsError
 
 __all__ = [
     "CandidateRanker",
@@ -18,4 +19,6 @@ __all__ = [
     "RecommendResponse",
     "RecommendedItem",
     "RequestError",
+    "ServeSettings",
+    "SettingsError",
 ]

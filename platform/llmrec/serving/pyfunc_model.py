@@ -47,7 +47,7 @@ class LLMRecModel(PythonModel):
             req = RecommendRequest(**clean)
             query = self.builder.build(req)
             vec = self.encoder.encode([query.text])[0]
-            items = self.ranker.top_k(vec, query.exclude, req.k)
+            items = self.ranker.rank(vec, query)
             rows.append({"items": [i.item_id for i in items], "scores": [i.score for i in items]})
         return pd.DataFrame(rows)
 

@@ -1,13 +1,15 @@
 """Serving logic as plain classes (Ray Serve wraps them in ``serve_deployments``).
 
 The work of a request is split the way the scoring graph is: :class:`QueryBuilder` turns a
-request into text and the items to mask (cheap, at the edge), :class:`QueryEncoder` runs the
-language model (the expensive, batchable part), :class:`CandidateRanker` finds the best items
-for an embedding among the precomputed item embeddings.
+request into text, a history and the items to leave out (cheap, at the edge),
+:class:`QueryEncoder` runs the language model (the expensive, batchable part),
+:class:`CandidateRanker` finds candidates in the item index, scores them with the version's
+hybrid scorer, filters them and re-ranks them for diversity.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,7 +17,11 @@ import torch
 
 from llmrec.bundle import ModelBundle
 from llmrec.data.text import render_user
+from llmrec.ranking.index import ItemIndex, build_index
+from llmrec.ranking.rerank import rerank
+from llmrec.serving.history import HistoryStore
 from llmrec.serving.schemas import RecommendedItem, RecommendRequest
+from llmrec.serving.settings import ServeSettings
 
 
 class RequestError(ValueError):
@@ -29,50 +35,114 @@ class RequestError(ValueError):
 
 @dataclass(frozen=True)
 class Query:
-    """A request resolved against the model version: text to encode and items to mask."""
+    """A request resolved against the model version: what to encode and how to rank."""
 
     text: str
+    history: tuple[str, ...]
     exclude: tuple[str, ...]
+    k: int
+    categories: tuple[str, ...] = ()
+    diversity: float | None = None
+
+
+def _listed(ids: Sequence[str], what: str) -> str:
+    shown = ", ".join(repr(i) for i in ids[:10])
+    more = f" and {len(ids) - 10} more" if len(ids) > 10 else ""
+    return f"{what}: {shown}{more}"
 
 
 class QueryBuilder:
-    """Resolves users and histories against one model version's catalogue and logs."""
+    """Resolves users, histories and filters against one model version's catalogue.
 
-    def __init__(self, bundle: ModelBundle) -> None:
+    Known users' histories come from ``store`` (training logs + feedback) when given, else
+    from the logs shipped with the version.
+    """
+
+    def __init__(
+        self,
+        bundle: ModelBundle,
+        store: HistoryStore | None = None,
+        settings: ServeSettings | None = None,
+    ) -> None:
         self.catalogue = bundle.catalogue
         self.histories = bundle.histories
+        self.store = store
         self.max_history = bundle.config.data.max_history
+        s = settings or ServeSettings()
+        self.max_query_chars = s.max_query_chars
+        self.max_request_history = s.max_history
+        self.categories = sorted({c for it in self.catalogue.items.values() for c in it.categories})
 
     def build(self, req: RecommendRequest) -> Query:
-        """Raises RequestError 404 for an unknown user, 422 for unknown items in a history."""
+        """Raises RequestError 404 for an unknown user, 422 for unknown items or categories
+        and for text or histories over the configured limits."""
+        if req.query is not None and len(req.query) > self.max_query_chars:
+            raise RequestError(
+                422, f"query is {len(req.query)} characters; the limit is {self.max_query_chars}"
+            )
+        seen: frozenset[str] | tuple[str, ...]
         if req.user_id is not None:
-            if req.user_id not in self.histories:
-                raise RequestError(
-                    404,
-                    f"unknown user_id {req.user_id!r}: no history in the "
-                    "training logs; send a history or a query instead",
-                )
-            history = self.histories[req.user_id]
+            history, seen = self._user(req.user_id)
         else:
             history = list(req.history or [])
-            unknown = [i for i in history if i not in self.catalogue]
-            if unknown:
-                shown = ", ".join(repr(i) for i in unknown[:10])
+            if len(history) > self.max_request_history:
                 raise RequestError(
                     422,
-                    f"unknown item ids in history: {shown}"
-                    + (f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""),
+                    f"history has {len(history)} items; the limit is {self.max_request_history}",
                 )
+            unknown = [i for i in history if i not in self.catalogue]
+            if unknown:
+                raise RequestError(422, _listed(unknown, "unknown item ids in history"))
+            seen = tuple(history)
+        unknown = [i for i in req.exclude if i not in self.catalogue]
+        if unknown:
+            raise RequestError(422, _listed(unknown, "unknown item ids in exclude"))
+        wanted = set(self.categories)
+        bad = [c for c in req.categories if c not in wanted]
+        if bad:
+            raise RequestError(
+                422, _listed(bad, "unknown categories") + f" (known: {', '.join(self.categories)})"
+            )
         text = render_user(history, self.catalogue.items, req.query, self.max_history)
-        return Query(text=text, exclude=tuple(history))
+        return Query(
+            text=text,
+            history=tuple(history),
+            exclude=tuple(dict.fromkeys([*seen, *req.exclude])),
+            k=req.k,
+            categories=tuple(req.categories),
+            diversity=req.diversity,
+        )
+
+    def _user(self, user_id: str) -> tuple[list[str], frozenset[str] | tuple[str, ...]]:
+        if self.store is not None:
+            state = self.store.user(user_id)
+            if state is not None:
+                known = [i for i in state.history if i in self.catalogue]
+                return known, state.seen
+        elif user_id in self.histories:
+            history = self.histories[user_id]
+            return history, tuple(history)
+        raise RequestError(
+            404,
+            f"unknown user_id {user_id!r}: no history in the logs or feedback; "
+            "send a history or a query instead",
+        )
+
+
+def pick_device(device: str) -> str:
+    """``auto``: CUDA when there is a GPU, else CPU."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
 
 
 class QueryEncoder:
     """The language model side: text in, normalised embedding out."""
 
-    def __init__(self, bundle: ModelBundle, threads: int = 1) -> None:
+    def __init__(self, bundle: ModelBundle, threads: int = 1, device: str = "auto") -> None:
         torch.set_num_threads(threads)
-        self.scorer = bundle.load_scorer()
+        self.device = pick_device(device)
+        self.scorer = bundle.load_scorer().to(self.device)
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """``[len(texts), dim]`` float32 embeddings, one forward pass for the whole batch."""
@@ -80,24 +150,84 @@ class QueryEncoder:
 
 
 class CandidateRanker:
-    """Exact top-k by dot product over the version's item embeddings, seen items masked."""
+    """Candidates from the item index, hybrid scores, filters, diversity re-ranking."""
 
-    def __init__(self, bundle: ModelBundle) -> None:
-        self.ids = bundle.catalogue.ids
-        self.index = bundle.catalogue.index
-        self.titles = [bundle.catalogue.title(i) for i in self.ids]
-        self.embeddings = bundle.item_embeddings
+    def __init__(self, bundle: ModelBundle, settings: ServeSettings | None = None) -> None:
+        s = settings or ServeSettings()
+        cat = bundle.catalogue
+        self.ids = cat.ids
+        self.index = cat.index
+        self.titles = [cat.title(i) for i in self.ids]
+        self.hybrid = bundle.hybrid
+        self.items: ItemIndex = build_index(
+            bundle.item_embeddings, s.index, s.ann_min_items, s.hnsw_m, s.hnsw_ef_search
+        )
+        self.candidates = s.candidates
+        rank = bundle.config.rank
+        self.method = rank.diversity if rank.diversity != "none" else "mmr"
+        self.default_strength = rank.diversity_strength if rank.diversity != "none" else 0.0
+        self.depth = rank.rerank_depth
+        if rank.similarity == "categories":
+            names = sorted({c for it in cat.items.values() for c in it.categories})
+            pos = {c: j for j, c in enumerate(names)}
+            self.vectors = np.zeros((len(self.ids), max(len(names), 1)), dtype=np.float32)
+            for row, item_id in enumerate(self.ids):
+                for c in cat.items[item_id].categories:
+                    self.vectors[row, pos[c]] = 1.0
+        else:
+            self.vectors = bundle.item_embeddings
+        by_cat: dict[str, list[int]] = {}
+        for row, item_id in enumerate(self.ids):
+            for c in cat.items[item_id].categories:
+                by_cat.setdefault(c, []).append(row)
+        self.category_rows = {c: np.array(r, dtype=np.int64) for c, r in by_cat.items()}
+        pop = self.hybrid.popularity_part()
+        self.popular_rows = np.argsort(-pop, kind="stable")[: self.candidates]
 
-    def top_k(self, query: np.ndarray, exclude: tuple[str, ...], k: int) -> list[RecommendedItem]:
-        scores = self.embeddings @ np.asarray(query, dtype=np.float32).reshape(-1)
-        masked = [self.index[i] for i in exclude if i in self.index]
-        scores[masked] = -np.inf
-        k = min(k, len(self.ids) - len(set(masked)))
-        if k <= 0:
+    @property
+    def num_items(self) -> int:
+        return len(self.ids)
+
+    def describe(self) -> str:
+        return f"{self.items.kind} ({self.num_items} items)"
+
+    def rank(self, query: np.ndarray, q: Query) -> list[RecommendedItem]:
+        """The top ``q.k`` items for one query embedding."""
+        vec = np.asarray(query, dtype=np.float32).reshape(1, -1)
+        history = [[self.index[i] for i in q.history if i in self.index]]
+        excluded = np.array([self.index[i] for i in q.exclude if i in self.index], dtype=np.int64)
+        strength = self.default_strength if q.diversity is None else q.diversity
+        depth = max(q.k, self.depth) if strength > 0 else q.k
+        rows = self._candidate_rows(vec, history, q.categories, depth + len(excluded))
+        scores = self.hybrid.scores(vec, history, rows)[0]
+        keep = ~np.isin(rows, excluded) if len(excluded) else np.ones(len(rows), dtype=bool)
+        rows, scores = rows[keep], scores[keep]
+        if len(rows) == 0:
             return []
-        top = np.argpartition(-scores, k - 1)[:k]
+        depth = min(depth, len(rows))
+        top = np.argpartition(-scores, depth - 1)[:depth]
         top = top[np.argsort(-scores[top], kind="stable")]
+        if strength > 0:
+            order = rerank(self.method, scores[top], self.vectors[rows[top]], q.k, strength)
+            top = top[order]
+        top = top[: q.k]
         return [
-            RecommendedItem(item_id=self.ids[i], score=float(scores[i]), title=self.titles[i])
-            for i in top
+            RecommendedItem(item_id=self.ids[r], score=float(scores[t]), title=self.titles[r])
+            for t, r in zip(top, rows[top], strict=True)
         ]
+
+    def _candidate_rows(
+        self, vec: np.ndarray, history: list[list[int]], categories: tuple[str, ...], n: int
+    ) -> np.ndarray:
+        if categories:  # a category subset is scored exactly
+            return np.unique(np.concatenate([self.category_rows[c] for c in categories]))
+        if self.items.kind == "exact":
+            return np.arange(self.num_items)
+        found, _ = self.items.search(vec, max(n, self.candidates))
+        parts = [found[0][found[0] >= 0]]
+        if self.hybrid.weights.popularity:
+            parts.append(self.popular_rows)
+        if self.hybrid.uses_history:
+            cf = self.hybrid.cf_part(history)[0]
+            parts.append(np.argpartition(-cf, min(self.candidates, len(cf) - 1))[: self.candidates])
+        return np.unique(np.concatenate(parts))

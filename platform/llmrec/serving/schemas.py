@@ -1,12 +1,23 @@
-"""Request and response models of the HTTP API (validated at the edge by FastAPI)."""
+"""Request and response models of the HTTP API (validated at the edge by FastAPI).
+
+The limits here are hard caps that show in ``/docs``; the serving settings may set lower
+ones (``max_query_chars``, ``max_history``), checked when the query is built.
+"""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+import math
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 MAX_K = 100
 MAX_QUERY_CHARS = 1000
 MAX_HISTORY = 200
+MAX_EXCLUDE = 1000
+MAX_EVENTS = 100
+
+EventKind = Literal["view", "click", "like", "purchase", "rating", "dislike", "skip"]
 
 
 class RecommendRequest(BaseModel):
@@ -16,7 +27,7 @@ class RecommendRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     user_id: str | None = Field(
-        None, min_length=1, max_length=200, description="A user seen in the training logs."
+        None, min_length=1, max_length=200, description="A user seen in the logs or feedback."
     )
     history: list[str] | None = Field(
         None, max_length=MAX_HISTORY, description="Item ids the user interacted with, oldest first."
@@ -25,6 +36,21 @@ class RecommendRequest(BaseModel):
         None, max_length=MAX_QUERY_CHARS, description="Free text the user typed."
     )
     k: int = Field(10, ge=1, le=MAX_K, description="How many items to return.")
+    exclude: list[str] = Field(
+        default_factory=list, max_length=MAX_EXCLUDE, description="Item ids never to return."
+    )
+    categories: list[str] = Field(
+        default_factory=list,
+        max_length=50,
+        description="Return only items in at least one of these categories.",
+    )
+    diversity: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="Diversity re-ranking strength (0 = relevance order); default: the "
+        "model version's setting.",
+    )
 
     @model_validator(mode="after")
     def _something_to_go_on(self) -> RecommendRequest:
@@ -46,6 +72,64 @@ class RecommendResponse(BaseModel):
     model_version: str = Field(description="The registered version that computed this answer.")
 
 
+class FeedbackEvent(BaseModel):
+    """What a user did with an item."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: str = Field(min_length=1, max_length=200)
+    item_id: str = Field(min_length=1, max_length=200)
+    event: EventKind = Field("click", description="dislike and skip mask the item only.")
+    value: float = Field(1.0, ge=-1e6, le=1e6, description="A rating, or a weight.")
+    query: str | None = Field(None, max_length=MAX_QUERY_CHARS, description="Text typed, if any.")
+    timestamp: int | None = Field(
+        None, ge=0, le=32503680000, description="Unix seconds; default: when received."
+    )
+
+    @field_validator("value")
+    @classmethod
+    def _finite(cls, v: float) -> float:
+        if not math.isfinite(v):
+            raise ValueError("value must be a finite number")
+        return v
+
+
+class FeedbackRequest(BaseModel):
+    """One event, or ``{"events": [...]}`` (up to 100), committed together."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    events: list[FeedbackEvent] = Field(min_length=1, max_length=MAX_EVENTS)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _single(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "events" not in data and "user_id" in data:
+            return {"events": [data]}
+        return data
+
+
+class FeedbackResponse(BaseModel):
+    accepted: int
+    logged_to: str = Field(description="The Parquet file the events were appended to.")
+
+
+class UserHistory(BaseModel):
+    user_id: str
+    history: list[str] = Field(description="Items that build the user's text, oldest first.")
+    recent_feedback: list[dict[str, Any]]
+
+
 class Health(BaseModel):
     status: str
     model_version: str | None = None
+
+
+class Ready(BaseModel):
+    ready: bool
+    model_version: str
+    model_uri: str
+    index: str
+    items: int
+    hybrid: str
+    users: int

@@ -20,6 +20,7 @@ import ray.train
 import ray.train.torch
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 
 from llmrec.config import ModelConfig, TrainConfig
 from llmrec.modeling.losses import in_batch_softmax
@@ -44,7 +45,10 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     torch.manual_seed(train_cfg.seed)
     rank = ray.train.get_context().get_world_rank()
 
-    scorer = LLMScorer(model_cfg)
+    total_steps = int(config.get("total_steps") or 1000)
+    scorer = LLMScorer(
+        model_cfg, rating_head=train_cfg.objective != "contrastive", total_steps=total_steps
+    )
     if train_cfg.gradient_checkpointing:
         scorer.enable_gradient_checkpointing()
     optimizer = torch.optim.AdamW(
@@ -58,8 +62,12 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     model = ray.train.torch.prepare_model(scorer)
     shard = ray.train.get_dataset_shard("train")
 
+    texts: list[str] = config.get("catalogue_texts") or []
+    use_cache = train_cfg.catalogue_negatives and train_cfg.objective != "rating"
+    progress = {"step": start_epoch * total_steps // train_cfg.epochs}
     for epoch in range(start_epoch, train_cfg.epochs):
-        stats = _train_epoch(model, scorer, optimizer, shard, train_cfg)
+        cache = _encode_catalogue(scorer, texts) if use_cache else None
+        stats = _train_epoch(model, scorer, optimizer, shard, train_cfg, cache, progress)
         metrics: dict[str, Any] = {
             "epoch": epoch + 1,
             "train_loss": _mean_across_workers(stats["loss"], scorer.device),
@@ -92,8 +100,15 @@ def _train_epoch(
     optimizer: torch.optim.Optimizer,
     shard: Any,
     cfg: TrainConfig,
+    cache: torch.Tensor | None = None,
+    progress: dict[str, int] | None = None,
 ) -> dict[str, float]:
-    """One pass over this worker's shard; returns loss, throughput and the data-wait share."""
+    """One pass over this worker's shard; returns loss, throughput and the data-wait share.
+
+    ``cache`` (catalogue item embeddings) adds every catalogue item as a negative;
+    ``progress["step"]`` counts optimizer steps across epochs (AdaLoRA's rank schedule)."""
+    progress = progress if progress is not None else {"step": 0}
+    adalora = getattr(scorer.model.base_model, "update_and_allocate", None)
     scorer.train()
     use_autocast = cfg.use_gpu and torch.cuda.is_available()
     total, steps, seen, waited = 0.0, 0, 0, 0.0
@@ -114,12 +129,15 @@ def _train_epoch(
         no_sync = getattr(model, "no_sync", None)
         with no_sync() if (no_sync and not sync) else contextlib.nullcontext():
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_autocast):
-                q, i, scale = model(list(batch["query_text"]), list(batch["item_text"]))
+                q, i, scale, rating = model(list(batch["query_text"]), list(batch["item_text"]))
             ids = torch.tensor(batch["item_index"], device=q.device)
-            loss = in_batch_softmax(q, i, ids, scale)
+            loss = objective_loss(cfg, q, i, ids, scale, rating, batch, cache)
             (loss / cfg.grad_accum_steps).backward()
         if sync:
             optimizer.step()
+            if adalora is not None:  # reallocates ranks from the gradients, before zeroing
+                adalora(progress["step"])
+            progress["step"] += 1
             optimizer.zero_grad(set_to_none=True)
         total, seen = total + loss.item(), seen + len(ids)
     if steps % cfg.grad_accum_steps:  # a partial accumulation at the end of the shard
@@ -132,6 +150,43 @@ def _train_epoch(
         "samples_per_s": seen / elapsed,
         "data_wait_share": waited / elapsed,
     }
+
+
+def objective_loss(
+    cfg: TrainConfig,
+    q: torch.Tensor,
+    i: torch.Tensor,
+    ids: torch.Tensor,
+    scale: torch.Tensor,
+    rating: torch.Tensor | None,
+    batch: dict[str, Any],
+    cache: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The loss of ``train.objective`` on one batch."""
+    if cfg.objective == "contrastive":
+        return in_batch_softmax(q, i, ids, scale, cache)
+    assert rating is not None, "the rating objective needs the scorer's rating head"
+    target = torch.as_tensor(batch["value"], dtype=rating.dtype, device=rating.device)
+    mse = F.mse_loss(rating, target)
+    if cfg.objective == "rating":
+        return mse
+    return in_batch_softmax(q, i, ids, scale, cache) + cfg.rating_weight * mse
+
+
+def _encode_catalogue(scorer: LLMScorer, texts: list[str]) -> torch.Tensor | None:
+    """Item embeddings of the whole catalogue, each worker encoding its share."""
+    if not texts:
+        return None
+    if not (dist.is_available() and dist.is_initialized()):
+        return scorer.encode(texts, kind="item").to(scorer.device)
+    world, rank = dist.get_world_size(), dist.get_rank()
+    per = -(-len(texts) // world)
+    mine = scorer.encode(texts[rank * per : (rank + 1) * per], kind="item").to(scorer.device)
+    padded = torch.zeros(per, mine.shape[1], device=scorer.device, dtype=mine.dtype)
+    padded[: len(mine)] = mine
+    parts = [torch.empty_like(padded) for _ in range(world)]
+    dist.all_gather(parts, padded)
+    return torch.cat(parts)[: len(texts)]
 
 
 def _gather_placement(samples: int) -> list[dict[str, Any]]:

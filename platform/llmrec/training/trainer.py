@@ -32,18 +32,27 @@ def default_run_name() -> str:
     return time.strftime("llmrec-%Y%m%d-%H%M%S")
 
 
+def _total_steps(cfg: Config, train_ds: ray.data.Dataset) -> int:
+    """Optimizer steps of the whole run (counts the examples: one pass of the pipeline)."""
+    t = cfg.train
+    per_worker = train_ds.count() // t.num_workers
+    return t.epochs * max(per_worker // (t.batch_size * t.grad_accum_steps), 1)
+
+
 def run_training(
     cfg: Config,
     train_ds: ray.data.Dataset,
     eval_set: EvalSet,
     local_dir: str | Path,
     init_weights: dict[str, torch.Tensor] | None = None,
+    catalogue_texts: list[str] | None = None,
 ) -> TrainOutcome:
     """Fine-tune the scorer with Ray Train and copy the last checkpoint to ``local_dir``.
 
     Running again with the same ``train.run_name`` and ``train.storage_path`` resumes that run
     from its last checkpoint (Ray Train V2 semantics). ``init_weights`` (adapter tensors)
-    start a fresh run from a registered adapter.
+    start a fresh run from a registered adapter. ``catalogue_texts`` (item texts in
+    catalogue index order) are the catalogue negatives of ``train.catalogue_negatives``.
     """
     t = cfg.train
     storage = t.storage_path if "://" in t.storage_path else str(Path(t.storage_path).resolve())
@@ -56,6 +65,8 @@ def run_training(
             "train": t,
             "eval_set": eval_set.head(t.eval_users),
             "init_weights": init_weights,
+            "catalogue_texts": catalogue_texts,
+            "total_steps": _total_steps(cfg, train_ds) if cfg.model.adapter == "adalora" else 0,
         },
         scaling_config=ray.train.ScalingConfig(
             num_workers=t.num_workers,

@@ -1,0 +1,82 @@
+"""Serving settings: the application arguments of ``serve_deployments:app``.
+
+They come from ``serve_deployments/serve_config.yaml`` (``applications[].args``), from
+``serve run serve_deployments:build_app key=value``, or from the environment
+(``LLMREC_MODEL_URI``, ``MLFLOW_TRACKING_URI``, ``LLMREC_HISTORY_DB``, ``LLMREC_FEEDBACK_DIR``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from llmrec.config import DEFAULT_TRACKING_URI
+
+
+class SettingsError(ValueError):
+    """Bad application arguments; the message names each one."""
+
+
+class ServeSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model_uri: str = Field(default="", description="Alias or version; default: <model>@champion.")
+    tracking_uri: str = ""
+    encoder_threads: int = Field(default=1, ge=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    max_batch_size: int = Field(default=8, ge=1, le=1024)
+    batch_wait_timeout_s: float = Field(default=0.005, ge=0.0, le=1.0)
+    index: Literal["auto", "exact", "hnsw"] = "auto"
+    ann_min_items: int = Field(
+        default=20000, ge=1, description="auto: HNSW from this many items up."
+    )
+    hnsw_m: int = Field(default=32, ge=4)
+    hnsw_ef_search: int = Field(default=128, ge=1)
+    candidates: int = Field(default=200, ge=1, description="ANN candidates scored by the hybrid.")
+    max_query_chars: int = Field(default=1000, ge=1, le=1000)
+    max_history: int = Field(default=200, ge=1, le=200)
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    history_db: str = "runs/serve/history.sqlite"
+    feedback_dir: str = "runs/feedback"
+    watch_interval_s: float = Field(default=10.0, ge=0.0, description="0: do not watch the alias.")
+
+    @classmethod
+    def from_args(cls, args: dict[str, Any]) -> ServeSettings:
+        """Settings from app args over the environment; relative paths made absolute here,
+        where the app is built, since replicas run in other working directories."""
+        values = dict(args)
+        env = {
+            "model_uri": "LLMREC_MODEL_URI",
+            "tracking_uri": "MLFLOW_TRACKING_URI",
+            "history_db": "LLMREC_HISTORY_DB",
+            "feedback_dir": "LLMREC_FEEDBACK_DIR",
+        }
+        for key, var in env.items():
+            if not values.get(key) and os.environ.get(var):
+                values[key] = os.environ[var]
+        try:
+            s = cls(**values)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']} (got {e.get('input')!r})"
+                for e in exc.errors()
+            )
+            raise SettingsError(f"serving settings: {problems}") from None
+        return s.model_copy(
+            update={
+                "tracking_uri": absolute_tracking_uri(s.tracking_uri or DEFAULT_TRACKING_URI),
+                "history_db": str(Path(s.history_db).resolve()),
+                "feedback_dir": str(Path(s.feedback_dir).resolve()),
+            }
+        )
+
+
+def absolute_tracking_uri(uri: str) -> str:
+    """``sqlite:///mlflow.db`` relative to where the app is built; other URIs unchanged."""
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
+        return prefix + str(Path(uri.removeprefix(prefix)).resolve())
+    return uri
