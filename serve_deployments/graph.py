@@ -95,7 +95,7 @@ def _open(model_uri: str, tracking_uri: str) -> tuple[str, ModelBundle]:
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri)
-    version, path = registry.download_bundle(model_uri)
+    version, path = registry.cached_bundle(model_uri)  # one download per node and version
     return version.version, ModelBundle(path)
 
 

@@ -10,6 +10,7 @@ set when the registered model has none yet.
 from __future__ import annotations
 
 import re
+import shutil
 import tempfile
 from dataclasses import dataclass
 from importlib import metadata
@@ -171,7 +172,39 @@ def download_bundle(uri: str, dst: str | Path | None = None) -> tuple[Registered
     version = resolve(uri)
     target = Path(dst or tempfile.mkdtemp(prefix=f"llmrec-{version.name}-{version.version}-"))
     local = mlflow.artifacts.download_artifacts(artifact_uri=version.uri, dst_path=str(target))
-    return version, Path(local) / "artifacts" / "bundle"
+    return version, _bundle_folder(Path(local) / "artifacts")
+
+
+def _bundle_folder(artifacts: Path) -> Path:
+    """The bundle inside a pyfunc model's ``artifacts/`` (logged under its folder's name)."""
+    if (artifacts / "bundle").is_dir():
+        return artifacts / "bundle"
+    folders = [p for p in artifacts.iterdir() if (p / "config.yaml").exists()]
+    if len(folders) != 1:
+        raise ModelNotFoundError(f"{artifacts} holds no single model bundle: {folders}")
+    return folders[0]
+
+
+def cached_bundle(uri: str, root: str | Path | None = None) -> tuple[RegisteredVersion, Path]:
+    """Like :func:`download_bundle`, but each version is downloaded once per machine into
+    ``root`` (default ``$TMPDIR/llmrec-bundles``) and shared by every process that asks:
+    serving replicas on one node read the same copy. Versions are immutable, so a complete
+    copy never goes stale."""
+    version = resolve(uri)
+    base = Path(root or Path(tempfile.gettempdir()) / "llmrec-bundles")
+    safe = re.sub(r"[^\w.\-]+", "_", f"{version.name}-{version.version}-{version.run_id}")
+    final = base / safe
+    if not (final / "config.yaml").exists():
+        base.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{safe}-", dir=base))
+        _, bundle = download_bundle(version.uri, staging)
+        try:
+            bundle.rename(final)  # atomic: another process may have won the race
+        except OSError:
+            if not (final / "config.yaml").exists():
+                raise
+        shutil.rmtree(staging, ignore_errors=True)
+    return version, final
 
 
 def default_model_uri() -> str:

@@ -6,10 +6,9 @@ ones (``max_query_chars``, ``max_history``), checked when the query is built.
 
 from __future__ import annotations
 
-import math
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 MAX_K = 100
 MAX_QUERY_CHARS = 1000
@@ -80,18 +79,13 @@ class FeedbackEvent(BaseModel):
     user_id: str = Field(min_length=1, max_length=200)
     item_id: str = Field(min_length=1, max_length=200)
     event: EventKind = Field("click", description="dislike and skip mask the item only.")
-    value: float = Field(1.0, ge=-1e6, le=1e6, description="A rating, or a weight.")
+    value: float = Field(
+        1.0, ge=-1e6, le=1e6, allow_inf_nan=False, description="A rating, or a weight."
+    )
     query: str | None = Field(None, max_length=MAX_QUERY_CHARS, description="Text typed, if any.")
     timestamp: int | None = Field(
         None, ge=0, le=32503680000, description="Unix seconds; default: when received."
     )
-
-    @field_validator("value")
-    @classmethod
-    def _finite(cls, v: float) -> float:
-        if not math.isfinite(v):
-            raise ValueError("value must be a finite number")
-        return v
 
 
 class FeedbackRequest(BaseModel):
