@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 if p == "test" and len(part.cold_rows):
                     rows.append(offline.cold_row(protocol, part, scores, f"{method} {name}"))
-            if args.diversity_sweep and not sweep_scores:
+            if args.diversity_sweep and uri == args.model[0]:
                 sweep_scores[p] = hybrid
         if args.diversity_sweep and sweep_vectors is None:
             similarity = args.similarity or cfg.rank.similarity

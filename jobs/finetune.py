@@ -61,10 +61,19 @@ def main(argv: list[str] | None = None) -> int:
     v = result.version
     m = result.metrics
     print(f"\nregistered {v.name} version {v.version} (aliases: {', '.join(v.aliases) or 'none'})")
-    print(
-        f"validation: HR@10 {m['val_hr_at_10']:.4f}  NDCG@10 {m['val_ndcg_at_10']:.4f}  "
-        f"test: HR@10 {m['test_hr_at_10']:.4f}  NDCG@10 {m['test_ndcg_at_10']:.4f}"
-    )
+    for label, prefix in (("LLM", ""), ("hybrid", "hybrid_")):
+        if f"{prefix}val_ndcg_at_10" not in m:
+            continue
+        print(
+            f"{label:>6}: validation HR@10 {m[prefix + 'val_hr_at_10']:.4f}  "
+            f"NDCG@10 {m[prefix + 'val_ndcg_at_10']:.4f}  test HR@10 "
+            f"{m[prefix + 'test_hr_at_10']:.4f}  NDCG@10 {m[prefix + 'test_ndcg_at_10']:.4f}"
+            + (
+                f"  cold-start test HR@10 {m[prefix + 'test_cold_hr_at_10']:.4f}"
+                if prefix + "test_cold_hr_at_10" in m
+                else ""
+            )
+        )
     if result.gate is not None:
         print(f"promotion gate: {result.gate.reason}")
     print(f"training {result.train_seconds:.0f} s, whole job {time.perf_counter() - start:.0f} s")

@@ -257,7 +257,7 @@ def fit_hybrid(
     )
 
 
-SWEEP_STRENGTHS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.7)
+SWEEP_STRENGTHS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 
 def diversity_sweep(
