@@ -282,7 +282,7 @@ def main() -> int:
         builder, encoder = QueryBuilder(bundle, settings=s), QueryEncoder(bundle, args.threads)
         ranker = CandidateRanker(bundle, s)
         reqs = bodies(n, args.requests)
-        for body in reqs[:5]:  # warm-up
+        for body in reqs[:20]:  # warm-up
             q = builder.build(RecommendRequest(**body))
             ranker.rank(encoder.encode([q.text])[0], q)
         times = []

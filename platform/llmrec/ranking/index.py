@@ -51,15 +51,23 @@ class HNSWIndex:
         m: Graph degree (memory and recall grow with it).
         ef_construction: Candidate list size while building.
         ef_search: Candidate list size while searching (recall vs speed knob).
+        threads: OpenMP threads of FAISS in this process (1 suits one query per call).
     """
 
     kind = "hnsw"
 
     def __init__(
-        self, items: np.ndarray, m: int = 32, ef_construction: int = 80, ef_search: int = 128
+        self,
+        items: np.ndarray,
+        m: int = 32,
+        ef_construction: int = 80,
+        ef_search: int = 128,
+        threads: int = 1,
     ) -> None:
         import faiss
 
+        # One query at a time: OpenMP threads only spin against the encoder for the cores.
+        faiss.omp_set_num_threads(threads)
         start = time.perf_counter()
         x = np.ascontiguousarray(items, dtype=np.float32)
         self.index = faiss.IndexHNSWFlat(x.shape[1], m, faiss.METRIC_INNER_PRODUCT)
