@@ -39,6 +39,7 @@ from llmrec.serving import (
     RequestError,
     ServeSettings,
 )
+from llmrec.serving import settings as serving_settings
 from llmrec.serving.history import Event, FeedbackLog, HistoryStore
 from llmrec.serving.schemas import (
     FeedbackRequest,
@@ -60,14 +61,11 @@ api = FastAPI(
     version="0.2.0",
 )
 
-# Set by the ingress replica when it starts (one ingress per process).
-_EDGE: dict[str, Any] = {"max_body_bytes": 64 * 1024, "requests": None}
-
 
 @api.middleware("http")
 async def _limit_and_count(request: Request, call_next: Callable[[Request], Awaitable[Any]]) -> Any:
     """Refuse bodies over the limit (413) and count every answer by endpoint and status."""
-    limit = _EDGE["max_body_bytes"]
+    limit = serving_settings.EDGE["max_body_bytes"]
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit:
         response: Any = JSONResponse(
@@ -76,7 +74,7 @@ async def _limit_and_count(request: Request, call_next: Callable[[Request], Awai
         )
     else:
         response = await call_next(request)
-    counter = _EDGE["requests"]
+    counter = serving_settings.EDGE["requests"]
     if counter is not None:
         counter.inc(tags={"route": request.url.path, "status": str(response.status_code)})
     return response
@@ -215,8 +213,8 @@ class Ingress:
         self.store = HistoryStore(self.settings.history_db, self.settings.max_history)
         self.feedback_log = FeedbackLog(self.settings.feedback_dir)
         self.swap_lock = asyncio.Lock()
-        _EDGE["max_body_bytes"] = self.settings.max_body_bytes
-        _EDGE["requests"] = metrics.Counter(
+        serving_settings.EDGE["max_body_bytes"] = self.settings.max_body_bytes
+        serving_settings.EDGE["requests"] = metrics.Counter(
             "llmrec_http_requests",
             description="HTTP answers of the llmrec ingress by route and status.",
             tag_keys=("route", "status"),

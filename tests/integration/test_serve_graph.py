@@ -49,6 +49,7 @@ def server(trained, tmp_path_factory):
         "history_db": str(root / "history.sqlite"),
         "feedback_dir": str(root / "feedback"),
         "watch_interval_s": 0,
+        "max_body_bytes": 32768,
     }
     os.environ["LLMREC_API_TOKEN"] = TOKEN
     try:
@@ -178,7 +179,7 @@ def test_malformed_json_and_oversized_bodies(server):
         timeout=60,
     )
     assert r.status_code == 413
-    assert "request body is 70013 bytes; the limit is 65536" in r.text
+    assert "request body is 70013 bytes; the limit is 32768" in r.text  # the setting holds
 
 
 def test_feedback_needs_the_token(server):

@@ -15,6 +15,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from llmrec.config import DEFAULT_TRACKING_URI
 
+EDGE: dict[str, Any] = {"max_body_bytes": 64 * 1024, "requests": None}
+"""Per-process state of the HTTP edge (body limit, request counter), set by the ingress
+replica. It lives in this importable module, read as ``settings.EDGE``, because Ray Serve
+ships the deployment's own module by value: a dict global there would be a copy."""
+
 
 class SettingsError(ValueError):
     """Bad application arguments; the message names each one."""
