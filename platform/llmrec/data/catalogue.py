@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cached_property
 
+import numpy as np
 import pyarrow as pa
 
 from llmrec.data.text import ItemText, render_item
@@ -39,6 +40,21 @@ class Catalogue:
     def texts(self) -> list[str]:
         """Every item rendered for the item tower, in catalogue order."""
         return [render_item(self.items[i]) for i in self.ids]
+
+    @cached_property
+    def categories(self) -> tuple[str, ...]:
+        """Every category name, sorted."""
+        return tuple(sorted({c for it in self.items.values() for c in it.categories}))
+
+    def category_vectors(self) -> np.ndarray:
+        """``[items, categories]`` multi-hot genre vectors in catalogue order (one column of
+        zeros when the catalogue has no categories)."""
+        pos = {c: j for j, c in enumerate(self.categories)}
+        out = np.zeros((len(self.ids), max(len(pos), 1)), dtype=np.float32)
+        for row, item_id in enumerate(self.ids):
+            for c in self.items[item_id].categories:
+                out[row, pos[c]] = 1.0
+        return out
 
     def title(self, item_id: str) -> str:
         return self.items[item_id].title

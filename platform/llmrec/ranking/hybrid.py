@@ -12,6 +12,7 @@ candidate subset from an approximate index scores exactly as it would in a full 
 
 from __future__ import annotations
 
+import copy
 import itertools
 import json
 from collections.abc import Callable, Sequence
@@ -146,8 +147,7 @@ class HybridScorer:
 
     def with_weights(self, weights: HybridWeights) -> HybridScorer:
         """The same parts under other weights (no recomputation of the statistics)."""
-        other = object.__new__(HybridScorer)
-        other.__dict__.update(self.__dict__)
+        other = copy.copy(self)
         other.weights = weights
         return other
 
@@ -174,17 +174,17 @@ class HybridScorer:
         return cls(item_embeddings, HybridWeights(**meta["weights"]), cf, pop)
 
 
-def read_weights(directory: str | Path) -> dict[str, object]:
-    """The stored ``weights.json`` (weights and how they were tuned)."""
-    return dict(json.loads((Path(directory) / WEIGHTS_FILE).read_text()))
-
-
 @dataclass(frozen=True)
 class Tuned:
     """The weights picked on validation and the metric of every weight setting tried."""
 
     weights: HybridWeights
     tried: list[tuple[HybridWeights, float]]
+
+    @property
+    def value(self) -> float:
+        """The metric of the picked weights."""
+        return max(v for _, v in self.tried)
 
 
 def tune_weights(

@@ -71,7 +71,7 @@ class QueryBuilder:
         s = settings or ServeSettings()
         self.max_query_chars = s.max_query_chars
         self.max_request_history = s.max_history
-        self.categories = sorted({c for it in self.catalogue.items.values() for c in it.categories})
+        self.categories = self.catalogue.categories
 
     def build(self, req: RecommendRequest) -> Query:
         """Raises RequestError 404 for an unknown user, 422 for unknown items or categories
@@ -167,15 +167,9 @@ class CandidateRanker:
         self.method = rank.diversity if rank.diversity != "none" else "mmr"
         self.default_strength = rank.diversity_strength if rank.diversity != "none" else 0.0
         self.depth = rank.rerank_depth
-        if rank.similarity == "categories":
-            names = sorted({c for it in cat.items.values() for c in it.categories})
-            pos = {c: j for j, c in enumerate(names)}
-            self.vectors = np.zeros((len(self.ids), max(len(names), 1)), dtype=np.float32)
-            for row, item_id in enumerate(self.ids):
-                for c in cat.items[item_id].categories:
-                    self.vectors[row, pos[c]] = 1.0
-        else:
-            self.vectors = bundle.item_embeddings
+        self.vectors = (
+            cat.category_vectors() if rank.similarity == "categories" else bundle.item_embeddings
+        )
         by_cat: dict[str, list[int]] = {}
         for row, item_id in enumerate(self.ids):
             for c in cat.items[item_id].categories:

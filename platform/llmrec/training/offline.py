@@ -85,13 +85,7 @@ class Protocol:
         return EvalPart(name, rows, histories, targets, fit, cold_rows)
 
     def category_vectors(self) -> np.ndarray:
-        cats = sorted({c for it in self.catalogue.items.values() for c in it.categories})
-        pos = {c: j for j, c in enumerate(cats)}
-        out = np.zeros((len(self.catalogue), max(len(cats), 1)), dtype=np.float32)
-        for i, item_id in enumerate(self.catalogue.ids):
-            for c in self.catalogue.items[item_id].categories:
-                out[i, pos[c]] = 1.0
-        return out
+        return self.catalogue.category_vectors()
 
 
 def evaluate(protocol: Protocol, part: EvalPart, scores: np.ndarray) -> dict[str, float]:
@@ -247,12 +241,11 @@ def fit_hybrid(
     tuned = tune_weights(
         s.llm_part(val_queries), s.cf_part(val.histories), s.popularity_part(), ndcg
     )
-    best = dict((w, v) for w, v in tuned.tried)[tuned.weights]
     return HybridFit(
         tuned.weights,
         cf,
         lam,
-        best,
+        tuned.value,
         {name: sc.with_weights(tuned.weights) for name, sc in scorers.items()},
     )
 
