@@ -192,8 +192,9 @@ class CandidateRanker:
         excluded = np.array([self.index[i] for i in q.exclude if i in self.index], dtype=np.int64)
         strength = self.default_strength if q.diversity is None else q.diversity
         depth = max(q.k, self.depth) if strength > 0 else q.k
-        rows = self._candidate_rows(vec, history, q.categories, depth + len(excluded))
-        scores = self.hybrid.scores(vec, history, rows)[0]
+        subset = self._candidate_rows(vec, history, q.categories, depth + len(excluded))
+        scores = self.hybrid.scores(vec, history, subset)[0]  # no copy of the matrix if all
+        rows = np.arange(self.num_items) if subset is None else subset
         keep = ~np.isin(rows, excluded) if len(excluded) else np.ones(len(rows), dtype=bool)
         rows, scores = rows[keep], scores[keep]
         if len(rows) == 0:
@@ -212,11 +213,12 @@ class CandidateRanker:
 
     def _candidate_rows(
         self, vec: np.ndarray, history: list[list[int]], categories: tuple[str, ...], n: int
-    ) -> np.ndarray:
+    ) -> np.ndarray | None:
+        """Item rows to score: a category subset, ANN candidates, or None for all items."""
         if categories:  # a category subset is scored exactly
             return np.unique(np.concatenate([self.category_rows[c] for c in categories]))
         if self.items.kind == "exact":
-            return np.arange(self.num_items)
+            return None  # every item
         found, _ = self.items.search(vec, max(n, self.candidates))
         parts = [found[0][found[0] >= 0]]
         if self.hybrid.weights.popularity:
