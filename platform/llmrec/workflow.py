@@ -25,7 +25,7 @@ from llmrec import lifecycle, registry
 from llmrec.bundle import ModelBundle, write_bundle
 from llmrec.config import Config
 from llmrec.data.catalogue import Catalogue
-from llmrec.data.pipeline import build_train_dataset
+from llmrec.data.pipeline import build_train_dataset, item_log_frequency
 from llmrec.data.prepare import Prepared, load_source, prepare, split_and_save
 from llmrec.modeling.baselines import Popularity, interaction_matrix
 from llmrec.modeling.scorer import HEAD_FILE, build_scorer
@@ -39,6 +39,8 @@ def objective_name(cfg: Config) -> str:
     """``contrastive (in-batch + catalogue negatives)``, ``rating (MSE)``, ..."""
     t = cfg.train
     negatives = "in-batch + catalogue negatives" if t.catalogue_negatives else "in-batch negatives"
+    if t.logq_correction:
+        negatives += ", logQ-corrected"
     return {
         "contrastive": f"contrastive ({negatives})",
         "rating": "rating (MSE of a score head)",
@@ -73,8 +75,9 @@ def finetune(cfg: Config, log: Any = print) -> FinetuneResult:
         prepared, cfg.data.min_core, cfg.data.cold_items, cfg.data.cold_seed
     )
     catalogue = prepared.catalogue
+    sequences = prepared.out_dir / "train_sequences.parquet"
     train_ds = build_train_dataset(
-        prepared.out_dir / "train_sequences.parquet",
+        sequences,
         catalogue,
         cfg.data.max_history,
         cfg.data.examples_per_user,
@@ -90,8 +93,9 @@ def finetune(cfg: Config, log: Any = print) -> FinetuneResult:
     )
     val = build_eval_set(split, "val", protocol.catalogue, cfg.data.max_history)
     with tempfile.TemporaryDirectory(prefix="llmrec-") as tmp:
+        log_q = item_log_frequency(sequences, catalogue) if cfg.train.logq_correction else None
         outcome = run_training(
-            cfg, train_ds, val, Path(tmp) / "checkpoint", init, catalogue.texts()
+            cfg, train_ds, val, Path(tmp) / "checkpoint", init, catalogue.texts(), log_q
         )
         for row in outcome.history:
             log(

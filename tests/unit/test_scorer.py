@@ -80,3 +80,25 @@ def test_gradient_checkpointing_gives_the_same_gradients(tiny_base):
 
     plain, checkpointed = grads(False), grads(True)
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(plain, checkpointed, strict=True))
+
+
+def test_logq_correction_lifts_a_popular_positive_over_rare_negatives():
+    # two queries that look the same to the model; the popular item (id 0) is the target of
+    # the first, a rare one of the second. Uncorrected, both rows lose log(2).
+    q = torch.nn.functional.normalize(torch.tensor([[1.0, 0.0], [1.0, 0.0]]), dim=-1)
+    items = q.clone()
+    ids, scale = torch.tensor([0, 1]), torch.tensor(10.0)
+    log_q = torch.log(torch.tensor([0.9, 0.1]))
+    plain = in_batch_softmax(q, items, ids, scale)
+    corrected = in_batch_softmax(q, items, ids, scale, log_q=log_q)
+    logits = torch.zeros(2, 2) - log_q[ids].unsqueeze(0)
+    expected = torch.nn.functional.cross_entropy(logits, torch.arange(2))
+    assert abs(plain.item() - 0.6931) < 1e-3
+    assert abs(corrected.item() - expected.item()) < 1e-5
+    # corrected, the row of the popular target keeps the larger loss (a rare negative is
+    # worth more than a popular one): training pushes popular positives up, not down
+    per_row = torch.nn.functional.cross_entropy(logits, torch.arange(2), reduction="none")
+    assert per_row[0] > per_row[1]
+    # uniform popularity is no correction at all
+    uniform = in_batch_softmax(q, items, ids, scale, log_q=torch.log(torch.tensor([0.5, 0.5])))
+    assert abs(uniform.item() - plain.item()) < 1e-6

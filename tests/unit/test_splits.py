@@ -1,3 +1,4 @@
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 from llmrec.data.catalogue import Catalogue
@@ -77,3 +78,24 @@ def test_cold_items_are_held_out_of_training_and_found_in_the_protocol():
     for full, fit in zip(test.histories, test.fit_histories, strict=True):
         assert [i for i in full if protocol.catalogue.ids[i] not in cold] == fit
     assert {index[c] for c in cold} & {i for h in test.histories for i in h}  # still masked
+
+
+def test_item_log_frequency_is_the_smoothed_share_of_training_interactions(tmp_path):
+    from llmrec.data.pipeline import item_log_frequency
+
+    sequences = pd.DataFrame({"user_id": ["u", "v"], "items": [["a", "b", "a"], ["a", "zz"]]})
+    sequences.to_parquet(tmp_path / "seq.parquet", index=False)
+    items = pa.table(
+        {
+            "item_id": ["a", "b", "c"],
+            "title": ["A", "B", "C"],
+            "text": [None] * 3,
+            "categories": [["x"]] * 3,
+        }
+    )
+    log_q = item_log_frequency(tmp_path / "seq.parquet", Catalogue.from_table(items))
+    # counts a 3, b 1, c 0 (not in the catalogue: zz), each plus one: 4 / 2 / 1 of 7
+    assert log_q.dtype.name == "float32"
+    assert [round(float(x), 4) for x in log_q] == [
+        round(float(np.log(n / 7)), 4) for n in (4, 2, 1)
+    ]

@@ -11,6 +11,9 @@ import functools
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import ray.data
 
 from llmrec.data.catalogue import Catalogue
@@ -58,6 +61,23 @@ def build_train_dataset(
         )
     )
     return ds.random_shuffle(seed=seed)
+
+
+def item_log_frequency(sequences_path: str | Path, catalogue: Catalogue) -> np.ndarray:
+    """Log share of each catalogue item (index order) among the training interactions.
+
+    The popularity estimate of the in-batch softmax's sampling-bias correction
+    (``train.logq_correction``); add-one smoothing keeps unseen and cold items finite.
+    """
+    items = pq.read_table(str(sequences_path), columns=["items"]).column("items")
+    counts = pc.value_counts(pc.list_flatten(items)).to_pylist()
+    freq = np.ones(len(catalogue), dtype=np.float64)
+    index = catalogue.index
+    for entry in counts:
+        row = index.get(entry["values"])
+        if row is not None:
+            freq[row] += entry["counts"]
+    return np.log(freq / freq.sum()).astype(np.float32)
 
 
 class ItemEmbedder:

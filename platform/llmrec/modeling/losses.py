@@ -12,6 +12,7 @@ def in_batch_softmax(
     item_ids: torch.Tensor,
     scale: torch.Tensor,
     catalogue: torch.Tensor | None = None,
+    log_q: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Cross-entropy of each query against its own item, the batch's other items as negatives.
 
@@ -27,6 +28,11 @@ def in_batch_softmax(
             by ``item_ids``: mixed negative sampling (Yang et al., 2020). Every catalogue item
             but the query's own target becomes a negative too, which is what a full ranking
             over the catalogue asks of the model.
+        log_q: ``[N]`` log of each catalogue item's share of the training targets: the
+            sampling-bias correction of Yi et al. (2019). In-batch negatives are drawn in
+            proportion to popularity, so without it the softmax learns to push popular items
+            down; subtracting ``log q`` from every in-batch logit (the positive's included)
+            makes the dot product estimate the user's preference itself.
 
     Returns:
         The mean loss (a scalar).
@@ -34,6 +40,8 @@ def in_batch_softmax(
     logits = scale * queries @ items.T
     same = item_ids.unsqueeze(0) == item_ids.unsqueeze(1)
     eye = torch.eye(len(item_ids), dtype=torch.bool, device=logits.device)
+    if log_q is not None:
+        logits = logits - log_q.to(logits.device, logits.dtype)[item_ids].unsqueeze(0)
     logits = logits.masked_fill(same & ~eye, float("-inf"))
     if catalogue is not None:
         extra = scale * queries @ catalogue.to(queries.dtype).T

@@ -64,10 +64,13 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
 
     texts: list[str] = config.get("catalogue_texts") or []
     use_cache = train_cfg.catalogue_negatives and train_cfg.objective != "rating"
+    log_q = None
+    if train_cfg.logq_correction and config.get("item_log_q") is not None:
+        log_q = torch.tensor(config["item_log_q"], dtype=torch.float32, device=scorer.device)
     progress = {"step": start_epoch * total_steps // train_cfg.epochs}
     for epoch in range(start_epoch, train_cfg.epochs):
         cache = _encode_catalogue(scorer, texts) if use_cache else None
-        stats = _train_epoch(model, scorer, optimizer, shard, train_cfg, cache, progress)
+        stats = _train_epoch(model, scorer, optimizer, shard, train_cfg, cache, progress, log_q)
         metrics: dict[str, Any] = {
             "epoch": epoch + 1,
             "train_loss": _mean_across_workers(stats["loss"], scorer.device),
@@ -102,11 +105,14 @@ def _train_epoch(
     cfg: TrainConfig,
     cache: torch.Tensor | None = None,
     progress: dict[str, int] | None = None,
+    log_q: torch.Tensor | None = None,
 ) -> dict[str, float]:
     """One pass over this worker's shard; returns loss, throughput and the data-wait share.
 
     ``cache`` (catalogue item embeddings) adds every catalogue item as a negative;
-    ``progress["step"]`` counts optimizer steps across epochs (AdaLoRA's rank schedule)."""
+    ``progress["step"]`` counts optimizer steps across epochs (AdaLoRA's rank schedule);
+    ``log_q`` (log share of each catalogue item among the targets) corrects the in-batch
+    softmax for popularity-proportional negatives."""
     progress = progress if progress is not None else {"step": 0}
     adalora = getattr(scorer.model.base_model, "update_and_allocate", None)
     scorer.train()
@@ -131,7 +137,7 @@ def _train_epoch(
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_autocast):
                 q, i, scale, rating = model(list(batch["query_text"]), list(batch["item_text"]))
             ids = torch.tensor(batch["item_index"], device=q.device)
-            loss = objective_loss(cfg, q, i, ids, scale, rating, batch, cache)
+            loss = objective_loss(cfg, q, i, ids, scale, rating, batch, cache, log_q)
             (loss / cfg.grad_accum_steps).backward()
         if sync:
             optimizer.step()
@@ -161,16 +167,17 @@ def objective_loss(
     rating: torch.Tensor | None,
     batch: dict[str, Any],
     cache: torch.Tensor | None = None,
+    log_q: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The loss of ``train.objective`` on one batch."""
     if cfg.objective == "contrastive":
-        return in_batch_softmax(q, i, ids, scale, cache)
+        return in_batch_softmax(q, i, ids, scale, cache, log_q)
     assert rating is not None, "the rating objective needs the scorer's rating head"
     target = torch.as_tensor(batch["value"], dtype=rating.dtype, device=rating.device)
     mse = F.mse_loss(rating, target)
     if cfg.objective == "rating":
         return mse
-    return in_batch_softmax(q, i, ids, scale, cache) + cfg.rating_weight * mse
+    return in_batch_softmax(q, i, ids, scale, cache, log_q) + cfg.rating_weight * mse
 
 
 def _encode_catalogue(scorer: LLMScorer, texts: list[str]) -> torch.Tensor | None:

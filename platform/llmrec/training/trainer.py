@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import ray.data
 import ray.train
 import torch
@@ -46,13 +47,16 @@ def run_training(
     local_dir: str | Path,
     init_weights: dict[str, torch.Tensor] | None = None,
     catalogue_texts: list[str] | None = None,
+    item_log_q: np.ndarray | None = None,
 ) -> TrainOutcome:
     """Fine-tune the scorer with Ray Train and copy the last checkpoint to ``local_dir``.
 
     Running again with the same ``train.run_name`` and ``train.storage_path`` resumes that run
     from its last checkpoint (Ray Train V2 semantics). ``init_weights`` (adapter tensors)
     start a fresh run from a registered adapter. ``catalogue_texts`` (item texts in
-    catalogue index order) are the catalogue negatives of ``train.catalogue_negatives``.
+    catalogue index order) are the catalogue negatives of ``train.catalogue_negatives``;
+    ``item_log_q`` (log popularity, catalogue index order) is the sampling-bias correction of
+    ``train.logq_correction``.
     """
     t = cfg.train
     storage = t.storage_path if "://" in t.storage_path else str(Path(t.storage_path).resolve())
@@ -66,6 +70,7 @@ def run_training(
             "eval_set": eval_set.head(t.eval_users),
             "init_weights": init_weights,
             "catalogue_texts": catalogue_texts,
+            "item_log_q": item_log_q,
             "total_steps": _total_steps(cfg, train_ds) if cfg.model.adapter == "adalora" else 0,
         },
         scaling_config=ray.train.ScalingConfig(
