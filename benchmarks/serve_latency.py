@@ -9,7 +9,7 @@ champion's adapter and tokenizer (``--model``, default ``models:/llmrec-scorer@c
 In the same run:
 
 - the floor: the same query builder + encoder + ranker in this process, unbatched (one
-  request at a time) and batched (``--batch`` requests per forward pass);
+  request at a time) and batched (``--batch`` requests per forward pass and ranking call);
 - the graph (``serve_deployments``) over real HTTP on 127.0.0.1 at each concurrency:
   p50/p95/p99 latency, throughput and errors; p50 against the unbatched floor, throughput
   against the batched floor;
@@ -298,9 +298,7 @@ def main() -> int:
         for i in range(0, len(reqs), args.batch):
             b0 = time.perf_counter()
             qs = [builder.build(RecommendRequest(**body)) for body in reqs[i : i + args.batch]]
-            vecs = encoder.encode([q.text for q in qs])
-            for v, q in zip(vecs, qs, strict=True):
-                ranker.rank(v, q)
+            ranker.rank_many(encoder.encode([q.text for q in qs]), qs)
             batch_times.append(1000 * (time.perf_counter() - b0))
         batched_rps = len(reqs) / (time.perf_counter() - start)
         bstats = stats(batch_times)

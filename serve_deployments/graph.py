@@ -118,6 +118,11 @@ class _Versions:
             return self.loaded[uri]
 
 
+def _texts_in(calls: list[tuple[str, list[str]]]) -> int:
+    """The size of an encoder batch: texts, not calls."""
+    return sum(len(texts) for _, texts in calls)
+
+
 @serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=64)
 class QueryEncoderDeployment:
     """Runs the language model: query texts -> normalised embeddings, batched."""
@@ -137,16 +142,22 @@ class QueryEncoderDeployment:
         await self.versions.get(model_uri)
         return model_uri
 
-    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.005)
-    async def encode(self, requests: list[tuple[str, str]]) -> list[np.ndarray]:
-        """``(model_uri, text)`` pairs -> embeddings; one forward pass per version."""
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.005, batch_size_fn=_texts_in)
+    async def encode(self, requests: list[tuple[str, list[str]]]) -> list[np.ndarray]:
+        """``(model_uri, texts)`` calls -> ``[len(texts), dim]`` embeddings each; concurrent
+        calls (from every ingress replica) share one forward pass per version, of at most
+        ``max_batch_size`` texts."""
         out: list[Any] = [None] * len(requests)
         for uri in dict.fromkeys(u for u, _ in requests):
             encoder = await self.versions.get(uri)
-            rows = [i for i, (u, _) in enumerate(requests) if u == uri]
-            vectors = await asyncio.to_thread(encoder.encode, [requests[i][1] for i in rows])
-            for i, v in zip(rows, vectors, strict=True):
-                out[i] = v
+            calls = [i for i, (u, _) in enumerate(requests) if u == uri]
+            texts = [t for i in calls for t in requests[i][1]]
+            vectors = await asyncio.to_thread(encoder.encode, texts)
+            start = 0
+            for i in calls:
+                n = len(requests[i][1])
+                out[i] = vectors[start : start + n]
+                start += n
         return out
 
 
@@ -171,9 +182,12 @@ class CandidateRankerDeployment:
             "hybrid": ranker.hybrid.weights.describe(),
         }
 
-    async def rank(self, model_uri: str, vector: np.ndarray, query: Query) -> list[RecommendedItem]:
+    async def rank(
+        self, model_uri: str, vectors: np.ndarray, queries: list[Query]
+    ) -> list[list[RecommendedItem]]:
+        """The answers of a group of queries (``vectors`` from the same version's encoder)."""
         ranker = await self.versions.get(model_uri)
-        return ranker.rank(vector, query)
+        return ranker.rank_many(vectors, queries)
 
 
 @dataclass(frozen=True)
@@ -228,6 +242,8 @@ class Ingress:
             "llmrec_model_version", description="The registered version being served."
         )
         self.swaps = metrics.Counter("llmrec_model_swaps", description="Model version switches.")
+        self._answer.set_max_batch_size(self.settings.max_batch_size)
+        self._answer.set_batch_wait_timeout_s(self.settings.batch_wait_timeout_s)
         self.active = await self._prepare(model_uri)
         self.version_gauge.set(float(self.active.version))
         self.watcher = (
@@ -297,9 +313,24 @@ class Ingress:
             query = active.builder.build(req)
         except RequestError as exc:
             raise HTTPException(status_code=exc.status, detail=exc.message) from None
-        vector = await self.encoder.encode.remote((active.uri, query.text))
-        items = await self.ranker.rank.remote(active.uri, vector, query)
+        items = await self._answer((active.uri, query))
         return RecommendResponse(items=items, model_version=active.version)
+
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.005)
+    async def _answer(self, jobs: list[tuple[str, Query]]) -> list[list[RecommendedItem]]:
+        """Concurrent requests travel together: one encoder call and one ranker call per
+        group and version instead of two calls per request (on a small machine the calls,
+        not the model, are what limits throughput). The encoder's answer goes to the ranker
+        directly; the vectors never come back through this replica."""
+        out: list[Any] = [None] * len(jobs)
+        for uri in dict.fromkeys(u for u, _ in jobs):
+            rows = [i for i, (u, _) in enumerate(jobs) if u == uri]
+            queries = [jobs[i][1] for i in rows]
+            vectors = self.encoder.encode.remote((uri, [q.text for q in queries]))
+            answers = await self.ranker.rank.remote(uri, vectors, queries)
+            for i, items in zip(rows, answers, strict=True):
+                out[i] = items
+        return out
 
     @api.post("/feedback", response_model=FeedbackResponse)
     async def feedback(

@@ -103,6 +103,25 @@ def test_answer_equals_the_bare_model_with_the_versions_hybrid(server):
     assert (weights.cf, weights.popularity) != (0.0, 0.0) or weights.llm == 1.0
 
 
+def test_ranking_a_group_answers_each_request_as_alone(server):
+    # the ingress sends concurrent requests to the ranker together
+    bundle = server["bundle"]
+    ids, user = bundle.catalogue.ids, list(bundle.histories)[2]
+    builder, ranker = QueryBuilder(bundle), CandidateRanker(bundle)
+    requests = [
+        {"history": list(ids[:4]), "query": "castles", "k": 10},
+        {"user_id": user, "k": 6, "categories": ["Fantasy"]},
+        {"history": list(ids[5:8]), "k": 8, "exclude": list(ids[10:40]), "diversity": 0.5},
+        {"query": "a quiet book about the sea", "k": 3},
+    ]
+    queries = [builder.build(RecommendRequest(**r)) for r in requests]
+    vectors = QueryEncoder(bundle).encode([q.text for q in queries])
+    together = ranker.rank_many(vectors, queries)
+    alone = [ranker.rank(v, q) for v, q in zip(vectors, queries, strict=True)]
+    assert [[i.item_id for i in a] for a in together] == [[i.item_id for i in a] for a in alone]
+    assert [len(a) for a in together] == [10, 6, 8, 3]
+
+
 def test_history_and_query_request(server):
     catalogue = server["bundle"].catalogue
     history = list(catalogue.ids[:3])

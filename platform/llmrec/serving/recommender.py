@@ -187,13 +187,47 @@ class CandidateRanker:
 
     def rank(self, query: np.ndarray, q: Query) -> list[RecommendedItem]:
         """The top ``q.k`` items for one query embedding."""
-        vec = np.asarray(query, dtype=np.float32).reshape(1, -1)
-        history = [[self.index[i] for i in q.history if i in self.index]]
-        excluded = np.array([self.index[i] for i in q.exclude if i in self.index], dtype=np.int64)
-        strength = self.default_strength if q.diversity is None else q.diversity
-        depth = max(q.k, self.depth) if strength > 0 else q.k
-        subset = self._candidate_rows(vec, history, q.categories, depth + len(excluded))
-        scores = self.hybrid.scores(vec, history, subset)[0]  # no copy of the matrix if all
+        return self.rank_many(np.asarray(query).reshape(1, -1), [q])[0]
+
+    def rank_many(self, queries: np.ndarray, qs: Sequence[Query]) -> list[list[RecommendedItem]]:
+        """The top items of each query (``queries`` is ``[len(qs), dim]``).
+
+        Over an exact index, the queries without a category filter are scored against the
+        whole catalogue in one matrix product; the others one at a time on their candidates.
+        """
+        vecs = np.asarray(queries, dtype=np.float32).reshape(len(qs), -1)
+        histories = [[self.index[i] for i in q.history if i in self.index] for q in qs]
+        together = [u for u, q in enumerate(qs) if self.items.kind == "exact" and not q.categories]
+        scored: dict[int, tuple[np.ndarray | None, np.ndarray]] = {}
+        if together:
+            full = self.hybrid.scores(vecs[together], [histories[u] for u in together])
+            scored = {u: (None, full[j]) for j, u in enumerate(together)}
+        out = []
+        for u, q in enumerate(qs):
+            excluded = np.array(
+                [self.index[i] for i in q.exclude if i in self.index], dtype=np.int64
+            )
+            strength = self.default_strength if q.diversity is None else q.diversity
+            depth = max(q.k, self.depth) if strength > 0 else q.k
+            if u not in scored:
+                vec, history = vecs[u : u + 1], histories[u : u + 1]
+                subset = self._candidate_rows(vec, history, q.categories, depth + len(excluded))
+                scored[u] = (subset, self.hybrid.scores(vec, history, subset)[0])
+            subset, scores = scored.pop(u)
+            out.append(self._top(subset, scores, excluded, q.k, depth, strength))
+        return out
+
+    def _top(
+        self,
+        subset: np.ndarray | None,
+        scores: np.ndarray,
+        excluded: np.ndarray,
+        k: int,
+        depth: int,
+        strength: float,
+    ) -> list[RecommendedItem]:
+        """Filter the scored rows (``None``: every item), keep the best ``depth``, re-rank
+        them for diversity when ``strength`` > 0, answer the first ``k``."""
         rows = np.arange(self.num_items) if subset is None else subset
         keep = ~np.isin(rows, excluded) if len(excluded) else np.ones(len(rows), dtype=bool)
         rows, scores = rows[keep], scores[keep]
@@ -203,9 +237,9 @@ class CandidateRanker:
         top = np.argpartition(-scores, depth - 1)[:depth]
         top = top[np.argsort(-scores[top], kind="stable")]
         if strength > 0:
-            order = rerank(self.method, scores[top], self.vectors[rows[top]], q.k, strength)
+            order = rerank(self.method, scores[top], self.vectors[rows[top]], k, strength)
             top = top[order]
-        top = top[: q.k]
+        top = top[:k]
         return [
             RecommendedItem(item_id=self.ids[r], score=float(scores[t]), title=self.titles[r])
             for t, r in zip(top, rows[top], strict=True)
