@@ -28,7 +28,7 @@ def in_batch_softmax(
             by ``item_ids``: mixed negative sampling (Yang et al., 2020). Every catalogue item
             but the query's own target becomes a negative too, which is what a full ranking
             over the catalogue asks of the model.
-        log_q: ``[N]`` log of each catalogue item's share of the training targets: the
+        log_q: ``[N]`` log of each catalogue item's share of the training interactions: the
             sampling-bias correction of Yi et al. (2019). In-batch negatives are drawn in
             proportion to popularity, so without it the softmax learns to push popular items
             down; subtracting ``log q`` from every in-batch logit (the positive's included)

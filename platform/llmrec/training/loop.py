@@ -111,8 +111,8 @@ def _train_epoch(
 
     ``cache`` (catalogue item embeddings) adds every catalogue item as a negative;
     ``progress["step"]`` counts optimizer steps across epochs (AdaLoRA's rank schedule);
-    ``log_q`` (log share of each catalogue item among the targets) corrects the in-batch
-    softmax for popularity-proportional negatives."""
+    ``log_q`` (log share of each catalogue item in the training interactions) corrects the
+    in-batch softmax for popularity-proportional negatives."""
     progress = progress if progress is not None else {"step": 0}
     adalora = getattr(scorer.model.base_model, "update_and_allocate", None)
     scorer.train()
