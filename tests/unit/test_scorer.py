@@ -1,3 +1,4 @@
+import numpy as np
 import torch
 from llmrec.config import ModelConfig
 from llmrec.modeling.losses import in_batch_softmax
@@ -82,7 +83,7 @@ def test_gradient_checkpointing_gives_the_same_gradients(tiny_base):
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(plain, checkpointed, strict=True))
 
 
-def test_logq_correction_lifts_a_popular_positive_over_rare_negatives():
+def test_logq_correction_subtracts_log_popularity_from_every_in_batch_logit():
     # two queries that look the same to the model; the popular item (id 0) is the target of
     # the first, a rare one of the second. Uncorrected, both rows lose log(2).
     q = torch.nn.functional.normalize(torch.tensor([[1.0, 0.0], [1.0, 0.0]]), dim=-1)
@@ -95,10 +96,8 @@ def test_logq_correction_lifts_a_popular_positive_over_rare_negatives():
     expected = torch.nn.functional.cross_entropy(logits, torch.arange(2))
     assert abs(plain.item() - 0.6931) < 1e-3
     assert abs(corrected.item() - expected.item()) < 1e-5
-    # corrected, the row of the popular target keeps the larger loss (a rare negative is
-    # worth more than a popular one): training pushes popular positives up, not down
-    per_row = torch.nn.functional.cross_entropy(logits, torch.arange(2), reduction="none")
-    assert per_row[0] > per_row[1]
+    # the popular target's row now carries most of the loss: log(1 + 9) vs log(1 + 1/9)
+    assert abs(corrected.item() - (np.log(10) + np.log(10 / 9)) / 2) < 1e-5
     # uniform popularity is no correction at all
     uniform = in_batch_softmax(q, items, ids, scale, log_q=torch.log(torch.tensor([0.5, 0.5])))
     assert abs(uniform.item() - plain.item()) < 1e-6
