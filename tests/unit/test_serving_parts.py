@@ -20,6 +20,8 @@ CONFIG = Path(__file__).resolve().parents[2] / "serve_deployments" / "serve_conf
 def test_serve_config_is_valid_for_serve_and_binds_localhost():
     from ray.serve.schema import ServeDeploySchema
 
+    from serve_deployments import graph
+
     raw = yaml.safe_load(CONFIG.read_text())
     schema = ServeDeploySchema.model_validate(raw)
     assert schema.http_options.host == "127.0.0.1"
@@ -31,6 +33,9 @@ def test_serve_config_is_valid_for_serve_and_binds_localhost():
     assert settings.max_batch_size == 8 and settings.index == "auto"
     encoder = next(d for d in app.deployments if d.name == "QueryEncoderDeployment")
     assert encoder.max_ongoing_requests >= settings.max_batch_size  # batches can fill
+    # what the decorator sets, the config (which replaces ray_actor_options) keeps
+    env = encoder.ray_actor_options.runtime_env["env_vars"]
+    assert env == graph.ENCODER_ENV
 
 
 def test_settings_name_every_bad_argument():

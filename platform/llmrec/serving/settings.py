@@ -33,7 +33,20 @@ class ServeSettings(BaseModel):
     encoder_threads: int = Field(default=1, ge=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     max_batch_size: int = Field(default=8, ge=1, le=1024)
-    batch_wait_timeout_s: float = Field(default=0.005, ge=0.0, le=1.0)
+    batch_wait_timeout_s: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1.0,
+        description="How long the encoder's @serve.batch waits for more texts. The ingress "
+        "already groups its requests, so 0 unless several ingress replicas feed one encoder.",
+    )
+    max_groups_in_flight: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Request groups the ingress serves at once; each group holds what "
+        "arrived while the previous one was served (at most max_batch_size requests).",
+    )
     index: Literal["auto", "exact", "hnsw"] = "auto"
     ann_min_items: int = Field(
         default=20000, ge=1, description="auto: HNSW from this many items up."
