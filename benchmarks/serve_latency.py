@@ -15,7 +15,9 @@ In the same run:
   against the batched floor;
 - the naive design on a 1,000-item catalogue: the language model encodes every candidate
   for each request (no precomputed item embeddings);
-- FAISS HNSW against exact search on the largest catalogue: recall@100 and search time.
+- FAISS HNSW against exact search on the largest catalogue: recall@100 and search time;
+- where the CPU goes at the highest concurrency: CPU time per request of each Serve process,
+  the load client and the rest.
 
 Item embeddings: the first ``--encoded`` generated items are encoded with the model's item
 tower; the others are noisy copies of those (encoding 100,000 texts takes ~17 minutes on a
@@ -202,6 +204,43 @@ def load_http(url: str, reqs: list[dict[str, Any]], concurrency: int) -> dict[st
     return {"lat": stats(times), "rps": len(reqs) / elapsed, "errors": errors}
 
 
+def cpu_seconds() -> dict[int, tuple[str, float]]:
+    """CPU seconds (user + system) so far of every process on the machine, by pid."""
+    import psutil
+
+    out = {}
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            t = proc.cpu_times()
+            out[proc.info["pid"]] = (" ".join(proc.info["cmdline"] or []), t.user + t.system)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return out
+
+
+ROLES = (
+    ("QueryEncoderDeployment", "encoder replica"),
+    ("Ingress", "ingress replica"),
+    ("CandidateRankerDeployment", "ranker replica"),
+    ("ProxyActor", "Serve HTTP proxy"),
+    ("ServeController", "Serve controller"),
+    ("serve_latency.py", "this script (HTTP load client)"),
+)
+
+
+def cpu_per_request(
+    before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]], requests: int
+) -> list[tuple[str, float]]:
+    """ms of CPU per request by role (Serve's processes, the client, the rest of Ray)."""
+    spent: dict[str, float] = {}
+    for pid, (cmd, t) in after.items():
+        used = t - before.get(pid, (cmd, 0.0))[1]
+        role = next((r for key, r in ROLES if key in cmd), "other processes (Ray, system)")
+        spent[role] = spent.get(role, 0.0) + used
+    rows = [(role, 1000 * t / requests) for role, t in spent.items() if t > 0]
+    return sorted(rows, key=lambda r: -r[1])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -261,6 +300,7 @@ def main() -> int:
     rows: list[tuple[object, ...]] = []
     checks: list[str] = []
     index_rows: list[tuple[object, ...]] = []
+    cpu_rows: list[tuple[object, ...]] = []
     for n in sizes:
         t0 = time.perf_counter()
         bdir = make_bundle(source, n, min(args.encoded, n), tmp / f"bundle-{n}", scorer)
@@ -331,7 +371,11 @@ def main() -> int:
         serve.run(build_app({**settings, "model_uri": version.uri}), name="bench", route_prefix="/")
         load_http(url, reqs[:10], 1)  # warm-up
         for c in levels:
+            before = cpu_seconds()
             res = load_http(url, reqs, c)
+            if c == max(levels):
+                for role, ms in cpu_per_request(before, cpu_seconds(), len(reqs)):
+                    cpu_rows.append((f"{n:,}", c, role, ms))
             rows.append(
                 (
                     label,
@@ -422,6 +466,12 @@ def main() -> int:
             "req/s vs batched floor",
         ],
         rows,
+    )
+    print_table(
+        "Where the CPU goes at the highest concurrency: ms of CPU time per request by process "
+        "(psutil; two cores give 2,000 ms per second)",
+        ["items", "concurrency", "process", "CPU ms per request"],
+        cpu_rows,
     )
     print_table(
         f"The naive design on {naive_n:,} items: the LLM scores every candidate per request",
