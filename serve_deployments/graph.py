@@ -30,6 +30,7 @@ from llmrec import registry
 from llmrec.bundle import ModelBundle
 from llmrec.serving import (
     CandidateRanker,
+    Coalescer,
     Query,
     QueryBuilder,
     QueryEncoder,
@@ -40,7 +41,6 @@ from llmrec.serving import (
     ServeSettings,
 )
 from llmrec.serving import settings as serving_settings
-from llmrec.serving.grouping import Coalescer
 from llmrec.serving.history import Event, FeedbackLog, HistoryStore
 from llmrec.serving.schemas import (
     FeedbackRequest,

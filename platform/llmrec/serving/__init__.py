@@ -1,5 +1,6 @@
 """Serving as plain classes: query building, encoding, ranking, and the HTTP schemas."""
 
+from llmrec.serving.grouping import Coalescer
 from llmrec.serving.recommender import (
     CandidateRanker,
     Query,
@@ -12,6 +13,7 @@ from llmrec.serving.settings import ServeSettings, SettingsError
 
 __all__ = [
     "CandidateRanker",
+    "Coalescer",
     "Query",
     "QueryBuilder",
     "QueryEncoder",
