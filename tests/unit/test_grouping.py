@@ -70,14 +70,17 @@ def test_groups_never_exceed_max_size_and_in_flight_is_bounded() -> None:
 def test_an_idle_coalescer_serves_a_lone_call_at_once() -> None:
     fn = Recorder(delay=0.0)
 
-    async def run() -> float:
+    async def run() -> tuple[list[list[int]], int]:
         c: Coalescer[int, int] = Coalescer(fn, max_size=8)
-        loop = asyncio.get_running_loop()
-        start = loop.time()
-        assert await c(7) == 70
-        return loop.time() - start
+        call = asyncio.create_task(c(7))
+        for _ in range(3):  # a few turns of the event loop, no timer: no batching wait
+            await asyncio.sleep(0)
+        started = list(fn.groups)
+        return started, await call
 
-    assert asyncio.run(run()) < 0.02  # no batching wait when nothing else is waiting
+    started, result = asyncio.run(run())
+    assert started == [[7]]
+    assert result == 70
 
 
 def test_a_failing_group_fails_its_callers_only() -> None:
