@@ -47,7 +47,6 @@ class Coalescer(Generic[T, R]):
         self.fn = fn
         self.max_size = max_size
         self.max_in_flight = max_in_flight
-        self.group_sizes: list[int] = []  # the sizes of the last 1,000 groups (observability)
         self._waiting: list[tuple[T, asyncio.Future[R]]] = []
         self._in_flight = 0
         self._tasks: set[asyncio.Task[None]] = set()
@@ -70,7 +69,6 @@ class Coalescer(Generic[T, R]):
             task.add_done_callback(self._tasks.discard)
 
     async def _serve(self, group: list[tuple[T, asyncio.Future[R]]]) -> None:
-        self.group_sizes = [*self.group_sizes[-999:], len(group)]
         try:
             results = await self.fn([item for item, _ in group])
             if len(results) != len(group):
