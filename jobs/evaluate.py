@@ -94,14 +94,12 @@ def main(argv: list[str] | None = None) -> int:
         except registry.ModelNotFoundError as exc:
             fail(str(exc))
         bundle = ModelBundle(path)
-        scorer = bundle.load_scorer()
+        towers = bundle.load_towers()
         name = f"{version.name}/{version.version}"
-        items = scorer.encode(protocol.catalogue.texts(), kind="item").numpy()
+        ids, vectors = bundle.catalogue.ids, bundle.item_embeddings
+        items = offline.catalogue_vectors(towers, ids, vectors, protocol)
         parts = {p: protocol.part(p) for p in ("val", "test")}
-        queries = {
-            p: offline.llm_queries(scorer, protocol, part, bundle.config.data.max_history)
-            for p, part in parts.items()
-        }
+        queries = {p: offline.user_vectors(towers, part) for p, part in parts.items()}
         fit = offline.fit_hybrid(protocol, items, queries["val"], cfg.rank.cf, lambdas)
         print(f"{name} hybrid tuned on validation: {fit.weights.describe()}")
         rows = []

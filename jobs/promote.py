@@ -82,7 +82,11 @@ def _scores_on(cfg: Config, source: str, candidate: str | None) -> dict[str, flo
     for version in filter(None, versions):
         _, path = registry.download_bundle(f"models:/{name}/{version}")
         bundle = ModelBundle(path)
-        s = offline.llm_scores(bundle.load_scorer(), protocol, part, bundle.config.data.max_history)
+        towers = bundle.load_towers()
+        items = offline.catalogue_vectors(
+            towers, bundle.catalogue.ids, bundle.item_embeddings, protocol
+        )
+        s = offline.user_vectors(towers, part) @ items.T
         scores[version] = offline.evaluate(protocol, part, s)[measure]
         print(f"version {version}: {metric} {scores[version]:.4f} on {source}")
     return scores

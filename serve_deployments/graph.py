@@ -119,9 +119,9 @@ class _Versions:
             return self.loaded[uri]
 
 
-def _texts_in(calls: list[tuple[str, list[str]]]) -> int:
-    """The size of an encoder batch: texts, not calls."""
-    return sum(len(texts) for _, texts in calls)
+def _queries_in(calls: list[tuple[str, list[Query]]]) -> int:
+    """The size of an encoder batch: queries, not calls."""
+    return sum(len(queries) for _, queries in calls)
 
 
 # OpenMP threads that spin after each parallel region take the cores the proxy, the ingress
@@ -135,7 +135,8 @@ ENCODER_ENV = {"OMP_WAIT_POLICY": "PASSIVE"}
     max_ongoing_requests=64,
 )
 class QueryEncoderDeployment:
-    """Runs the language model: query texts -> normalised embeddings, batched."""
+    """Runs the user tower (the language model, and the sequential model when the version
+    has one): resolved queries -> user vectors, batched."""
 
     def __init__(self, settings: dict[str, Any], model_uri: str) -> None:
         self.settings = ServeSettings(**settings)
@@ -152,17 +153,17 @@ class QueryEncoderDeployment:
         await self.versions.get(model_uri)
         return model_uri
 
-    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.0, batch_size_fn=_texts_in)
-    async def encode(self, requests: list[tuple[str, list[str]]]) -> list[np.ndarray]:
-        """``(model_uri, texts)`` calls -> ``[len(texts), dim]`` embeddings each; concurrent
-        calls (from every ingress replica) share one forward pass per version, of at most
-        ``max_batch_size`` texts."""
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.0, batch_size_fn=_queries_in)
+    async def encode(self, requests: list[tuple[str, list[Query]]]) -> list[np.ndarray]:
+        """``(model_uri, queries)`` calls -> ``[len(queries), dim]`` user vectors each;
+        concurrent calls (from every ingress replica) share one forward pass per version, of
+        at most ``max_batch_size`` queries."""
         out: list[Any] = [None] * len(requests)
         for uri in dict.fromkeys(u for u, _ in requests):
             encoder = await self.versions.get(uri)
             calls = [i for i, (u, _) in enumerate(requests) if u == uri]
-            texts = [t for i in calls for t in requests[i][1]]
-            vectors = await asyncio.to_thread(encoder.encode, texts)
+            queries = [q for i in calls for q in requests[i][1]]
+            vectors = await asyncio.to_thread(encoder.encode, queries)
             start = 0
             for i in calls:
                 n = len(requests[i][1])
@@ -336,7 +337,7 @@ class Ingress:
         for uri in dict.fromkeys(u for u, _ in jobs):
             rows = [i for i, (u, _) in enumerate(jobs) if u == uri]
             queries = [jobs[i][1] for i in rows]
-            vectors = self.encoder.encode.remote((uri, [q.text for q in queries]))
+            vectors = self.encoder.encode.remote((uri, queries))
             answers = await self.ranker.rank.remote(uri, vectors, queries)
             for i, items in zip(rows, answers, strict=True):
                 out[i] = items

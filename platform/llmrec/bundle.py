@@ -3,9 +3,12 @@
 Layout::
 
     config.yaml          the full training config (base model reference included)
-    scorer/              peft adapter (safetensors), temperature, pooling
+    scorer/              text design: peft adapter (safetensors) and temperature;
+                         sequential design: sequential.safetensors (the user tower, the item
+                         projection and ID embeddings, and a tuned text adapter if any)
     tokenizer/           the tokenizer files
-    items.parquet        item_id, title, text, categories, embedding (catalogue order)
+    items.parquet        item_id, title, text, categories, embedding (the item tower's
+                         vectors, catalogue order)
     histories.parquet    user_id, items (time order): what the user has seen
     hybrid/              hybrid weights (tuned on validation), CF item-item matrix, popularity
     model_card.md        what the model is, on what data, how well it does
@@ -31,6 +34,8 @@ from transformers import AutoTokenizer
 from llmrec.config import Config, config_from_dict
 from llmrec.data.catalogue import Catalogue
 from llmrec.modeling.scorer import LLMScorer
+from llmrec.modeling.sequential import SequentialRecommender, load_trained, split_state
+from llmrec.modeling.towers import SequentialTowers, TextTowers, Towers
 from llmrec.ranking.hybrid import WEIGHTS_FILE, HybridScorer
 
 HYBRID_DIR = "hybrid"
@@ -39,7 +44,7 @@ HYBRID_DIR = "hybrid"
 def write_bundle(
     directory: str | Path,
     cfg: Config,
-    scorer: LLMScorer,
+    towers: Towers,
     catalogue: Catalogue,
     item_embeddings: torch.Tensor,
     interactions: pa.Table,
@@ -47,13 +52,13 @@ def write_bundle(
     hybrid: HybridScorer | None = None,
     hybrid_meta: dict[str, object] | None = None,
 ) -> Path:
-    """Write a bundle for ``scorer`` and the catalogue embedded with it (and the hybrid
-    scorer over that catalogue, when there is one)."""
+    """Write a bundle for the trained ``towers`` and the catalogue embedded with them (and the
+    hybrid scorer over that catalogue, when there is one)."""
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     (d / "config.yaml").write_text(yaml.safe_dump(_plain(cfg.to_dict()), sort_keys=False))
-    scorer.save(d / "scorer")
-    scorer.tokenizer.save_pretrained(str(d / "tokenizer"))
+    towers.save(d / "scorer")
+    towers.scorer.tokenizer.save_pretrained(str(d / "tokenizer"))
     emb = item_embeddings.numpy().astype(np.float32)
     items = pa.table(
         {
@@ -118,8 +123,30 @@ class ModelBundle:
         """Base model (from the config's reference) + this bundle's adapter and tokenizer."""
         tokenizer = AutoTokenizer.from_pretrained(str(self.path / "tokenizer"))
         scorer = LLMScorer(self.config.model, tokenizer=tokenizer)
-        scorer.load_trained(self.path / "scorer")
+        if self.config.model.architecture == "text":
+            scorer.load_trained(self.path / "scorer")
+        else:
+            _, text = split_state(load_trained(self.path / "scorer"))
+            if text:
+                scorer.load_state(text)
         return scorer.eval()
+
+    def load_towers(self) -> Towers:
+        """The version's user and item towers (whatever its design), ready to encode."""
+        cfg = self.config
+        scorer = self.load_scorer()
+        if cfg.model.architecture == "text":
+            return TextTowers(scorer, self.catalogue.items, cfg.data.max_history)
+        model_state, text = split_state(load_trained(self.path / "scorer"))
+        model = SequentialRecommender(
+            cfg.model,
+            int(model_state["item_text.weight"].shape[1]),
+            int(model_state["item_ids.weight"].shape[0]) if "item_ids.weight" in model_state else 0,
+        )
+        model.load_tensors(model_state)
+        return SequentialTowers(
+            scorer, model, self.catalogue.ids, self.item_embeddings, tuned_text=bool(text)
+        )
 
 
 def _plain(value: object) -> object:

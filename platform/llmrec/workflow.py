@@ -6,12 +6,8 @@ module wires the library pieces and holds no Ray start-up and no argument parsin
 
 from __future__ import annotations
 
-import hashlib
-import shlex
-import subprocess
-import sys
 import tempfile
-import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,27 +21,22 @@ from llmrec import lifecycle, registry
 from llmrec.bundle import ModelBundle, write_bundle
 from llmrec.config import Config
 from llmrec.data.catalogue import Catalogue
-from llmrec.data.pipeline import build_train_dataset, item_log_frequency
+from llmrec.data.pipeline import item_log_frequency
 from llmrec.data.prepare import Prepared, load_source, prepare, split_and_save
+from llmrec.lineage import (
+    data_fingerprint,
+    git_commit,
+    model_card,
+    objective_name,
+    training_summary,
+)
 from llmrec.modeling.baselines import Popularity, interaction_matrix
-from llmrec.modeling.scorer import HEAD_FILE, build_scorer
+from llmrec.modeling.scorer import HEAD_FILE
+from llmrec.modeling.sequential import load_trained
+from llmrec.modeling.towers import Towers
 from llmrec.ranking.hybrid import HybridScorer, cf_matrix_from
-from llmrec.training import offline
-from llmrec.training.evaluation import build_eval_set
-from llmrec.training.trainer import TrainOutcome, run_training
-
-
-def objective_name(cfg: Config) -> str:
-    """``contrastive (in-batch + catalogue negatives)``, ``rating (MSE)``, ..."""
-    t = cfg.train
-    negatives = "in-batch + catalogue negatives" if t.catalogue_negatives else "in-batch negatives"
-    if t.logq_correction:
-        negatives += ", logQ-corrected"
-    return {
-        "contrastive": f"contrastive ({negatives})",
-        "rating": "rating (MSE of a score head)",
-        "both": f"contrastive ({negatives}) + {t.rating_weight:g} x rating MSE",
-    }[t.objective]
+from llmrec.training import designs, offline
+from llmrec.training.trainer import run_training
 
 
 class IncompatibleInitError(ValueError):
@@ -67,7 +58,8 @@ class FinetuneResult:
 def finetune(cfg: Config, log: Any = print) -> FinetuneResult:
     """Run the whole workflow on an initialised Ray; returns the registered version."""
     registry.use_tracking(cfg.registry)
-    init = init_weights(cfg) if cfg.train.init_from else None
+    if cfg.train.init_from:  # fail before the data work when the version is unusable
+        registry.download_bundle(cfg.train.init_from)
     log(f"data: reading {cfg.data.source}")
     prepared = prepare(load_source(cfg.data.source, cfg.data), cfg.data.work_dir)
     log(prepared.summary())
@@ -76,37 +68,34 @@ def finetune(cfg: Config, log: Any = print) -> FinetuneResult:
     )
     catalogue = prepared.catalogue
     sequences = prepared.out_dir / "train_sequences.parquet"
-    train_ds = build_train_dataset(
-        sequences,
-        catalogue,
-        cfg.data.max_history,
-        cfg.data.examples_per_user,
-        cfg.train.seed,
-    )
+    init = init_weights(cfg, catalogue) if cfg.train.init_from else None
     protocol = offline.Protocol.create(split, catalogue, cold)
     if cold:
         log(f"cold start: {len(cold)} items held out of training")
+    data = designs.training_data(cfg, sequences, catalogue, protocol, init)
     log(
         f"split: {split.num_users} users, {len(protocol.catalogue)} items after "
-        f"{cfg.data.min_core}-core (catalogue {len(catalogue)}); training on Ray Train with "
-        f"{cfg.train.num_workers} workers"
+        f"{cfg.data.min_core}-core (catalogue {len(catalogue)}); training the "
+        f"{cfg.model.architecture} design on Ray Train with {cfg.train.num_workers} workers"
     )
-    val = build_eval_set(split, "val", protocol.catalogue, cfg.data.max_history)
     with tempfile.TemporaryDirectory(prefix="llmrec-") as tmp:
         log_q = item_log_frequency(sequences, catalogue) if cfg.train.logq_correction else None
         outcome = run_training(
-            cfg, train_ds, val, Path(tmp) / "checkpoint", init, catalogue.texts(), log_q
+            cfg,
+            data.dataset,
+            data.eval_set,
+            Path(tmp) / "checkpoint",
+            init,
+            catalogue.texts(),
+            log_q,
+            data.inputs,
         )
-        for row in outcome.history:
-            log(
-                "epoch {epoch}: loss {train_loss:.4f}, val NDCG@10 {val_ndcg_at_10:.4f}, "
-                "HR@10 {val_hr_at_10:.4f}".format(**row)
-            )
-        scorer = build_scorer(cfg.model, outcome.checkpoint_dir)
-        item_emb = scorer.encode(catalogue.texts(), kind="item")
+        log(training_summary(outcome))
+        towers, vectors = designs.trained_towers(cfg, outcome.checkpoint_dir, catalogue, data)
+        item_emb = torch.as_tensor(vectors)
         index = catalogue.index
         rows = torch.as_tensor([index[i] for i in protocol.catalogue.ids], dtype=torch.long)
-        table, fit = evaluation_table(cfg, protocol, scorer, item_emb[rows].numpy())
+        table, fit = evaluation_table(cfg, protocol, towers, item_emb[rows].numpy())
         metrics = {
             ("" if r["method"] == "llm" else f"{r['method']}_") + f"{r['split']}_{k}": float(v)
             for r in table.to_dict("records")
@@ -120,11 +109,11 @@ def finetune(cfg: Config, log: Any = print) -> FinetuneResult:
         metrics["train_seconds"] = outcome.seconds
         fingerprint = data_fingerprint(prepared)
         champion = _champion_metrics(cfg)
-        card = model_card(cfg, prepared, fingerprint, metrics, outcome, scorer.state(), champion)
+        card = model_card(cfg, prepared, fingerprint, metrics, outcome, towers, champion)
         bundle = write_bundle(
             Path(tmp) / "bundle",
             cfg,
-            scorer,
+            towers,
             catalogue,
             item_emb,
             prepared.interactions,
@@ -146,7 +135,7 @@ def finetune(cfg: Config, log: Any = print) -> FinetuneResult:
                 "base_model": cfg.model.base,
                 "adapter": cfg.model.adapter,
                 "objective": objective_name(cfg),
-                "git_commit": _git_commit(),
+                "git_commit": git_commit(),
                 "ray_train_run": outcome.run_name,
                 "init_from": cfg.train.init_from or "none",
             },
@@ -180,15 +169,12 @@ def finetune(cfg: Config, log: Any = print) -> FinetuneResult:
 
 
 def evaluation_table(
-    cfg: Config, protocol: offline.Protocol, scorer: Any, item_emb: np.ndarray
+    cfg: Config, protocol: offline.Protocol, towers: Towers, item_emb: np.ndarray
 ) -> tuple[pd.DataFrame, offline.HybridFit | None]:
-    """The trained scorer, and the hybrid tuned on validation (``rank.hybrid``), on
+    """The trained model, and the hybrid tuned on validation (``rank.hybrid``), on
     validation and test: accuracy and beyond-accuracy measures."""
     parts = {name: protocol.part(name) for name in ("val", "test")}
-    queries = {
-        name: offline.llm_queries(scorer, protocol, part, cfg.data.max_history)
-        for name, part in parts.items()
-    }
+    queries = {name: offline.user_vectors(towers, part) for name, part in parts.items()}
     rows = []
     scored = {"llm": {name: queries[name] @ item_emb.T for name in parts}}
     fit = None
@@ -226,37 +212,49 @@ def serving_hybrid(
     return HybridScorer(item_emb, fit.weights, cf_matrix_from(cf), counts)
 
 
-def init_weights(cfg: Config) -> dict[str, torch.Tensor]:
-    """The adapter of the registered version ``train.init_from``, checked for compatibility.
+def init_weights(cfg: Config, catalogue: Catalogue) -> dict[str, torch.Tensor]:
+    """The trained tensors of the registered version ``train.init_from``, checked for
+    compatibility; the sequential design's item-ID rows are mapped onto ``catalogue`` by item
+    id (items the version did not know start at zero).
 
     Raises:
-        IncompatibleInitError: that version has another base model or adapter shape.
+        IncompatibleInitError: that version has another design, base model or shape.
         registry.ModelNotFoundError: the URI does not resolve.
     """
     version, path = registry.download_bundle(cfg.train.init_from)
     theirs = ModelBundle(path).config.model
     ours = cfg.model
-    for key in ("base", "adapter", "lora_r", "target_modules"):
+    keys = ["architecture", "base", "adapter", "lora_r", "target_modules"]
+    if ours.architecture == "sequential":
+        keys += ["dim", "layers", "heads", "seq_len", "item_ids", "adapter_layers"]
+    for key in keys:
         if getattr(theirs, key) != getattr(ours, key):
             raise IncompatibleInitError(
                 f"train.init_from={cfg.train.init_from} (version {version.version}) has "
                 f"model.{key}={getattr(theirs, key)!r}, this run has {getattr(ours, key)!r}"
             )
+    if ours.architecture == "sequential":
+        state = load_trained(path / "scorer")
+        return remap_item_ids(state, ModelBundle(path).catalogue.ids, catalogue.ids)
     state = load_file(str(path / "scorer" / "adapter" / "adapter_model.safetensors"))
     state.update(load_file(str(path / "scorer" / HEAD_FILE)))
     return state
 
 
-def data_fingerprint(prepared: Prepared) -> str:
-    """A short hash of the clean interactions and items (same data, same fingerprint)."""
-    h = hashlib.sha256()
-    for table in (prepared.interactions, prepared.items):
-        for batch in table.to_batches():
-            for col in batch.columns:
-                for buf in col.buffers():
-                    if buf is not None:
-                        h.update(buf)
-    return h.hexdigest()[:16]
+def remap_item_ids(
+    state: dict[str, torch.Tensor], theirs: Sequence[str], ours: Sequence[str]
+) -> dict[str, torch.Tensor]:
+    """``state`` with its item-ID table in the order of ``ours`` (zeros for new items)."""
+    key = "sequential.item_ids.weight"
+    if key not in state or tuple(theirs) == tuple(ours):
+        return state
+    old = state[key]
+    rows = {item_id: row for row, item_id in enumerate(theirs)}
+    new = torch.zeros(len(ours), old.shape[1], dtype=old.dtype)
+    for row, item_id in enumerate(ours):
+        if item_id in rows and rows[item_id] < len(old):
+            new[row] = old[rows[item_id]]
+    return {**state, key: new}
 
 
 def _champion_metrics(cfg: Config) -> tuple[str, dict[str, float], str] | None:
@@ -268,54 +266,3 @@ def _champion_metrics(cfg: Config) -> tuple[str, dict[str, float], str] | None:
         return None
     metrics, tags = registry.version_info(cfg.registry.model_name, champion)
     return champion, metrics, tags.get("dataset_fingerprint", "?")
-
-
-def model_card(
-    cfg: Config,
-    prepared: Prepared,
-    fingerprint: str,
-    metrics: dict[str, float],
-    outcome: TrainOutcome,
-    adapter: dict[str, torch.Tensor],
-    champion: tuple[str, dict[str, float], str] | None,
-) -> str:
-    """The Markdown model card that becomes the registered version's description."""
-    params = sum(t.numel() for t in adapter.values())
-    header = "| metric | this version |"
-    if champion is not None:
-        header += f" champion (v{champion[0]}, data `{champion[2]}`) |"
-    lines = [header, "|---|---|" + ("---|" if champion else "")]
-    for key, value in sorted(metrics.items()):
-        row = f"| {key} | {value:.4f} |"
-        if champion is not None:
-            other = champion[1].get(key)
-            row += f" {other:.4f} |" if other is not None else " - |"
-        lines.append(row)
-    command = " ".join(shlex.quote(a) for a in sys.argv) if sys.argv and sys.argv[0] else "n/a"
-    return (
-        f"# {cfg.registry.model_name}\n\n"
-        f"**Model**: `{cfg.model.base}` + {cfg.model.adapter} (r={cfg.model.lora_r}, "
-        f"{params:,} trainable parameters, {params * 4 / 2**20:.1f} MiB), {cfg.model.pooling} "
-        f"pooling, {objective_name(cfg)} objective"
-        + (f", initialised from `{cfg.train.init_from}`" if cfg.train.init_from else "")
-        + ".\n\n"
-        f"**Data**: `{cfg.data.source}` ({prepared.items.num_rows} items, "
-        f"{prepared.interactions.num_rows} interactions, fingerprint `{fingerprint}`), "
-        f"{cfg.data.min_core}-core, chronological leave-one-out.\n\n"
-        f"**Training**: {cfg.train.epochs} epochs, {cfg.train.num_workers} workers, "
-        f"{outcome.seconds:.0f} s, Ray Train run `{outcome.run_name}`, "
-        f"trained {time.strftime('%Y-%m-%d %H:%M')}.\n\n"
-        "**Metrics** (full ranking over the catalogue, history masked):\n\n"
-        + "\n".join(lines)
-        + f"\n\n**Reproduce**: `{command}`\n"
-    )
-
-
-def _git_commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False
-        )
-        return out.stdout.strip() or "unknown"
-    except OSError:
-        return "unknown"

@@ -89,18 +89,26 @@ def test_init_from_reads_the_registered_adapter_and_checks_compatibility(trained
     import torch
     from llmrec.bundle import ModelBundle
     from llmrec.config import load_config
+    from llmrec.modeling.sequential import load_trained
     from llmrec.workflow import IncompatibleInitError, init_weights
 
     base = [o for o in trained["overrides"] if o.startswith(("model.", "registry."))]
     cfg = load_config(None, [*base, "train.init_from=models:/llmrec-scorer@champion"])
-    state = init_weights(cfg)
     _, path = registry.download_bundle("models:/llmrec-scorer@champion")
-    expected = ModelBundle(path).load_scorer().state()
+    catalogue = ModelBundle(path).catalogue
+    state = init_weights(cfg, catalogue)
+    expected = load_trained(path / "scorer")
     assert state.keys() == expected.keys()
     assert all(torch.equal(state[k], expected[k]) for k in state)
+    # a catalogue in another order (one item more): ID rows follow the item ids
+    ids = ("new-item", *reversed(catalogue.ids))
+    moved = init_weights(cfg, type(catalogue)(ids=ids, items=catalogue.items))
+    table = "sequential.item_ids.weight"
+    assert torch.equal(moved[table][0], torch.zeros_like(moved[table][0]))
+    assert torch.equal(moved[table][1], expected[table][len(catalogue) - 1])
 
     wrong = load_config(
-        None, [*base, "model.lora_r=4", "train.init_from=models:/llmrec-scorer@champion"]
+        None, [*base, "model.dim=32", "train.init_from=models:/llmrec-scorer@champion"]
     )
-    with pytest.raises(IncompatibleInitError, match=r"model\.lora_r=8, this run has 4"):
-        init_weights(wrong)
+    with pytest.raises(IncompatibleInitError, match=r"model\.dim=64, this run has 32"):
+        init_weights(wrong, catalogue)

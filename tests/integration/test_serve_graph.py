@@ -96,7 +96,7 @@ def test_answer_equals_the_bare_model_with_the_versions_hybrid(server):
     bundle = server["bundle"]
     req = {"history": list(bundle.catalogue.ids[:4]), "query": "castles", "k": 10}
     query = QueryBuilder(bundle).build(RecommendRequest(**req))
-    vec = QueryEncoder(bundle).encode([query.text])[0]
+    vec = QueryEncoder(bundle).encode([query])[0]
     expected = [i.item_id for i in CandidateRanker(bundle).rank(vec, query)]
     assert ids_of(post(server, req)) == expected
     weights = bundle.hybrid.weights
@@ -115,7 +115,7 @@ def test_ranking_a_group_answers_each_request_as_alone(server):
         {"query": "a quiet book about the sea", "k": 3},
     ]
     queries = [builder.build(RecommendRequest(**r)) for r in requests]
-    vectors = QueryEncoder(bundle).encode([q.text for q in queries])
+    vectors = QueryEncoder(bundle).encode(queries)
     together = ranker.rank_many(vectors, queries)
     alone = [ranker.rank(v, q) for v, q in zip(vectors, queries, strict=True)]
     assert [[i.item_id for i in a] for a in together] == [[i.item_id for i in a] for a in alone]
@@ -233,7 +233,7 @@ def test_feedback_changes_the_next_recommendation(server):
     bundle = server["bundle"]
     user = list(bundle.histories)[3]
     builder = QueryBuilder(bundle, HistoryStore(server["settings"]["history_db"]))
-    text_before = builder.build(RecommendRequest(user_id=user)).text
+    history_before = builder.build(RecommendRequest(user_id=user)).history
     before = ids_of(post(server, {"user_id": user, "k": 5}))
     r = post(
         server,
@@ -245,9 +245,8 @@ def test_feedback_changes_the_next_recommendation(server):
     assert r.json()["accepted"] == 1
     after = ids_of(post(server, {"user_id": user, "k": 5}))
     assert before[0] not in after  # the clicked item is masked
-    text_after = builder.build(RecommendRequest(user_id=user)).text
-    title = bundle.catalogue.title(before[0])
-    assert text_after != text_before and text_after.startswith(f"Recently: {title} (")
+    history_after = builder.build(RecommendRequest(user_id=user)).history
+    assert history_after == (*history_before, before[0])  # the user tower reads the click
     history = requests.get(f"{server['url']}/users/{user}/history", headers=AUTH, timeout=30)
     assert history.json()["history"][-1] == before[0]
     assert history.json()["recent_feedback"][0]["query"] == "more like it"
@@ -324,18 +323,14 @@ def test_http_proxy_listens_on_localhost_only(server):
 
 
 def _second_version(server, tmp: Path) -> Path:
-    """A genuinely different model: the champion's adapter with its LoRA B matrices scaled,
-    the catalogue re-embedded with it."""
+    """A genuinely different model: the champion's item vectors rescaled item by item (the
+    user tower reads its history through them, so users move too)."""
     bundle = server["bundle"]
     new = tmp / "v2"
     shutil.copytree(bundle.path, new)
-    scorer = bundle.load_scorer()
-    with __import__("torch").no_grad():
-        for name, p in scorer.named_parameters():
-            if "lora_B" in name:
-                p.mul_(3.0).add_(0.05)
-    scorer.save(new / "scorer")
-    emb = scorer.encode(bundle.catalogue.texts(), kind="item").numpy().astype(np.float32)
+    rng = np.random.default_rng(0)
+    scale = rng.uniform(0.2, 3.0, size=(len(bundle.catalogue), 1))
+    emb = (bundle.item_embeddings * scale).astype(np.float32)
     items = pq.read_table(new / "items.parquet")
     column = pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1)), emb.shape[1])
     items = items.set_column(items.schema.get_field_index("embedding"), "embedding", column)
@@ -346,7 +341,7 @@ def _second_version(server, tmp: Path) -> Path:
 def _expected(bundle_dir: Path, request: dict) -> list[str]:
     bundle = ModelBundle(bundle_dir)
     query = QueryBuilder(bundle).build(RecommendRequest(**request))
-    vec = QueryEncoder(bundle).encode([query.text])[0]
+    vec = QueryEncoder(bundle).encode([query])[0]
     return [i.item_id for i in CandidateRanker(bundle).rank(vec, query)]
 
 

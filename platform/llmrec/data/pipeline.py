@@ -1,5 +1,8 @@
 """Ray Data: training examples from the training sequences, sharded to the workers.
 
+Ray is imported where a dataset is built, so the per-user functions (what a row becomes)
+import without it.
+
 Each user's training sequence becomes examples ``(user as text at time t -> item t)`` for the
 most recent positions; the text of the user at time t is written from the items before t and
 the query typed with item t. This module is the only Ray Data code in the library.
@@ -9,15 +12,17 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-import ray.data
 
 from llmrec.data.catalogue import Catalogue
 from llmrec.data.text import ItemText, render_item, render_user
+
+if TYPE_CHECKING:
+    import ray.data
 
 
 def user_examples(
@@ -51,6 +56,8 @@ def build_train_dataset(
     seed: int,
 ) -> ray.data.Dataset:
     """Read the training sequences with Ray Data and expand them into shuffled examples."""
+    import ray.data
+
     ds = ray.data.read_parquet(str(sequences_path))
     ds = ds.flat_map(
         functools.partial(
@@ -61,6 +68,67 @@ def build_train_dataset(
         )
     )
     return ds.random_shuffle(seed=seed)
+
+
+def user_windows(
+    row: dict[str, Any], rows: dict[str, int], query_ids: dict[str, int], length: int
+) -> list[dict[str, Any]]:
+    """One user's training sequence cut into windows of at most ``length + 1`` items, from the
+    most recent backwards, so that every position after the first is a target exactly once.
+
+    Each window holds catalogue ``items`` rows, the ``queries`` typed with them (ids in
+    ``query_ids``; 0 = none) and their ``values``.
+    """
+    keep = [t for t, item in enumerate(row["items"]) if item in rows]
+    items = [rows[row["items"][t]] for t in keep]
+    raw_queries = list(row["queries"]) if row.get("queries") is not None else []
+    queries = [
+        query_ids.get(raw_queries[t], 0) if t < len(raw_queries) and raw_queries[t] else 0
+        for t in keep
+    ]
+    raw_values = list(row["values"]) if row.get("values") is not None else []
+    values = [float(raw_values[t]) if t < len(raw_values) else 1.0 for t in keep]
+    out = []
+    end = len(items)
+    while end >= 2:
+        start = max(0, end - length - 1)
+        out.append(
+            {
+                "items": np.asarray(items[start:end], dtype=np.int64),
+                "queries": np.asarray(queries[start:end], dtype=np.int64),
+                "values": np.asarray(values[start:end], dtype=np.float32),
+            }
+        )
+        end -= length
+    return out
+
+
+def build_window_dataset(
+    sequences_path: str | Path,
+    catalogue: Catalogue,
+    query_ids: dict[str, int],
+    length: int,
+    seed: int,
+) -> ray.data.Dataset:
+    """Read the training sequences with Ray Data and cut them into history windows (the
+    sequential design's examples; see :func:`user_windows`), materialized once in the object
+    store: the many short epochs of this design then read blocks instead of re-running the
+    pipeline, and workers shuffle locally (``iter_batches(local_shuffle_buffer_size=...)``)."""
+    import ray.data
+
+    ds = ray.data.read_parquet(str(sequences_path))
+    ds = ds.flat_map(
+        functools.partial(user_windows, rows=catalogue.index, query_ids=query_ids, length=length)
+    )
+    return ds.random_shuffle(seed=seed).materialize()
+
+
+def training_queries(sequences_path: str | Path) -> list[str]:
+    """The distinct requests typed in the training sequences, sorted (the request vocabulary;
+    id 0 is reserved for "no request")."""
+    column = pq.read_table(str(sequences_path), columns=["queries"]).column("queries")
+    flat = pc.list_flatten(column).drop_null()
+    return sorted(q for q in set(flat.to_pylist()) if isinstance(q, str) and q.strip())
 
 
 def item_log_frequency(sequences_path: str | Path, catalogue: Catalogue) -> np.ndarray:
@@ -81,7 +149,11 @@ def item_log_frequency(sequences_path: str | Path, catalogue: Catalogue) -> np.n
 
 
 class ItemEmbedder:
-    """Ray Data actor UDF: loads a bundle's scorer once, embeds item texts batch by batch."""
+    """Ray Data actor UDF: loads a bundle's towers once, embeds items batch by batch.
+
+    Items the version was trained on keep their trained vectors (the sequential design adds
+    an ID embedding the text alone cannot give); other items are embedded from their text.
+    """
 
     def __init__(self, bundle_path: str, threads: int = 1) -> None:
         import torch
@@ -89,17 +161,27 @@ class ItemEmbedder:
         from llmrec.bundle import ModelBundle
 
         torch.set_num_threads(threads)
-        self.scorer = ModelBundle(Path(bundle_path)).load_scorer()
+        bundle = ModelBundle(Path(bundle_path))
+        self.towers = bundle.load_towers()
         if torch.cuda.is_available():
-            self.scorer.to("cuda")
+            self.towers.to("cuda")
+        self.known = {item_id: row for row, item_id in enumerate(bundle.catalogue.ids)}
+        self.vectors = bundle.item_embeddings
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
-        texts = [
-            render_item(ItemText(t, tuple(c), x))
-            for t, c, x in zip(batch["title"], batch["categories"], batch["text"], strict=True)
-        ]
-        emb = self.scorer.encode(texts, kind="item", batch_size=len(texts)).numpy()
-        return {"item_id": batch["item_id"], "embedding": list(emb)}
+        ids = list(batch["item_id"])
+        out = np.zeros((len(ids), self.vectors.shape[1]), dtype=np.float32)
+        new = [i for i, item_id in enumerate(ids) if item_id not in self.known]
+        for i, item_id in enumerate(ids):
+            if item_id in self.known:
+                out[i] = self.vectors[self.known[item_id]]
+        if new:
+            texts = [
+                ItemText(batch["title"][i], tuple(batch["categories"][i]), batch["text"][i])
+                for i in new
+            ]
+            out[new] = self.towers.encode_new_items(texts)
+        return {"item_id": batch["item_id"], "embedding": list(out)}
 
 
 def embed_catalogue(
@@ -122,6 +204,8 @@ def embed_catalogue(
     """
     # Enough blocks for every actor to have work (a small in-memory table is one block), not
     # so many that scheduling dominates; count() reads metadata only.
+    import ray.data
+
     blocks = min(max(actors * 4, -(-items.count() // batch_size)), actors * 64)
     return items.repartition(blocks).map_batches(
         ItemEmbedder,

@@ -47,7 +47,29 @@ class Prepared:
 
 
 def load_source(source: str, demo: DataConfig | None = None) -> RawData:
-    """Read ``demo``, ``movielens:PATH``, a MovieLens folder/zip, or a contract folder."""
+    """Read ``demo``, ``movielens:PATH``, a MovieLens folder/zip, or a contract folder (with
+    the items made opaque when ``data.opaque_items`` says so)."""
+    raw = _read_source(source, demo)
+    return opaque_items(raw) if demo is not None and demo.opaque_items else raw
+
+
+def opaque_items(raw: RawData) -> RawData:
+    """The same data with each item's title replaced by ``item <id>``, no text and no
+    categories: what is left to learn from is the interactions."""
+    items = raw.items
+    ids = items.column("item_id").cast(pa.string())
+    opaque = pa.table(
+        {
+            "item_id": ids,
+            "title": pa.array([f"item {i}" for i in ids.to_pylist()], pa.string()),
+            "text": pa.nulls(items.num_rows, pa.string()),
+            "categories": pa.array([[] for _ in range(items.num_rows)], pa.list_(pa.string())),
+        }
+    )
+    return RawData(raw.interactions, opaque, raw.interactions_source, raw.items_source)
+
+
+def _read_source(source: str, demo: DataConfig | None = None) -> RawData:
     if source == "demo":
         cfg = demo or DataConfig()
         d = generate_demo(cfg.demo_users, cfg.demo_items, cfg.demo_seed)

@@ -234,21 +234,27 @@ def adapter_config(cfg: ModelConfig, base_config: Any, total_steps: int = 1000) 
     """The peft config of ``cfg.adapter`` for this base.
 
     On BERT-family encoders with no ``target_modules`` given, the adapter goes on every
-    attention and feed-forward projection of the encoder layers, never on the pooler (unused
-    by mean pooling: DDP would wait for its gradients forever).
+    attention and feed-forward projection of the encoder layers (of the top
+    ``adapter_layers`` layers when the sequential design tunes its text encoder), never on the
+    pooler (unused by mean pooling: DDP would wait for its gradients forever).
     """
     from peft import AdaLoraConfig, IA3Config
 
     bert = getattr(base_config, "model_type", "") == "bert"
     targets: Any = list(cfg.target_modules) or None
+    layers = r"\d+"
+    if cfg.architecture == "sequential" and cfg.text_tuning == "adapter":
+        total = int(getattr(base_config, "num_hidden_layers", 0) or 0)
+        top = range(max(total - cfg.adapter_layers, 0), total)
+        layers = "(" + "|".join(str(i) for i in top) + ")" if total else layers
     if cfg.adapter == "ia3":
         feed_forward = None
         if targets is None and bert:
-            targets = r".*encoder\.layer\.\d+\.(attention\.self\.(key|value)|output\.dense)"
-            feed_forward = r".*encoder\.layer\.\d+\.output\.dense"
+            targets = rf".*encoder\.layer\.{layers}\.(attention\.self\.(key|value)|output\.dense)"
+            feed_forward = rf".*encoder\.layer\.{layers}\.output\.dense"
         return IA3Config(target_modules=targets, feedforward_modules=feed_forward)
     if targets is None and bert:
-        targets = r".*encoder\.layer\.\d+\..*(query|key|value|dense)"
+        targets = rf".*encoder\.layer\.{layers}\..*(query|key|value|dense)"
     if cfg.adapter == "adalora":
         return AdaLoraConfig(
             init_r=max(cfg.lora_r * 3 // 2, cfg.lora_r + 1),

@@ -46,7 +46,7 @@ class LLMRecModel(PythonModel):
                 clean["history"] = list(clean["history"])
             req = RecommendRequest(**clean)
             query = self.builder.build(req)
-            vec = self.encoder.encode([query.text])[0]
+            vec = self.encoder.encode([query])[0]
             items = self.ranker.rank(vec, query)
             rows.append({"items": [i.item_id for i in items], "scores": [i.score for i in items]})
         return pd.DataFrame(rows)

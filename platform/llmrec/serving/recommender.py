@@ -16,7 +16,6 @@ import numpy as np
 import torch
 
 from llmrec.bundle import ModelBundle
-from llmrec.data.text import render_user
 from llmrec.ranking.index import ItemIndex, build_index
 from llmrec.ranking.rerank import rerank
 from llmrec.serving.history import HistoryStore
@@ -35,10 +34,14 @@ class RequestError(ValueError):
 
 @dataclass(frozen=True)
 class Query:
-    """A request resolved against the model version: what to encode and how to rank."""
+    """A request resolved against the model version: what to encode and how to rank.
 
-    text: str
+    ``history`` (item ids, oldest first) and ``request`` (the free text typed, if any) are
+    what the user tower encodes; the rest says how to rank.
+    """
+
     history: tuple[str, ...]
+    request: str | None
     exclude: tuple[str, ...]
     k: int
     categories: tuple[str, ...] = ()
@@ -67,7 +70,6 @@ class QueryBuilder:
         self.catalogue = bundle.catalogue
         self.histories = bundle.histories
         self.store = store
-        self.max_history = bundle.config.data.max_history
         s = settings or ServeSettings()
         self.max_query_chars = s.max_query_chars
         self.max_request_history = s.max_history
@@ -103,10 +105,9 @@ class QueryBuilder:
             raise RequestError(
                 422, _listed(bad, "unknown categories") + f" (known: {', '.join(self.categories)})"
             )
-        text = render_user(history, self.catalogue.items, req.query, self.max_history)
         return Query(
-            text=text,
             history=tuple(history),
+            request=req.query if req.query and req.query.strip() else None,
             exclude=tuple(dict.fromkeys([*seen, *req.exclude])),
             k=req.k,
             categories=tuple(req.categories),
@@ -137,16 +138,20 @@ def pick_device(device: str) -> str:
 
 
 class QueryEncoder:
-    """The language model side: text in, normalised embedding out."""
+    """The user tower of a version (the language model, and the sequential model when the
+    version has one): resolved queries in, user vectors out."""
 
     def __init__(self, bundle: ModelBundle, threads: int = 1, device: str = "auto") -> None:
         torch.set_num_threads(threads)
         self.device = pick_device(device)
-        self.scorer = bundle.load_scorer().to(self.device)
+        self.towers = bundle.load_towers()
+        self.towers.to(self.device)
 
-    def encode(self, texts: list[str]) -> np.ndarray:
-        """``[len(texts), dim]`` float32 embeddings, one forward pass for the whole batch."""
-        return self.scorer.encode(texts, kind="query", batch_size=max(len(texts), 1)).numpy()
+    def encode(self, queries: Sequence[Query]) -> np.ndarray:
+        """``[len(queries), dim]`` float32 user vectors, one forward pass for the batch."""
+        return self.towers.encode_users(
+            [q.history for q in queries], [q.request for q in queries]
+        ).astype(np.float32)
 
 
 class CandidateRanker:

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from llmrec.config import ModelConfig, TrainConfig
 from llmrec.modeling.losses import in_batch_softmax
 from llmrec.modeling.scorer import LLMScorer
+from llmrec.training.distributed import gather_placement, mean_across_workers, sum_across_workers
 from llmrec.training.evaluation import EvalSet, evaluate_scorer
 
 OPTIMIZER_FILE = "optimizer.pt"
@@ -73,12 +74,12 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         stats = _train_epoch(model, scorer, optimizer, shard, train_cfg, cache, progress, log_q)
         metrics: dict[str, Any] = {
             "epoch": epoch + 1,
-            "train_loss": _mean_across_workers(stats["loss"], scorer.device),
-            "samples_per_s": _sum_across_workers(stats["samples_per_s"], scorer.device),
-            "data_wait_share": _mean_across_workers(stats["data_wait_share"], scorer.device),
+            "train_loss": mean_across_workers(stats["loss"], scorer.device),
+            "samples_per_s": sum_across_workers(stats["samples_per_s"], scorer.device),
+            "data_wait_share": mean_across_workers(stats["data_wait_share"], scorer.device),
             "temperature": float(1.0 / scorer.scale.item()),
         }
-        placement = _gather_placement(int(stats["samples"]))
+        placement = gather_placement(int(stats["samples"]))
         if rank == 0:
             metrics.update({f"val_{k}": v for k, v in evaluate_scorer(scorer, eval_set).items()})
             history.append({**metrics, "workers": placement})
@@ -196,20 +197,6 @@ def _encode_catalogue(scorer: LLMScorer, texts: list[str]) -> torch.Tensor | Non
     return torch.cat(parts)[: len(texts)]
 
 
-def _gather_placement(samples: int) -> list[dict[str, Any]]:
-    """Per worker (rank order): the Ray node it ran on and the examples it trained on."""
-    mine = {
-        "rank": ray.train.get_context().get_world_rank(),
-        "node_id": ray.get_runtime_context().get_node_id(),
-        "samples": samples,
-    }
-    if not (dist.is_available() and dist.is_initialized()):
-        return [mine]
-    everyone: list[Any] = [None] * dist.get_world_size()
-    dist.all_gather_object(everyone, mine)
-    return everyone
-
-
 def _restore(scorer: LLMScorer, optimizer: torch.optim.Optimizer) -> tuple[int, list[dict]]:
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is None:
@@ -232,17 +219,3 @@ def _save(
 def read_history(checkpoint_dir: str | Path) -> list[dict[str, Any]]:
     """The per-epoch metrics stored in a checkpoint written by this loop."""
     return list(json.loads((Path(checkpoint_dir) / STATE_FILE).read_text())["history"])
-
-
-def _mean_across_workers(value: float, device: torch.device) -> float:
-    if not (dist.is_available() and dist.is_initialized()):
-        return value
-    return _sum_across_workers(value, device) / dist.get_world_size()
-
-
-def _sum_across_workers(value: float, device: torch.device) -> float:
-    if not (dist.is_available() and dist.is_initialized()):
-        return value
-    t = torch.tensor([value], dtype=torch.float64, device=device)
-    dist.all_reduce(t)
-    return float(t.item())

@@ -13,13 +13,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import torch
 
 from llmrec.data.catalogue import Catalogue
 from llmrec.data.splits import Split
-from llmrec.data.text import render_user
 from llmrec.modeling.baselines import EASE, ItemKNN, ItemScorer, Popularity, interaction_matrix
-from llmrec.modeling.scorer import LLMScorer
+from llmrec.modeling.towers import Towers
 from llmrec.ranking.hybrid import HybridScorer, HybridWeights, cf_matrix_from, tune_weights
 from llmrec.ranking.rerank import Method, rerank
 from llmrec.training.metrics import beyond_accuracy, ranking_metrics, target_ranks, top_k_lists
@@ -159,30 +157,31 @@ def to_markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def llm_queries(
-    scorer: LLMScorer, protocol: Protocol, part: EvalPart, max_history: int
-) -> np.ndarray:
-    """``[users, dim]`` query-tower embeddings of the part's users written as text."""
-    texts = [
-        render_user(h, protocol.catalogue.items, q, max_history)
-        for h, q in zip(part.rows["history"], part.rows["target_query"], strict=True)
-    ]
-    return scorer.encode(texts, kind="query").numpy()
+def user_vectors(towers: Towers, part: EvalPart) -> np.ndarray:
+    """``[users, dim]`` user vectors of the part's users (their history and the request typed
+    with the target, if any), whatever the version's design."""
+    return towers.encode_users(
+        [list(h) for h in part.rows["history"]], list(part.rows["target_query"])
+    )
 
 
-def llm_scores(
-    scorer: LLMScorer,
-    protocol: Protocol,
-    part: EvalPart,
-    max_history: int,
-    item_embeddings: torch.Tensor | None = None,
+def catalogue_vectors(
+    towers: Towers, bundle_ids: Sequence[str], vectors: np.ndarray, protocol: Protocol
 ) -> np.ndarray:
-    """``[users, items]`` scores of a trained scorer; the catalogue is embedded with that
-    scorer unless its embeddings are given."""
-    items = item_embeddings
-    if items is None:
-        items = scorer.encode(protocol.catalogue.texts(), kind="item")
-    return llm_queries(scorer, protocol, part, max_history) @ items.numpy().T
+    """The protocol catalogue's item vectors (protocol order): a version's own vectors for
+    the items it knows, its item tower on their text for the others."""
+    rows = {item_id: row for row, item_id in enumerate(bundle_ids)}
+    out = np.zeros((len(protocol.catalogue), vectors.shape[1]), dtype=np.float32)
+    new = []
+    for i, item_id in enumerate(protocol.catalogue.ids):
+        if item_id in rows:
+            out[i] = vectors[rows[item_id]]
+        else:
+            new.append(i)
+    if new:
+        items = [protocol.catalogue.items[protocol.catalogue.ids[i]] for i in new]
+        out[new] = towers.encode_new_items(items)
+    return out
 
 
 @dataclass(frozen=True)
@@ -219,7 +218,7 @@ def fit_hybrid(
     """Tune the hybrid's weights on validation NDCG@10 (EASE's lambda first, on its own).
 
     ``item_embeddings`` are the protocol catalogue's rows, ``val_queries`` the validation
-    users' query embeddings (:func:`llm_queries`).
+    users' vectors (:func:`user_vectors`).
     """
     lam = tune_ease(protocol, lambdas)[0] if cf == "ease" else 0.0
     n = len(protocol.catalogue)

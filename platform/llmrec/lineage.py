@@ -1,0 +1,143 @@
+"""What a registered version records about itself: the model card, the data fingerprint,
+the objective and design in words, the code revision.
+
+The fine-tuning workflow (and any later workflow that registers versions) builds these here, so
+that every version describes itself the same way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shlex
+import subprocess
+import sys
+import time
+
+from llmrec.config import Config
+from llmrec.data.prepare import Prepared
+from llmrec.modeling.towers import SequentialTowers, Towers
+from llmrec.training.trainer import TrainOutcome
+
+
+def objective_name(cfg: Config) -> str:
+    """``contrastive (in-batch + catalogue negatives)``, ``rating (MSE)``, ..."""
+    t = cfg.train
+    negatives = "in-batch + catalogue negatives" if t.catalogue_negatives else "in-batch negatives"
+    if t.logq_correction:
+        negatives += ", logQ-corrected"
+    return {
+        "contrastive": f"contrastive ({negatives})",
+        "rating": "rating (MSE of a score head)",
+        "both": f"contrastive ({negatives}) + {t.rating_weight:g} x rating MSE",
+    }[t.objective]
+
+
+def describe_model(cfg: Config) -> str:
+    """The design in words (for the model card)."""
+    m = cfg.model
+    if m.architecture == "sequential":
+        text = (
+            f"{m.adapter} adapter on the top {m.adapter_layers} layers (r={m.lora_r})"
+            if m.text_tuning == "adapter"
+            else "frozen"
+        )
+        ids = " + item IDs" if m.item_ids else ""
+        return (
+            f"sequential design: `{m.base}` text embeddings ({text}){ids}, a "
+            f"{m.layers}-layer self-attention user tower (dim {m.dim}, last {m.seq_len} items)"
+        )
+    return f"text design: `{m.base}` + {m.adapter} (r={m.lora_r}), {m.pooling} pooling"
+
+
+def trainable_parameters(towers: Towers) -> int:
+    """How many tensors' values training set (adapter, and the sequential model)."""
+    count = sum(t.numel() for t in towers.scorer.state().values())
+    if isinstance(towers, SequentialTowers):
+        count = sum(p.numel() for p in towers.model.parameters())
+        if towers.tuned_text:
+            count += sum(t.numel() for t in towers.text.state().values())
+    return int(count)
+
+
+def training_summary(outcome: TrainOutcome) -> str:
+    """``trained 23 epochs in 312 s; best validation NDCG@10 0.0712 (epoch 13)``."""
+    history = outcome.history
+    scored = [r for r in history if "val_ndcg_at_10" in r]
+    line = f"trained {len(history)} epochs in {outcome.seconds:.0f} s"
+    if scored:
+        best = max(scored, key=lambda r: r["val_ndcg_at_10"])
+        line += f"; best validation NDCG@10 {best['val_ndcg_at_10']:.4f} (epoch {best['epoch']})"
+    return line
+
+
+def data_fingerprint(prepared: Prepared) -> str:
+    """A short hash of the clean interactions and items (same data, same fingerprint)."""
+    h = hashlib.sha256()
+    for table in (prepared.interactions, prepared.items):
+        for batch in table.to_batches():
+            for col in batch.columns:
+                for buf in col.buffers():
+                    if buf is not None:
+                        h.update(buf)
+    return h.hexdigest()[:16]
+
+
+def model_card(
+    cfg: Config,
+    prepared: Prepared,
+    fingerprint: str,
+    metrics: dict[str, float],
+    outcome: TrainOutcome,
+    towers: Towers,
+    champion: tuple[str, dict[str, float], str] | None,
+) -> str:
+    """The Markdown model card that becomes the registered version's description."""
+    params = trainable_parameters(towers)
+    header = "| metric | this version |"
+    if champion is not None:
+        header += f" champion (v{champion[0]}, data `{champion[2]}`) |"
+    lines = [header, "|---|---|" + ("---|" if champion else "")]
+    for key, value in sorted(metrics.items()):
+        row = f"| {key} | {value:.4f} |"
+        if champion is not None:
+            other = champion[1].get(key)
+            row += f" {other:.4f} |" if other is not None else " - |"
+        lines.append(row)
+    command = " ".join(shlex.quote(a) for a in sys.argv) if sys.argv and sys.argv[0] else "n/a"
+    return (
+        f"# {cfg.registry.model_name}\n\n"
+        f"**Model**: {describe_model(cfg)}; {params:,} trained parameters "
+        f"({params * 4 / 2**20:.1f} MiB), {objective_name(cfg)} objective"
+        + (f", initialised from `{cfg.train.init_from}`" if cfg.train.init_from else "")
+        + ".\n\n"
+        f"**Data**: `{cfg.data.source}` ({prepared.items.num_rows} items, "
+        f"{prepared.interactions.num_rows} interactions, fingerprint `{fingerprint}`), "
+        f"{cfg.data.min_core}-core, chronological leave-one-out.\n\n"
+        f"**Training**: {cfg.train.epochs} epochs, {cfg.train.num_workers} workers, "
+        f"{outcome.seconds:.0f} s, Ray Train run `{outcome.run_name}`, "
+        f"trained {time.strftime('%Y-%m-%d %H:%M')}.\n\n"
+        "**Metrics** (full ranking over the catalogue, history masked):\n\n"
+        + "\n".join(lines)
+        + f"\n\n**Reproduce**: `{command}`\n"
+    )
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False
+        )
+        return out.stdout.strip() or "unknown"
+    except OSError:
+        return "unknown"
+
+
+__all__ = [
+    "data_fingerprint",
+    "describe_model",
+    "git_commit",
+    "model_card",
+    "objective_name",
+    "trainable_parameters",
+    "training_summary",
+]

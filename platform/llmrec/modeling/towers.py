@@ -1,0 +1,172 @@
+"""What every scorer design offers evaluation and serving: user vectors and item vectors.
+
+A trained version scores ``user . item``. How a user becomes a vector differs by design (the
+``text`` design writes the user as text for the language model; the ``sequential`` design runs
+a self-attention model over the history's item vectors and adds the encoded request), so
+offline evaluation, the serving encoder and the pyfunc model all go through :class:`Towers`
+and never need to know which design a version uses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from llmrec.data.text import ItemText, render_item, render_user
+from llmrec.modeling.scorer import LLMScorer
+from llmrec.modeling.sequential import SequentialRecommender, left_pad, save_trained
+
+
+class Towers(Protocol):
+    """A trained version's two towers over its own catalogue."""
+
+    def encode_users(
+        self, histories: Sequence[Sequence[str]], queries: Sequence[str | None]
+    ) -> np.ndarray:
+        """``[B, dim]`` user vectors from item-id histories (oldest first; ids the version
+        does not know are skipped) and free-text requests (None: no request)."""
+        ...
+
+    def encode_new_items(self, items: Sequence[ItemText]) -> np.ndarray:
+        """``[N, dim]`` vectors of items from their text alone (items added after training)."""
+        ...
+
+    @property
+    def scorer(self) -> LLMScorer:
+        """The language model with its adapter (and tokenizer)."""
+        ...
+
+    def save(self, directory: str | Path) -> None:
+        """Write the trained tensors (a bundle's ``scorer/`` folder)."""
+        ...
+
+    def to(self, device: str | torch.device) -> Towers:
+        """Move the models to ``device`` (answers stay NumPy on the CPU)."""
+        ...
+
+
+class TextTowers:
+    """The ``text`` design: one language-model tower reads users and items written as text.
+
+    Args:
+        scorer: The language model with its trained adapter.
+        items: The catalogue by item id (to write histories as text).
+        max_history: How many recent items write the user's text.
+    """
+
+    def __init__(self, scorer: LLMScorer, items: Mapping[str, ItemText], max_history: int) -> None:
+        self.scorer = scorer
+        self.items = items
+        self.max_history = max_history
+
+    def encode_users(
+        self, histories: Sequence[Sequence[str]], queries: Sequence[str | None]
+    ) -> np.ndarray:
+        texts = [
+            render_user(list(h), self.items, q, self.max_history)
+            for h, q in zip(histories, queries, strict=True)
+        ]
+        batch = max(min(len(texts), 64), 1)
+        return self.scorer.encode(texts, kind="query", batch_size=batch).numpy()
+
+    def encode_new_items(self, items: Sequence[ItemText]) -> np.ndarray:
+        return self.scorer.encode([render_item(i) for i in items], kind="item").numpy()
+
+    def save(self, directory: str | Path) -> None:
+        """The adapter and temperature (``scorer/`` of a bundle)."""
+        self.scorer.save(directory)
+
+    def to(self, device: str | torch.device) -> TextTowers:
+        self.scorer.to(device)
+        return self
+
+
+class SequentialTowers:
+    """The ``sequential`` design: item vectors (text + ID) and a self-attention user tower.
+
+    Args:
+        text: The language model (encodes requests and the text of new items).
+        model: The trained sequential recommender.
+        item_ids: The version's catalogue, in the order of ``item_vectors``.
+        item_vectors: ``[N, dim]`` the trained item vectors (the bundle's embeddings).
+        tuned_text: Whether the language model's adapter was trained (and must be saved).
+    """
+
+    def __init__(
+        self,
+        text: LLMScorer,
+        model: SequentialRecommender,
+        item_ids: Sequence[str],
+        item_vectors: np.ndarray,
+        tuned_text: bool = False,
+    ) -> None:
+        self.text = text
+        self.model = model.eval()
+        self.rows = {item_id: row for row, item_id in enumerate(item_ids)}
+        self.vectors = torch.as_tensor(np.asarray(item_vectors, dtype=np.float32))
+        self.tuned_text = tuned_text
+
+    @property
+    def scorer(self) -> LLMScorer:
+        """The language model (what the text design calls its scorer)."""
+        return self.text
+
+    def save(self, directory: str | Path) -> None:
+        """``sequential.safetensors``: the model, and the text adapter when it was tuned."""
+        save_trained(directory, self.model, self.text.state() if self.tuned_text else None)
+
+    def to(self, device: str | torch.device) -> SequentialTowers:
+        self.text.to(device)
+        self.model.to(device)
+        self.vectors = self.vectors.to(device)
+        return self
+
+    @torch.no_grad()
+    def encode_users(
+        self, histories: Sequence[Sequence[str]], queries: Sequence[str | None]
+    ) -> np.ndarray:
+        rows = [[self.rows[i] for i in h if i in self.rows] for h in histories]
+        asked = [i for i, q in enumerate(queries) if isinstance(q, str) and q.strip()]
+        query = None
+        has_query = torch.zeros(len(rows), dtype=torch.bool)
+        if asked:
+            encoded = self.text.encode([str(queries[i]) for i in asked], kind="query")
+            query = torch.zeros(len(rows), encoded.shape[1])
+            query[asked] = encoded
+            has_query[asked] = True
+        return user_vectors(self.model, self.vectors, rows, query, has_query).numpy()
+
+    @torch.no_grad()
+    def encode_new_items(self, items: Sequence[ItemText]) -> np.ndarray:
+        text = self.text.encode([render_item(i) for i in items], kind="item")
+        return self.model.items(text.to(self.vectors.device)).cpu().numpy()
+
+
+def user_vectors(
+    model: SequentialRecommender,
+    item_vectors: torch.Tensor,
+    histories: Sequence[Sequence[int]],
+    query: torch.Tensor | None = None,
+    has_query: torch.Tensor | None = None,
+    batch_size: int = 512,
+) -> torch.Tensor:
+    """``[B, dim]`` user vectors from histories given as rows of ``item_vectors``."""
+    model.eval()
+    out = []
+    length = model.cfg.seq_len
+    device = item_vectors.device
+    with torch.no_grad():
+        for start in range(0, len(histories), batch_size):
+            part = [list(h) for h in histories[start : start + batch_size]]
+            idx, pad = left_pad(part, length, device)
+            q = None if query is None else query[start : start + batch_size].to(device)
+            hq = None if has_query is None else has_query[start : start + batch_size].to(device)
+            out.append(model.users(item_vectors[idx], pad, q, hq).float().cpu())
+    return torch.cat(out) if out else torch.empty(0, model.cfg.dim)
+
+
+__all__ = ["SequentialTowers", "TextTowers", "Towers", "user_vectors"]

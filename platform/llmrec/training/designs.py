@@ -1,0 +1,159 @@
+"""What each scorer design needs around the Ray Train loop: its examples, its validation set,
+its inputs, and the trained towers built from the final checkpoint.
+
+``text``: (user written as text -> item written as text) pairs, the adapter fine-tuned end to
+end. ``sequential``: windows of item histories; the catalogue's and the requests' texts are
+embedded once here, on the driver, with the base model (and the adapter to start from).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+
+from llmrec.config import Config
+from llmrec.data.catalogue import Catalogue
+from llmrec.data.pipeline import build_train_dataset, build_window_dataset, training_queries
+from llmrec.modeling.scorer import LLMScorer, build_scorer
+from llmrec.modeling.sequential import SequentialRecommender, split_state
+from llmrec.modeling.towers import SequentialTowers, TextTowers, Towers
+from llmrec.training import offline
+from llmrec.training.evaluation import EvalSet, build_eval_set
+from llmrec.training.sequential import SequenceEvalSet, SequenceInputs
+
+if TYPE_CHECKING:
+    import ray.data
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """The Ray Data examples, the validation set and (sequential design) the text inputs."""
+
+    dataset: ray.data.Dataset | Any
+    eval_set: EvalSet | SequenceEvalSet
+    inputs: SequenceInputs | None = None
+
+
+def training_data(
+    cfg: Config,
+    sequences: Path,
+    catalogue: Catalogue,
+    protocol: offline.Protocol,
+    init_state: dict[str, torch.Tensor] | None = None,
+) -> TrainingData:
+    """Examples and validation users of ``cfg.model.architecture``.
+
+    Args:
+        cfg: The run's config.
+        sequences: ``train_sequences.parquet`` (what training may see).
+        catalogue: The whole catalogue (the item-ID table's order).
+        protocol: The evaluation protocol (validation users, the ranked catalogue).
+        init_state: Trained tensors to start from (their text adapter embeds the texts).
+    """
+    if cfg.model.architecture == "text":
+        dataset = build_train_dataset(
+            sequences, catalogue, cfg.data.max_history, cfg.data.examples_per_user, cfg.train.seed
+        )
+        val = build_eval_set(protocol.split, "val", protocol.catalogue, cfg.data.max_history)
+        return TrainingData(dataset, val)
+    base = LLMScorer(cfg.model).eval()
+    if init_state:
+        _, text = split_state(init_state)
+        if text:
+            base.load_state(text)
+    queries = training_queries(sequences)
+    query_ids = {q: i + 1 for i, q in enumerate(queries)}
+    inputs = SequenceInputs(
+        item_texts=catalogue.texts(),
+        item_text=base.encode(catalogue.texts(), kind="item").numpy(),
+        known=trained_item_mask(sequences, catalogue),
+        query_texts=["", *queries],
+        query_text=_with_empty_row(base, queries),
+    )
+    dataset = build_window_dataset(
+        sequences, catalogue, query_ids, cfg.model.seq_len, cfg.train.seed
+    )
+    return TrainingData(dataset, sequence_eval_set(protocol, "val", catalogue, base), inputs)
+
+
+def sequence_eval_set(
+    protocol: offline.Protocol, part_name: str, catalogue: Catalogue, base: LLMScorer
+) -> SequenceEvalSet:
+    """A split part's users as catalogue rows, ranked over the protocol's catalogue."""
+    part = protocol.part(part_name)
+    rows = catalogue.index
+    queries = [q if isinstance(q, str) and q.strip() else None for q in part.rows["target_query"]]
+    asked = [i for i, q in enumerate(queries) if q is not None]
+    query_text = np.zeros((len(queries), base.model.config.hidden_size), dtype=np.float32)
+    if asked:
+        query_text[asked] = base.encode([str(queries[i]) for i in asked], kind="query").numpy()
+    return SequenceEvalSet(
+        histories=[[rows[i] for i in h] for h in part.rows["history"]],
+        candidates=np.array([rows[i] for i in protocol.catalogue.ids], dtype=np.int64),
+        targets=part.targets,
+        exclude=part.histories,
+        queries=queries,
+        query_text=query_text,
+    )
+
+
+def trained_towers(
+    cfg: Config, checkpoint_dir: Path, catalogue: Catalogue, data: TrainingData
+) -> tuple[Towers, np.ndarray]:
+    """The towers of the final checkpoint and the catalogue's item vectors (catalogue order).
+
+    The sequential design registers its best epoch on validation.
+    """
+    if cfg.model.architecture == "text":
+        scorer = build_scorer(cfg.model, checkpoint_dir)
+        vectors = scorer.encode(catalogue.texts(), kind="item").numpy()
+        return TextTowers(scorer, catalogue.items, cfg.data.max_history), vectors
+    assert data.inputs is not None
+    from safetensors.torch import load_file
+
+    from llmrec.training.sequential_loop import BEST
+
+    model_state, text_state = split_state(load_file(str(checkpoint_dir / BEST)))
+    text = LLMScorer(cfg.model).eval()
+    item_text = torch.as_tensor(data.inputs.item_text)
+    if text_state:
+        text.load_state(text_state)
+        item_text = text.encode(catalogue.texts(), kind="item")
+    model = SequentialRecommender(cfg.model, item_text.shape[1], len(catalogue))
+    model.load_tensors(model_state)
+    model.eval()
+    with torch.no_grad():
+        known = torch.as_tensor(data.inputs.known)
+        vectors = model.items(item_text, known).numpy()
+    towers = SequentialTowers(text, model, catalogue.ids, vectors, tuned_text=bool(text_state))
+    return towers, vectors
+
+
+def trained_item_mask(sequences: Path, catalogue: Catalogue) -> np.ndarray:
+    """Which catalogue items occur in the training sequences (they get an ID embedding)."""
+    import pyarrow.compute as pc
+
+    seen = set(pc.list_flatten(pq.read_table(sequences, columns=["items"])["items"]).to_pylist())
+    return np.array([i in seen for i in catalogue.ids], dtype=bool)
+
+
+def _with_empty_row(base: LLMScorer, queries: list[str]) -> np.ndarray:
+    dim = base.model.config.hidden_size
+    if not queries:
+        return np.zeros((1, dim), dtype=np.float32)
+    encoded = base.encode(queries, kind="query").numpy()
+    return np.concatenate([np.zeros((1, dim), dtype=np.float32), encoded])
+
+
+__all__ = [
+    "TrainingData",
+    "sequence_eval_set",
+    "trained_item_mask",
+    "trained_towers",
+    "training_data",
+]

@@ -1,0 +1,281 @@
+"""What the sequential design trains: the loss of a batch of history windows, evaluation.
+
+Plain PyTorch (the Ray Train loop in :mod:`llmrec.training.sequential_loop` drives it), so the
+objective is tested without a cluster.
+
+A training example is a window of one user's history (at most ``seq_len + 1`` items, oldest
+first); the user tower's output at every position is scored against the next item, over the
+whole catalogue (full softmax) or ``train.negatives`` sampled items. With a text encoder to
+tune (``model.text_tuning: adapter``) the batch's texts are re-encoded with gradient, the rest
+of the catalogue comes from a cache that those re-encodings keep up to date.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from llmrec.config import ModelConfig, TrainConfig
+from llmrec.modeling.scorer import LLMScorer
+from llmrec.modeling.sequential import SequentialRecommender, joined_state, left_pad, split_state
+from llmrec.modeling.towers import user_vectors
+from llmrec.training.metrics import ranking_metrics, target_ranks
+
+
+@dataclass(frozen=True)
+class SequenceInputs:
+    """The driver's side of a run: the catalogue's texts and their embeddings.
+
+    ``item_text`` and ``query_text`` are the embeddings of ``item_texts`` and ``query_texts``
+    by the base model (rows in catalogue / query-vocabulary order; ``query_texts[0]`` is the
+    empty "no request" entry). ``known``: which catalogue items occur in training.
+    """
+
+    item_texts: list[str]
+    item_text: np.ndarray
+    known: np.ndarray
+    query_texts: list[str]
+    query_text: np.ndarray
+
+
+@dataclass(frozen=True)
+class SequenceEvalSet:
+    """Validation users over one candidate set.
+
+    ``histories`` are catalogue rows (oldest first); ``candidates`` the catalogue rows ranked
+    (the protocol's catalogue); ``targets`` and ``exclude`` positions in ``candidates``;
+    ``queries`` the request typed with each target (None: none) and ``query_text`` their
+    base-model embeddings (zeros where there is none).
+    """
+
+    histories: list[list[int]]
+    candidates: np.ndarray
+    targets: np.ndarray
+    exclude: list[list[int]]
+    queries: list[str | None]
+    query_text: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.histories)
+
+    def head(self, n: int) -> SequenceEvalSet:
+        """The first ``n`` users (all when n <= 0)."""
+        if n <= 0 or n >= len(self):
+            return self
+        return SequenceEvalSet(
+            self.histories[:n],
+            self.candidates,
+            self.targets[:n],
+            self.exclude[:n],
+            self.queries[:n],
+            self.query_text[:n],
+        )
+
+
+class TextTable(nn.Module):
+    """Text embeddings of a fixed list of texts: a cache, with rows re-encoded on request.
+
+    Without an encoder (``model.text_tuning: frozen``) it is a constant table. With one, a
+    call re-encodes up to ``budget`` of the asked rows with gradient (so the adapter learns)
+    and writes them back into the cache.
+    """
+
+    cache: torch.Tensor
+
+    def __init__(
+        self,
+        texts: Sequence[str],
+        cache: np.ndarray,
+        encoder: LLMScorer | None = None,
+        kind: str = "item",
+        budget: int = 64,
+    ) -> None:
+        super().__init__()
+        self.texts = list(texts)
+        self.register_buffer("cache", torch.as_tensor(np.asarray(cache, dtype=np.float32)))
+        self.encoder = encoder
+        self.kind = kind
+        self.budget = budget
+
+    def forward(self, rows: torch.Tensor | None = None) -> torch.Tensor:
+        cache = self.cache
+        if self.encoder is None or rows is None or not self.training:
+            return cache
+        rows = rows.unique()
+        rows = rows[rows >= 0]
+        if len(rows) > self.budget:
+            rows = rows[torch.randperm(len(rows), device=rows.device)[: self.budget]]
+        if len(rows) == 0:
+            return cache
+        texts = [self.texts[int(r)] for r in rows]
+        fresh = (
+            self.encoder.embed_items(texts)
+            if self.kind == "item"
+            else self.encoder.embed_queries(texts)
+        )
+        with torch.no_grad():
+            cache[rows] = fresh.detach().to(cache.dtype)
+        return cache.index_put((rows,), fresh.to(cache.dtype))
+
+    @torch.no_grad()
+    def refresh(self, batch_size: int = 128) -> None:
+        """Re-encode every text with the current encoder (before evaluation or export)."""
+        if self.encoder is not None and self.texts:
+            self.cache.copy_(
+                self.encoder.encode(self.texts, kind=self.kind, batch_size=batch_size).to(
+                    self.cache.device
+                )
+            )
+
+
+class SequenceObjective(nn.Module):
+    """The sequential recommender, its text tables and the training loss (DDP wraps this).
+
+    Args:
+        model_cfg: The model section.
+        train_cfg: The train section (objective, negatives, ID dropout, alignment weight).
+        inputs: Catalogue and request texts with their base-model embeddings.
+        text: The language model to tune (``model.text_tuning: adapter``), else None.
+    """
+
+    known: torch.Tensor
+
+    def __init__(
+        self,
+        model_cfg: ModelConfig,
+        train_cfg: TrainConfig,
+        inputs: SequenceInputs,
+        text: LLMScorer | None = None,
+    ) -> None:
+        super().__init__()
+        self.train_cfg = train_cfg
+        budget = train_cfg.text_batch
+        self.text = text
+        self.items = TextTable(inputs.item_texts, inputs.item_text, text, "item", budget)
+        self.queries = TextTable(inputs.query_texts, inputs.query_text, text, "query", budget)
+        self.register_buffer("known", torch.as_tensor(np.asarray(inputs.known, dtype=bool)))
+        self.model = SequentialRecommender(
+            model_cfg,
+            inputs.item_text.shape[1],
+            len(inputs.item_texts),
+            rating_head=train_cfg.objective != "contrastive",
+        )
+
+    @property
+    def device(self) -> torch.device:
+        return self.known.device
+
+    def item_vectors(self, rows: torch.Tensor | None = None) -> torch.Tensor:
+        return self.model.items(self.items(rows), self.known, self.train_cfg.id_dropout)
+
+    def forward(
+        self,
+        windows: Sequence[Sequence[int]],
+        queries: Sequence[Sequence[int]],
+        values: Sequence[Sequence[float]] | None = None,
+    ) -> torch.Tensor:
+        """The loss of a batch of windows (item rows, request ids with 0 = none, values)."""
+        cfg = self.train_cfg
+        device = self.device
+        length = self.model.cfg.seq_len
+        x, pad = left_pad([list(w[:-1]) for w in windows], length, device)
+        y, _ = left_pad([list(w[1:]) for w in windows], length, device)
+        q, _ = left_pad([list(r[1:]) for r in queries], length, device)
+        valid = ~pad
+        targets = y[valid]
+        vectors = self.item_vectors(targets)
+        users = self.model.sequence(vectors[x], pad)
+        asked = q > 0
+        if bool(asked.any()):
+            request = self.queries(q[asked])[q]
+            users = users + self.model.request(request, asked, users)
+        users = users[valid]
+        loss = torch.zeros((), device=device)
+        if cfg.objective != "rating":
+            loss = loss + self._softmax(users, vectors, targets)
+        if cfg.objective != "contrastive" and values is not None:
+            # the values of the valid positions, in the order ``valid`` selects them
+            rated = torch.tensor(
+                [float(val) for r in values for val in list(r[1:])[-length:]], device=device
+            )
+            predicted = self.model.rating(users, vectors[targets])
+            mse = F.mse_loss(predicted, rated.to(predicted.dtype))
+            loss = loss + (mse if cfg.objective == "rating" else cfg.rating_weight * mse)
+        if cfg.query_align_weight > 0:
+            loss = loss + cfg.query_align_weight * self._align(targets, vectors)
+        return loss
+
+    def _softmax(
+        self, users: torch.Tensor, vectors: torch.Tensor, targets: torch.Tensor
+    ) -> torch.Tensor:
+        """Cross-entropy of each position's next item over the catalogue or sampled items."""
+        n = self.train_cfg.negatives
+        if n <= 0 or n >= len(vectors):
+            return F.cross_entropy(users @ vectors.T, targets)
+        sampled = torch.randint(0, len(vectors), (n,), device=users.device)
+        pos = (users * vectors[targets]).sum(-1, keepdim=True)
+        neg = users @ vectors[sampled].T
+        neg = neg.masked_fill(sampled.unsqueeze(0) == targets.unsqueeze(1), float("-inf"))
+        logits = torch.cat([pos, neg], dim=1)
+        return F.cross_entropy(logits, torch.zeros_like(targets))
+
+    def _align(self, targets: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
+        """An item's own text as the request of a user with no history ranks that item."""
+        rows = targets.unique()
+        if len(rows) > self.train_cfg.text_batch:
+            rows = rows[torch.randperm(len(rows), device=rows.device)[: self.train_cfg.text_batch]]
+        text = self.items(None)[rows]
+        users = self.model.empty.unsqueeze(0) + self.model.query_text(text)
+        if self.train_cfg.negatives > 0 and self.train_cfg.negatives < len(vectors):
+            return self._softmax(users, vectors, rows)
+        return F.cross_entropy(users @ vectors.T, rows)
+
+
+def trained_state(objective: SequenceObjective) -> dict[str, torch.Tensor]:
+    """A CPU copy of what training changes: the model and, when tuned, the text adapter."""
+    text = objective.text.state() if objective.text is not None else None
+    return joined_state(objective.model.state_dict(), text)
+
+
+def load_state(objective: SequenceObjective, state: dict[str, torch.Tensor]) -> None:
+    """Load a :func:`trained_state` (or a registered version's ``sequential.safetensors``)."""
+    model, text = split_state(state)
+    objective.model.load_tensors(model)
+    if objective.text is not None and text:
+        objective.text.load_state(text)
+
+
+def evaluate_sequential(
+    objective: SequenceObjective, data: SequenceEvalSet, ks: Sequence[int] = (10, 20)
+) -> dict[str, float]:
+    """HR@K, NDCG@K and MRR of the current model under full ranking, history masked."""
+    was = objective.training
+    objective.eval()
+    with torch.no_grad():
+        vectors = objective.item_vectors()
+        query = torch.as_tensor(np.asarray(data.query_text, dtype=np.float32))
+        has_query = torch.tensor([isinstance(q, str) and bool(q.strip()) for q in data.queries])
+        if objective.text is not None and bool(has_query.any()):
+            asked = [i for i, h in enumerate(has_query.tolist()) if h]
+            query[asked] = objective.text.encode([str(data.queries[i]) for i in asked]).cpu()
+        users = user_vectors(objective.model, vectors, data.histories, query, has_query)
+        candidates = vectors[torch.as_tensor(data.candidates)].cpu()
+        scores = (users @ candidates.T).numpy()
+    objective.train(was)
+    return ranking_metrics(target_ranks(scores, data.targets, data.exclude), ks)
+
+
+__all__ = [
+    "SequenceEvalSet",
+    "SequenceInputs",
+    "SequenceObjective",
+    "TextTable",
+    "evaluate_sequential",
+    "load_state",
+    "trained_state",
+]
