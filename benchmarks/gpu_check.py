@@ -55,7 +55,7 @@ def main() -> int:
     catalogue = prepared.catalogue
     sequences = prepared.out_dir / "train_sequences.parquet"
     base_cfg = ModelConfig(base=args.base or PACKAGED_MINILM, max_item_tokens=48)
-    base = LLMScorer(base_cfg).to(device).eval()
+    base = LLMScorer(base_cfg).float().to(device).eval()
     t0 = time.perf_counter()
     item_text = base.encode(catalogue.texts(), kind="item", batch_size=512).numpy()
     print(f"{len(catalogue)} item texts embedded in {time.perf_counter() - t0:.1f} s on {device}")
@@ -117,7 +117,7 @@ def _sequential(
         trained_state,
     )
 
-    text = LLMScorer(model_cfg) if model_cfg.text_tuning == "adapter" else None
+    text = LLMScorer(model_cfg).float() if model_cfg.text_tuning == "adapter" else None
     objective = SequenceObjective(model_cfg, train, inputs, text).to(device)
     opt = torch.optim.AdamW(
         [p for p in objective.parameters() if p.requires_grad], lr=train.lr, weight_decay=0.01
@@ -181,7 +181,7 @@ def _text_rate(model_cfg: Any, protocol: Any, catalogue: Any, device: str) -> di
     from llmrec.modeling.scorer import LLMScorer
 
     cfg = replace(model_cfg, architecture="text", max_query_tokens=128)
-    scorer = LLMScorer(cfg).to(device).train()
+    scorer = LLMScorer(cfg).float().to(device).train()
     frame = protocol.split.train_sequences()
     pairs = [e for row in frame.to_dict("records") for e in user_examples(row, catalogue, 10, 4)]
     opt = torch.optim.AdamW([p for p in scorer.parameters() if p.requires_grad], lr=5e-4)
