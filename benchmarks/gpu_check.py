@@ -36,6 +36,7 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--settings", default="frozen,wide,adapter,text")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--text-lr", default="1e-4", help="comma-separated: one adapter run each")
     args = parser.parse_args()
     import torch
     from llmrec.config import PACKAGED_MINILM, DataConfig, ModelConfig, TrainConfig
@@ -84,8 +85,11 @@ def main() -> int:
         if name == "text":
             results.append(_text_rate(base_cfg, protocol, catalogue, device))
             continue
-        train = TrainConfig(epochs=args.epochs, text_batch=512, seed=args.seed)
-        results.append(_sequential(name, settings[name], train, inputs, windows, sets, device))
+        lrs = [float(v) for v in args.text_lr.split(",")] if name == "adapter" else [1e-4]
+        for text_lr in lrs:
+            train = TrainConfig(epochs=args.epochs, text_batch=512, seed=args.seed, text_lr=text_lr)
+            label = f"{name}, text_lr {text_lr:g}" if name == "adapter" else name
+            results.append(_sequential(label, settings[name], train, inputs, windows, sets, device))
     print(
         "\n| setting | examples/s | peak GPU memory | epochs (best) | val NDCG@10 | "
         "test NDCG@10 | test HR@10 | seconds |"
@@ -119,9 +123,7 @@ def _sequential(
 
     text = LLMScorer(model_cfg).float() if model_cfg.text_tuning == "adapter" else None
     objective = SequenceObjective(model_cfg, train, inputs, text).to(device)
-    opt = torch.optim.AdamW(
-        [p for p in objective.parameters() if p.requires_grad], lr=train.lr, weight_decay=0.01
-    )
+    opt = optimizer_for(objective, train)
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     rng = np.random.default_rng(train.seed)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -250,6 +251,18 @@ def load_state(objective: SequenceObjective, state: dict[str, torch.Tensor]) -> 
         objective.text.load_state(text)
 
 
+def optimizer_for(objective: SequenceObjective, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW over what trains: the sequential model at ``train.lr``, a tuned text adapter at
+    ``train.text_lr``."""
+    text = {id(p) for p in objective.text.parameters()} if objective.text is not None else set()
+    own = [p for p in objective.parameters() if p.requires_grad and id(p) not in text]
+    groups: list[dict[str, Any]] = [{"params": own, "lr": cfg.lr}]
+    tuned = [p for p in objective.parameters() if p.requires_grad and id(p) in text]
+    if tuned:
+        groups.append({"params": tuned, "lr": cfg.text_lr})
+    return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
 def evaluate_sequential(
     objective: SequenceObjective, data: SequenceEvalSet, ks: Sequence[int] = (10, 20)
 ) -> dict[str, float]:
@@ -277,5 +290,6 @@ __all__ = [
     "TextTable",
     "evaluate_sequential",
     "load_state",
+    "optimizer_for",
     "trained_state",
 ]

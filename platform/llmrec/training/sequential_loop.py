@@ -36,6 +36,7 @@ from llmrec.training.sequential import (
     SequenceObjective,
     evaluate_sequential,
     load_state,
+    optimizer_for,
     trained_state,
 )
 
@@ -65,11 +66,7 @@ def sequential_loop_per_worker(config: dict[str, Any]) -> None:
     if model_cfg.text_tuning == "adapter":
         text = LLMScorer(model_cfg, total_steps=int(config.get("total_steps") or 1000))
     objective = SequenceObjective(model_cfg, train_cfg, inputs, text)
-    optimizer = torch.optim.AdamW(
-        [p for p in objective.parameters() if p.requires_grad],
-        lr=train_cfg.lr,
-        weight_decay=train_cfg.weight_decay,
-    )
+    optimizer = optimizer_for(objective, train_cfg)
     state, best = _restore(objective, optimizer)
     if state["epoch"] == 0 and config.get("init_state"):
         load_state(objective, config["init_state"])
