@@ -118,6 +118,7 @@ def _sequential(
         SequenceObjective,
         evaluate_sequential,
         load_state,
+        optimizer_for,
         trained_state,
     )
 
