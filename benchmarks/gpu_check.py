@@ -34,12 +34,26 @@ def main() -> int:
     parser.add_argument("--data", required=True, help="a MovieLens folder or contract folder")
     parser.add_argument("--base", default="", help="model.base (default: the packaged MiniLM)")
     parser.add_argument("--epochs", type=int, default=60)
-    parser.add_argument("--settings", default="frozen,wide,adapter,text")
+    parser.add_argument(
+        "--settings",
+        default="frozen,wide,adapter,text",
+        help="comma-separated NAME[+section.key=value...], NAME one of frozen, wide, adapter, "
+        "text; e.g. frozen+train.id_dropout=0.5",
+    )
+    parser.add_argument("--cold", type=float, default=0.0, help="data.cold_items (cold start)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--text-lr", default="1e-4", help="comma-separated: one adapter run each")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="model.* / train.* overrides applied to every setting, e.g. train.lr=0.001",
+    )
     args = parser.parse_args()
     import torch
-    from llmrec.config import PACKAGED_MINILM, DataConfig, ModelConfig, TrainConfig
+    from llmrec.config import PACKAGED_MINILM, DataConfig
     from llmrec.data.pipeline import user_windows
     from llmrec.data.prepare import load_source, prepare, split_and_save
     from llmrec.modeling.scorer import LLMScorer
@@ -51,11 +65,14 @@ def main() -> int:
     torch.manual_seed(args.seed)
     work = Path(tempfile.mkdtemp(prefix="llmrec-gpu-"))
     prepared = prepare(load_source(args.data, DataConfig()), work)
-    split, _ = split_and_save(prepared, 5)
-    protocol = offline.Protocol.create(split, prepared.catalogue)
+    split, cold = split_and_save(prepared, 5, args.cold, 0)
+    protocol = offline.Protocol.create(split, prepared.catalogue, cold)
     catalogue = prepared.catalogue
     sequences = prepared.out_dir / "train_sequences.parquet"
-    base_cfg = ModelConfig(base=args.base or PACKAGED_MINILM, max_item_tokens=48)
+    from llmrec.config import load_config
+
+    overrides = load_config(None, args.overrides)
+    base_cfg = replace(overrides.model, base=args.base or PACKAGED_MINILM, max_item_tokens=48)
     base = LLMScorer(base_cfg).float().to(device).eval()
     t0 = time.perf_counter()
     item_text = base.encode(catalogue.texts(), kind="item", batch_size=512).numpy()
@@ -67,38 +84,49 @@ def main() -> int:
         [""],
         np.zeros((1, item_text.shape[1]), dtype=np.float32),
     )
+    import pyarrow.parquet as pq
+
     rows_of = catalogue.index
-    frame = split.train_sequences()
     windows = [
         w
-        for row in frame.to_dict("records")
+        for row in pq.read_table(sequences).to_pylist()  # cold items already left out
         for w in user_windows(row, rows_of, {}, base_cfg.seq_len)
     ]
     sets = {p: sequence_eval_set(protocol, p, catalogue, base) for p in ("val", "test")}
-    settings = {
-        "frozen": replace(base_cfg),
-        "wide": replace(base_cfg, dim=128),
-        "adapter": replace(base_cfg, text_tuning="adapter", adapter_layers=2),
+    cold_rows = protocol.part("test").cold_rows
+    if len(cold_rows):
+        sets["test_cold"] = sets["test"].subset(cold_rows)
+    shapes = {
+        "frozen": {},
+        "wide": {"dim": 128},
+        "adapter": {"text_tuning": "adapter", "adapter_layers": 2},
     }
     results = []
-    for name in args.settings.split(","):
+    for setting in args.settings.split(","):
+        name, *extra = setting.split("+")
+        cfg = load_config(None, [*args.overrides, *extra])
+        model_cfg = replace(cfg.model, base=base_cfg.base, max_item_tokens=48)
         if name == "text":
-            results.append(_text_rate(base_cfg, protocol, catalogue, device))
+            results.append(_text_rate(model_cfg, protocol, catalogue, device))
             continue
         lrs = [float(v) for v in args.text_lr.split(",")] if name == "adapter" else [1e-4]
         for text_lr in lrs:
-            train = TrainConfig(epochs=args.epochs, text_batch=512, seed=args.seed, text_lr=text_lr)
-            label = f"{name}, text_lr {text_lr:g}" if name == "adapter" else name
-            results.append(_sequential(label, settings[name], train, inputs, windows, sets, device))
+            train = replace(
+                cfg.train, epochs=args.epochs, text_batch=512, seed=args.seed, text_lr=text_lr
+            )
+            label = f"{setting}, text_lr {text_lr:g}" if name == "adapter" else setting
+            shaped = replace(model_cfg, **shapes[name])
+            results.append(_sequential(label, shaped, train, inputs, windows, sets, device))
     print(
         "\n| setting | examples/s | peak GPU memory | epochs (best) | val NDCG@10 | "
-        "test NDCG@10 | test HR@10 | seconds |"
+        "test NDCG@10 | test HR@10 | cold test HR@10 | seconds |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in results:
         print(
             f"| {r['setting']} | {r['rate']:.0f} | {r['memory']:.2f} GiB | {r['epochs']} | "
-            f"{r['val']} | {r['test_ndcg']} | {r['test_hr']} | {r['seconds']:.0f} |"
+            f"{r['val']} | {r['test_ndcg']} | {r['test_hr']} | {r.get('cold_hr', '-')} | "
+            f"{r['seconds']:.0f} |"
         )
     return 0
 
@@ -163,6 +191,7 @@ def _sequential(
     if text is not None:
         objective.items.refresh()
     test = evaluate_sequential(objective, sets["test"])
+    cold = evaluate_sequential(objective, sets["test_cold"]) if "test_cold" in sets else None
     memory = torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else 0.0
     return {
         "setting": f"sequential, {name} (dim {model_cfg.dim}, {model_cfg.text_tuning} text)",
@@ -172,6 +201,7 @@ def _sequential(
         "val": f"{best_val:.4f}",
         "test_ndcg": f"{test['ndcg_at_10']:.4f}",
         "test_hr": f"{test['hr_at_10']:.4f}",
+        "cold_hr": f"{cold['hr_at_10']:.4f} ({len(sets['test_cold'])} users)" if cold else "-",
         "seconds": time.perf_counter() - start,
     }
 

@@ -64,6 +64,18 @@ class SequenceEvalSet:
     def __len__(self) -> int:
         return len(self.histories)
 
+    def subset(self, rows: Sequence[int] | np.ndarray) -> SequenceEvalSet:
+        """The users at positions ``rows``."""
+        take = [int(r) for r in rows]
+        return SequenceEvalSet(
+            [self.histories[r] for r in take],
+            self.candidates,
+            self.targets[take],
+            [self.exclude[r] for r in take],
+            [self.queries[r] for r in take],
+            self.query_text[take],
+        )
+
     def head(self, n: int) -> SequenceEvalSet:
         """The first ``n`` users (all when n <= 0)."""
         if n <= 0 or n >= len(self):
