@@ -248,3 +248,23 @@ def test_windows_score_every_position_once(length):
     assert all(len(w["items"]) <= length + 1 for w in windows)
     with_query = [w for w in windows if 1 in w["queries"].tolist()]
     assert with_query and all(w["items"][w["queries"].tolist().index(1)] == 4 for w in with_query)
+
+
+def test_items_never_seen_in_training_are_not_negatives():
+    """A cold item is no evidence against itself: whatever its text, the loss is the same."""
+    rng = np.random.default_rng(0)
+    known = np.ones(6, dtype=bool)
+    known[5] = False
+    base = _inputs(6)
+    for negatives in (0, 3):
+        losses = []
+        for scale in (1.0, 50.0):
+            text = base.item_text.copy()
+            text[5] = rng.normal(size=text.shape[1]) * scale
+            inputs = SequenceInputs(base.item_texts, text, known, base.query_texts, base.query_text)
+            cfg = TrainConfig(query_align_weight=0.1, id_dropout=0.0, negatives=negatives)
+            torch.manual_seed(0)
+            objective = SequenceObjective(CFG, cfg, inputs).eval()
+            torch.manual_seed(1)
+            losses.append(float(objective([[0, 1, 2, 3], [1, 2, 3, 4]], [[0] * 4, [0] * 4])))
+        assert losses[0] == pytest.approx(losses[1], rel=1e-6)

@@ -226,11 +226,17 @@ class SequenceObjective(nn.Module):
     def _softmax(
         self, users: torch.Tensor, vectors: torch.Tensor, targets: torch.Tensor
     ) -> torch.Tensor:
-        """Cross-entropy of each position's next item over the catalogue or sampled items."""
+        """Cross-entropy of each position's next item over the catalogue or sampled items.
+
+        Only items that occur in training are negatives: an item the logs never show (a cold
+        or new item) is not evidence against itself, and pushing it down at every step would
+        teach the text part to rank such items last."""
         n = self.train_cfg.negatives
         if n <= 0 or n >= len(vectors):
-            return F.cross_entropy(users @ vectors.T, targets)
-        sampled = torch.randint(0, len(vectors), (n,), device=users.device)
+            logits = (users @ vectors.T).masked_fill(~self.known.unsqueeze(0), float("-inf"))
+            return F.cross_entropy(logits, targets)
+        pool = self.known.nonzero().squeeze(1)
+        sampled = pool[torch.randint(0, len(pool), (n,), device=users.device)]
         pos = (users * vectors[targets]).sum(-1, keepdim=True)
         neg = users @ vectors[sampled].T
         neg = neg.masked_fill(sampled.unsqueeze(0) == targets.unsqueeze(1), float("-inf"))
@@ -244,9 +250,7 @@ class SequenceObjective(nn.Module):
             rows = rows[torch.randperm(len(rows), device=rows.device)[: self.train_cfg.text_batch]]
         text = self.items(None)[rows]
         users = self.model.empty.unsqueeze(0) + self.model.query_text(text)
-        if self.train_cfg.negatives > 0 and self.train_cfg.negatives < len(vectors):
-            return self._softmax(users, vectors, rows)
-        return F.cross_entropy(users @ vectors.T, rows)
+        return self._softmax(users, vectors, rows)
 
 
 def trained_state(objective: SequenceObjective) -> dict[str, torch.Tensor]:
