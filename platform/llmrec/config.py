@@ -221,9 +221,11 @@ class TrainConfig:
     patience: int = 10
     """Stop when validation NDCG@10 has not improved for this many evaluations (0 = never);
     the registered model is the best one on validation either way."""
-    id_dropout: float = 0.1
+    id_dropout: float = 0.5
     """``sequential``: share of items whose ID embedding is left out in each step, so that the
-    text part of an item vector learns to rank on its own (items never trained on)."""
+    text part of an item vector learns to rank on its own (items never trained on). At 0.1 the
+    ID embeddings overfit the small demo data (validation NDCG@10 0.07 against 0.19 at 0.5);
+    on ml-100k 0.1 and 0.5 tie on validation (0.0966 and 0.0962, one seed)."""
     query_align_weight: float = 0.1
     """``sequential``: weight of the request-alignment term: an item's own text, given as the
     request of a user with no history, must rank that item first. Teaches the request
