@@ -312,15 +312,15 @@ def fit_als(x: sp.csr_matrix, p: CFParams) -> FactorCF:
     """ALS with ``implicit`` (conjugate-gradient solver, ``p.threads`` threads, 0 = all)."""
     from implicit.cpu.als import AlternatingLeastSquares
 
-    model = AlternatingLeastSquares(
-        factors=p.factors,
-        regularization=p.regularization,
-        alpha=p.alpha,
-        iterations=p.iterations,
-        random_state=p.seed,
-        num_threads=p.threads,
-    )
     with threadpool_limits(1, "blas"):  # implicit's own threads; BLAS threads only contend
+        model = AlternatingLeastSquares(
+            factors=p.factors,
+            regularization=p.regularization,
+            alpha=p.alpha,
+            iterations=p.iterations,
+            random_state=p.seed,
+            num_threads=p.threads,
+        )
         model.fit(x, show_progress=False)
     params = {"factors": float(p.factors), "iterations": float(p.iterations)}
     return FactorCF(np.asarray(model.item_factors), p.regularization, p.alpha, params)

@@ -78,15 +78,28 @@ class Protocol:
     split: Split
     catalogue: Catalogue
     cold: frozenset[str] = frozenset()
+    max_users: int = 0
+    """Users scored per part (0: all), drawn with ``seed``; models are fitted on everyone."""
+    seed: int = 0
 
     @classmethod
     def create(
-        cls, split: Split, catalogue: Catalogue, cold: frozenset[str] = frozenset()
+        cls,
+        split: Split,
+        catalogue: Catalogue,
+        cold: frozenset[str] = frozenset(),
+        max_users: int = 0,
+        seed: int = 0,
     ) -> Protocol:
         """The protocol ranks against the items left after k-core filtering (as the
         reference implementation does), not the whole raw catalogue. ``cold`` items were
-        held out of training entirely."""
-        return cls(split, catalogue.subset(split.item_ids()), cold)
+        held out of training entirely. ``max_users`` samples the users who are scored (a
+        full ranking over a million items for every user is the protocol's cost)."""
+        return cls(split, catalogue.subset(split.item_ids()), cold, max_users, seed)
+
+    def scored(self, part: EvalPart) -> EvalPart:
+        """The users of ``part`` that are scored (all, or the seeded sample)."""
+        return sample_users(part, self.max_users, self.seed)
 
     def part(self, name: str) -> EvalPart:
         rows = self.split.part(name)
@@ -141,10 +154,12 @@ def baseline_table(protocol: Protocol, ease_lambda: float) -> pd.DataFrame:
     rows: list[dict[str, object]] = []
     n = len(protocol.catalogue)
     for part_name in ("val", "test"):
-        part = protocol.part(part_name)
+        full = protocol.part(part_name)
+        part = protocol.scored(full)
         for model in (Popularity(), ItemKNN(), EASE(ease_lambda)):
             label = f"ease (lambda={ease_lambda:g})" if model.name == "ease" else model.name
-            scores = fit_score(model, part, n)
+            x = interaction_matrix(full.fit_histories, n)
+            scores = model.fit(x).score(interaction_matrix(part.histories, n))
             rows.append({"method": label, "split": part_name, **evaluate(protocol, part, scores)})
             if part_name == "test" and len(part.cold_rows):
                 rows.append(cold_row(protocol, part, scores, label))
@@ -227,9 +242,10 @@ def tune_cf(
 ) -> tuple[CFParams, dict[str, float]]:
     """The ``kind`` hyper-parameters with the best validation NDCG@10 of the CF model alone
     (and every setting's value, by label)."""
-    val = protocol.part("val")
+    full = protocol.part("val")
+    val = protocol.scored(full)
     n = len(protocol.catalogue)
-    x = interaction_matrix(val.fit_histories, n)
+    x = interaction_matrix(full.fit_histories, n)
     tried: dict[str, tuple[CFParams, float]] = {}
     for p in cf_candidates(kind, rank, lambdas):
         model = fit_cf(kind, x, p)
@@ -248,8 +264,9 @@ def cf_table(
     for kind in kinds:
         p, _ = tune_cf(protocol, kind, rank, lambdas)
         for name in ("val", "test"):
-            part = protocol.part(name)
-            model = fit_cf(kind, interaction_matrix(part.fit_histories, n), p)
+            full = protocol.part(name)
+            part = protocol.scored(full)
+            model = fit_cf(kind, interaction_matrix(full.fit_histories, n), p)
             scores = model.part(part.histories)
             label = f"cf {cf_label(kind, p)}"
             rows.append({"method": label, "split": name, **evaluate(protocol, part, scores)})
@@ -310,7 +327,7 @@ def fit_hybrid(
         x = interaction_matrix(part.fit_histories, n)
         counts = Popularity().fit(x).counts
         scorers[name] = HybridScorer(item_embeddings, cf=fit_cf(kind, x, params), popularity=counts)
-    val = protocol.part("val")
+    val = protocol.scored(protocol.part("val"))
     s = scorers["val"]
 
     def ndcg(scores: np.ndarray) -> float:
