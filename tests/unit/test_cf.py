@@ -1,6 +1,7 @@
 """The scalable collaborative term: each rank.cf option against a dense reference, the
 choice by size, compact storage, and a bundle with each option served by the ranker."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -172,3 +173,32 @@ def test_a_bundle_with_each_option_serves_the_exact_hybrid_top(kind, index, tmp_
     want = np.argsort(-scores, kind="stable")[:5]
     assert [r.item_id for r in got] == [ranker.ids[i] for i in want]
     assert [r.score for r in got] == pytest.approx(scores[want].tolist(), abs=1e-4)
+
+
+class _Batches:
+    """What ``write_index`` reads from a Ray dataset: ``iter_batches`` of embeddings."""
+
+    def __init__(self, emb: np.ndarray) -> None:
+        self.emb = emb
+
+    def iter_batches(self, batch_format: str, batch_size: int):
+        for lo in range(0, len(self.emb), 7):
+            yield {"embedding": list(self.emb[lo : lo + 7])}
+
+
+def test_a_prebuilt_index_in_the_bundle_is_served_without_a_rebuild(tmp_path):
+    from llmrec.ranking.index import write_index
+
+    path, hybrid = _bundle(tmp_path, "sparse")
+    meta = write_index(_Batches(hybrid.items), "hnsw_sq8", str(path / "index"), queries=10)
+    assert meta["kind"] == "hnsw_sq8" and meta["items"] == N_ITEMS
+    assert meta["recall_at_100"] == 1.0  # 30 items: every item is found
+    assert json.loads((path / "index" / "index.json").read_text()) == meta
+    ranker = CandidateRanker(ModelBundle(path), ServeSettings(index="hnsw_sq8", candidates=10))
+    assert ranker.items.kind == "hnsw_sq8" and ranker.items.index.ntotal == N_ITEMS
+    # an index of another kind or size is not used
+    assert ModelBundle(path).prebuilt_index("ivfpq") is None
+    q = np.ones(8, dtype=np.float32)
+    got = ranker.rank(q, Query("t", (), (), k=3))
+    scores = hybrid.scores(q[None, :], [[]])[0]
+    assert [r.item_id for r in got] == [ranker.ids[i] for i in np.argsort(-scores)[:3]]

@@ -285,7 +285,7 @@ class CFParams:
 
     ease_lambda: float = 200.0
     neighbours: int = 100
-    factors: int = 64
+    factors: int = 32
     regularization: float = 1.0
     alpha: float = 5.0
     iterations: int = 15
