@@ -8,8 +8,12 @@ history masked, validation and test. Prints one table (HR@10/20, NDCG@10/20, MRR
 intra-list diversity over category vectors, novelty, Gini of exposure) and logs it to MLflow
 (experiment `<registry.experiment>-eval`): one metric per method/split/measure, plus the table
 as CSV and Markdown artifacts. EASE's lambda is tuned on validation. Each --model is scored
-alone (llm) and as the hybrid of the platform (LLM + EASE + popularity, weights tuned on
-validation the way fine-tuning tunes them).
+alone (llm) and as the hybrid of the platform (LLM + the rank.cf collaborative model +
+popularity, weights tuned on validation the way fine-tuning tunes them). --cf lists CF
+options alone (each tuned on validation):
+
+    python jobs/evaluate.py --data ../shared/data/ml-100k --cf ease,sparse,itemknn,als
+    python jobs/evaluate.py --data ../shared/data/ml-100k --model URI --set rank.cf=als
 
     python jobs/evaluate.py --data ../shared/data/ml-100k \
         --model models:/llmrec-scorer-ml100k@champion --diversity-sweep
@@ -54,6 +58,20 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="item similarity of the re-rankers (default: the config's rank.similarity)",
     )
+    parser.add_argument(
+        "--cf",
+        default="",
+        help="CF options to list alone, tuned on validation, e.g. ease,sparse,itemknn,als\n"
+        "(default: none; the hybrid uses rank.cf, e.g. --set rank.cf=als)",
+    )
+    parser.add_argument(
+        "--max-users",
+        type=int,
+        default=0,
+        help="score a seeded sample of this many users per split (models are fitted on\n"
+        "all; items are never sampled); 0: every user",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the user sample")
     parser.add_argument("--no-log", action="store_true", help="print only, log nothing to MLflow")
     args = parser.parse_args(argv)
     quiet()
@@ -76,13 +94,16 @@ def main(argv: list[str] | None = None) -> int:
         fail(str(exc))
     split = leave_one_out(prepared.interactions, cfg.data.min_core)
     cold = hold_out_items(split, cfg.data.cold_items, cfg.data.cold_seed)
-    protocol = offline.Protocol.create(split, prepared.catalogue, cold)
+    protocol = offline.Protocol.create(split, prepared.catalogue, cold, args.max_users, args.seed)
     best, tried = offline.tune_ease(protocol, lambdas)
     print(
         "EASE validation NDCG@10 by lambda: "
         + ", ".join(f"{lam:g}: {v:.4f}" for lam, v in tried.items())
     )
     table = offline.baseline_table(protocol, best)
+    kinds = [k.strip() for k in args.cf.split(",") if k.strip()]
+    if kinds:
+        table = pd.concat([table, offline.cf_table(protocol, kinds, cfg.rank, lambdas)])
     registry.use_tracking(cfg.registry)
     if args.diversity_sweep and not args.model:
         fail("--diversity-sweep re-ranks a model's lists: give --model URI")
@@ -98,10 +119,13 @@ def main(argv: list[str] | None = None) -> int:
         name = f"{version.name}/{version.version}"
         ids, vectors = bundle.catalogue.ids, bundle.item_embeddings
         items = offline.catalogue_vectors(towers, ids, vectors, protocol)
-        parts = {p: protocol.part(p) for p in ("val", "test")}
+        parts = {p: protocol.scored(protocol.part(p)) for p in ("val", "test")}
         queries = {p: offline.user_vectors(towers, part) for p, part in parts.items()}
-        fit = offline.fit_hybrid(protocol, items, queries["val"], cfg.rank.cf, lambdas)
-        print(f"{name} hybrid tuned on validation: {fit.weights.describe()}")
+        fit = offline.fit_hybrid(protocol, items, queries["val"], cfg.rank.cf, lambdas, cfg.rank)
+        print(
+            f"{name} hybrid tuned on validation: {fit.weights.describe()}, "
+            f"cf {offline.cf_label(fit.cf, fit.cf_params)}"
+        )
         rows = []
         for p, part in parts.items():
             hybrid = fit.scorers[p].scores(queries[p], part.histories)
@@ -130,6 +154,11 @@ def main(argv: list[str] | None = None) -> int:
         f"\n{source}: {protocol.split.num_users} users, {len(protocol.catalogue)} items "
         "(ties count against the target)"
         + (
+            f"; scored: a sample of {args.max_users} users per split (seed {args.seed})"
+            if 0 < args.max_users < protocol.split.num_users
+            else ""
+        )
+        + (
             f"; cold start: {len(cold)} items held out of training, "
             f"{len(protocol.part('test').cold_rows)} test users with a cold target"
             if cold
@@ -146,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
             [
                 offline.diversity_sweep(
                     protocol,
-                    protocol.part(p),
+                    protocol.scored(protocol.part(p)),
                     sweep_scores[p],
                     sweep_vectors,
                     depth=cfg.rank.rerank_depth,

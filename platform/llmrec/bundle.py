@@ -10,7 +10,9 @@ Layout::
     items.parquet        item_id, title, text, categories, embedding (the item tower's
                          vectors, catalogue order)
     histories.parquet    user_id, items (time order): what the user has seen
-    hybrid/              hybrid weights (tuned on validation), CF item-item matrix, popularity
+    hybrid/              hybrid weights (tuned on validation), the CF model in compact form
+                         (dense/sparse item-item matrix or item factors), popularity
+    index/               optional: a prebuilt FAISS item index (index.faiss, index.json)
     model_card.md        what the model is, on what data, how well it does
 
 Training writes it (:func:`write_bundle`); the registry logs it as the artifacts of an MLflow
@@ -19,6 +21,7 @@ pyfunc model; serving and the pyfunc model read it back (:class:`ModelBundle`).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -37,8 +40,11 @@ from llmrec.modeling.scorer import LLMScorer
 from llmrec.modeling.sequential import SequentialRecommender, load_trained, split_state
 from llmrec.modeling.towers import SequentialTowers, TextTowers, Towers
 from llmrec.ranking.hybrid import WEIGHTS_FILE, HybridScorer
+from llmrec.ranking.index import INDEX_FILE, FaissIndex
 
 HYBRID_DIR = "hybrid"
+INDEX_DIR = "index"
+EMB = "embedding"
 
 
 def write_bundle(
@@ -95,7 +101,10 @@ class ModelBundle:
 
     @cached_property
     def _items(self) -> pa.Table:
-        return pq.read_table(self.path / "items.parquet")
+        """The catalogue columns, without the embeddings (read apart, so that a large
+        catalogue's vectors are not held twice)."""
+        names = pq.read_schema(self.path / "items.parquet").names
+        return pq.read_table(self.path / "items.parquet", columns=[c for c in names if c != EMB])
 
     @cached_property
     def catalogue(self) -> Catalogue:
@@ -103,9 +112,15 @@ class ModelBundle:
 
     @cached_property
     def item_embeddings(self) -> np.ndarray:
-        col = self._items.column("embedding").combine_chunks()
+        return self.read_embeddings(np.float32)
+
+    def read_embeddings(self, dtype: type = np.float32) -> np.ndarray:
+        """``[items, dim]`` item embeddings as ``dtype`` (float16 halves a large catalogue);
+        read anew on each call."""
+        col = pq.read_table(self.path / "items.parquet", columns=[EMB]).column(EMB)
+        col = col.combine_chunks()
         dim = col.type.list_size
-        return col.flatten().to_numpy().reshape(-1, dim).astype(np.float32)
+        return col.flatten().to_numpy().reshape(-1, dim).astype(dtype)
 
     @cached_property
     def histories(self) -> dict[str, list[str]]:
@@ -115,9 +130,24 @@ class ModelBundle:
     @cached_property
     def hybrid(self) -> HybridScorer:
         """The version's hybrid scorer; the LLM score alone for bundles without one."""
+        return self.load_hybrid(self.item_embeddings)
+
+    def load_hybrid(self, item_embeddings: np.ndarray) -> HybridScorer:
+        """The hybrid scorer over ``item_embeddings`` (e.g. a float16 copy), not cached."""
         if (self.path / HYBRID_DIR / WEIGHTS_FILE).exists():
-            return HybridScorer.load(self.path / HYBRID_DIR, self.item_embeddings)
-        return HybridScorer(self.item_embeddings)
+            return HybridScorer.load(self.path / HYBRID_DIR, item_embeddings)
+        return HybridScorer(item_embeddings)
+
+    def prebuilt_index(self, kind: str, ef_search: int = 128) -> FaissIndex | None:
+        """The ``kind`` item index shipped in ``index/`` (``jobs/build_index.py --index``),
+        when it holds every item; None otherwise (the ranker builds one)."""
+        meta_path = self.path / INDEX_DIR / "index.json"
+        if kind == "exact" or not meta_path.exists():
+            return None
+        meta = json.loads(meta_path.read_text())
+        if meta.get("kind") != kind or meta.get("items") != len(self.catalogue):
+            return None
+        return FaissIndex.load(self.path / INDEX_DIR / INDEX_FILE, kind, ef_search)
 
     def load_scorer(self) -> LLMScorer:
         """Base model (from the config's reference) + this bundle's adapter and tokenizer."""

@@ -34,7 +34,7 @@ from llmrec.modeling.baselines import Popularity, interaction_matrix
 from llmrec.modeling.scorer import HEAD_FILE
 from llmrec.modeling.sequential import load_trained
 from llmrec.modeling.towers import Towers
-from llmrec.ranking.hybrid import HybridScorer, cf_matrix_from
+from llmrec.ranking.hybrid import HybridScorer
 from llmrec.training import designs, offline
 from llmrec.training.trainer import run_training
 
@@ -178,8 +178,8 @@ def evaluation_table(
     rows = []
     scored = {"llm": {name: queries[name] @ item_emb.T for name in parts}}
     fit = None
-    if cfg.rank.hybrid and len(protocol.catalogue) <= cfg.rank.max_cf_items:
-        fit = offline.fit_hybrid(protocol, item_emb, queries["val"], cfg.rank.cf)
+    if cfg.rank.hybrid:
+        fit = offline.fit_hybrid(protocol, item_emb, queries["val"], cfg.rank.cf, rank=cfg.rank)
         scored["hybrid"] = {
             name: fit.scorers[name].scores(queries[name], part.histories)
             for name, part in parts.items()
@@ -207,9 +207,8 @@ def serving_hybrid(
     df = prepared.interactions.select(["user_id", "item_id", "timestamp"]).to_pandas()
     histories = [[index[i] for i in items] for _, items in df.groupby("user_id")["item_id"]]
     x = interaction_matrix(histories, len(catalogue))
-    cf = offline.cf_model(cfg.rank.cf, fit.ease_lambda).fit(x)
     counts = Popularity().fit(x).counts
-    return HybridScorer(item_emb, fit.weights, cf_matrix_from(cf), counts)
+    return HybridScorer(item_emb, fit.weights, fit.refit(x), counts)
 
 
 def init_weights(cfg: Config, catalogue: Catalogue) -> dict[str, torch.Tensor]:

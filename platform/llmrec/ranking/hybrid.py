@@ -8,6 +8,9 @@ The language-model part needs no full pass over the catalogue to be standardised
 query embedding ``q`` the mean of ``q . e_i`` over items is ``q . mu`` and its variance is
 ``q^T Sigma q`` (``mu``, ``Sigma``: mean and covariance of the item embeddings), so a
 candidate subset from an approximate index scores exactly as it would in a full ranking.
+The collaborative part (:mod:`llmrec.modeling.cf`: dense EASE, sparse neighbourhood EASE,
+ItemKNN or ALS factors) is standardised the same way without a dense ``items x items``
+product, so the hybrid is served at any catalogue size.
 """
 
 from __future__ import annotations
@@ -21,10 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from llmrec.modeling.baselines import interaction_matrix
+from llmrec.modeling.cf import CFModel, ItemItemCF, load_cf
 
 WEIGHTS_FILE = "weights.json"
-CF_FILE = "cf.npy"
 POPULARITY_FILE = "popularity.npy"
 
 CF_GRID = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
@@ -64,10 +66,12 @@ class HybridScorer:
     """Scores items for users from a query embedding and the user's history.
 
     Args:
-        item_embeddings: ``[items, dim]`` item-tower embeddings (catalogue order).
+        item_embeddings: ``[items, dim]`` item-tower embeddings (catalogue order); float16
+            halves a large catalogue's memory (candidate rows are scored in float32).
         weights: How the standardised parts are added.
-        cf_matrix: ``[items, items]`` item-item weights (EASE ``B`` or ItemKNN similarities);
-            a user's CF scores are their binary history vector times this matrix.
+        cf: The collaborative model (:mod:`llmrec.modeling.cf`); a dense ``[items, items]``
+            array is taken as an item-item matrix (a user's CF scores are their binary history
+            vector times it).
         popularity: ``[items]`` interaction counts.
     """
 
@@ -75,15 +79,18 @@ class HybridScorer:
         self,
         item_embeddings: np.ndarray,
         weights: HybridWeights = HybridWeights(),
-        cf_matrix: np.ndarray | None = None,
+        cf: CFModel | np.ndarray | None = None,
         popularity: np.ndarray | None = None,
     ) -> None:
-        self.items = np.asarray(item_embeddings, dtype=np.float32)
+        items = np.asarray(item_embeddings)
+        self.items = items if items.dtype == np.float16 else items.astype(np.float32)
         self.weights = weights
-        self.cf_matrix = cf_matrix
+        self.cf: CFModel | None = (
+            ItemItemCF("ease", cf.astype(np.float32), {}) if isinstance(cf, np.ndarray) else cf
+        )
         n = len(self.items)
-        if cf_matrix is not None and cf_matrix.shape != (n, n):
-            raise ValueError(f"cf matrix is {cf_matrix.shape}, expected ({n}, {n})")
+        if self.cf is not None and self.cf.num_items != n:
+            raise ValueError(f"the CF model has {self.cf.num_items} items, expected {n}")
         if popularity is not None and len(popularity) != n:
             raise ValueError(f"popularity has {len(popularity)} items, expected {n}")
         self.popularity_counts = (
@@ -94,9 +101,7 @@ class HybridScorer:
             if self.popularity_counts is None
             else standardize(np.log1p(self.popularity_counts)[None, :])[0]
         )
-        self.mean = self.items.mean(axis=0)
-        centred = self.items - self.mean
-        self.cov = (centred.T @ centred / max(n, 1)).astype(np.float32)
+        self.mean, self.cov = _moments(self.items)
 
     @property
     def num_items(self) -> int:
@@ -104,24 +109,33 @@ class HybridScorer:
 
     @property
     def uses_history(self) -> bool:
-        return self.weights.cf != 0.0 and self.cf_matrix is not None
+        return self.weights.cf != 0.0 and self.cf is not None
 
     def llm_part(self, queries: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
         """Standardised LLM scores of ``queries`` ``[B, dim]`` for all items, or for the item
         indices ``rows`` only (same values as the full computation)."""
         q = np.atleast_2d(np.asarray(queries, dtype=np.float32))
         items = self.items if rows is None else self.items[rows]
-        raw = q @ items.T
+        raw = q @ items.astype(np.float32, copy=False).T
         mean = q @ self.mean
         std = np.sqrt(np.maximum(np.einsum("bd,de,be->b", q, self.cov, q), 1e-12))
         return (raw - mean[:, None]) / std[:, None]
 
-    def cf_part(self, histories: Sequence[Sequence[int]]) -> np.ndarray:
-        """Standardised collaborative scores ``[B, items]`` (zeros without a CF matrix)."""
-        if self.cf_matrix is None:
-            return np.zeros((len(histories), self.num_items), dtype=np.float32)
-        x = interaction_matrix(histories, self.num_items)
-        return standardize(np.asarray(x @ self.cf_matrix))
+    def cf_part(
+        self, histories: Sequence[Sequence[int]], rows: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Standardised collaborative scores ``[B, items]`` (or ``[B, len(rows)]``, the same
+        values); zeros without a CF model."""
+        if self.cf is None:
+            width = self.num_items if rows is None else len(rows)
+            return np.zeros((len(histories), width), dtype=np.float32)
+        return self.cf.part(histories, rows)
+
+    def cf_candidates(self, histories: Sequence[Sequence[int]], n: int) -> list[np.ndarray]:
+        """Per user, the rows of the ``n`` items the CF model scores highest."""
+        if self.cf is None:
+            return [np.zeros(0, dtype=np.int64) for _ in histories]
+        return self.cf.top(histories, n)
 
     def popularity_part(self) -> np.ndarray:
         if self.popularity is None:
@@ -137,9 +151,8 @@ class HybridScorer:
         """``[B, items]`` hybrid scores (or ``[B, len(rows)]`` for candidate rows)."""
         w = self.weights
         out = w.llm * self.llm_part(queries, rows)
-        if w.cf and self.cf_matrix is not None:
-            cf = self.cf_part(histories)
-            out = out + w.cf * (cf if rows is None else cf[:, rows])
+        if w.cf and self.cf is not None:
+            out = out + w.cf * self.cf_part(histories, rows)
         if w.popularity and self.popularity is not None:
             pop = self.popularity if rows is None else self.popularity[rows]
             out = out + w.popularity * pop[None, :]
@@ -152,15 +165,17 @@ class HybridScorer:
         return other
 
     def save(self, directory: str | Path, meta: dict[str, object] | None = None) -> None:
-        """``weights.json`` (+ metadata such as how the weights were tuned), ``cf.npy`` and
-        ``popularity.npy``; the item embeddings are stored with the bundle."""
+        """``weights.json`` (+ metadata such as how the weights were tuned), the CF model in
+        its compact form (``cf.json`` + ``cf.npy`` dense, ``cf.npz`` sparse or
+        ``cf_item_factors.npy``) and ``popularity.npy``; the item embeddings are stored with
+        the bundle."""
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         (d / WEIGHTS_FILE).write_text(
             json.dumps({"weights": asdict(self.weights), **(meta or {})}, indent=2)
         )
-        if self.cf_matrix is not None:
-            np.save(d / CF_FILE, self.cf_matrix.astype(np.float32))
+        if self.cf is not None:
+            self.cf.save(d)
         if self.popularity_counts is not None:
             np.save(d / POPULARITY_FILE, self.popularity_counts)
 
@@ -169,9 +184,23 @@ class HybridScorer:
         """The scorer saved by :meth:`save`, over the bundle's item embeddings."""
         d = Path(directory)
         meta = json.loads((d / WEIGHTS_FILE).read_text())
-        cf = np.load(d / CF_FILE) if (d / CF_FILE).exists() else None
         pop = np.load(d / POPULARITY_FILE) if (d / POPULARITY_FILE).exists() else None
-        return cls(item_embeddings, HybridWeights(**meta["weights"]), cf, pop)
+        return cls(item_embeddings, HybridWeights(**meta["weights"]), load_cf(d), pop)
+
+
+def _moments(items: np.ndarray, chunk: int = 65536) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and covariance of the item embeddings, in chunks (no float32 copy of a float16
+    catalogue)."""
+    n, dim = items.shape
+    total = np.zeros(dim, dtype=np.float64)
+    second = np.zeros((dim, dim), dtype=np.float64)
+    for start in range(0, n, chunk):
+        block = items[start : start + chunk].astype(np.float64)
+        total += block.sum(axis=0)
+        second += block.T @ block
+    mean = total / max(n, 1)
+    cov = second / max(n, 1) - np.outer(mean, mean)
+    return mean.astype(np.float32), cov.astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -208,12 +237,3 @@ def tune_weights(
         tried.append((w, metric(w.llm * llm + w.cf * cf + w.popularity * popularity[None, :])))
     best = max(tried, key=lambda t: t[1])[0]
     return Tuned(best, tried)
-
-
-def cf_matrix_from(model: object) -> np.ndarray:
-    """The item-item matrix of a fitted EASE (``weights``) or ItemKNN (``similarity``)."""
-    for attr in ("weights", "similarity"):
-        value = getattr(model, attr, None)
-        if isinstance(value, np.ndarray):
-            return value.astype(np.float32)
-    raise TypeError(f"{type(model).__name__} has no item-item matrix")

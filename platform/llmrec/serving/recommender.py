@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from llmrec.bundle import ModelBundle
-from llmrec.ranking.index import ItemIndex, build_index
+from llmrec.ranking.index import ItemIndex, build_index, choose_index
 from llmrec.ranking.rerank import rerank
 from llmrec.serving.history import HistoryStore
 from llmrec.serving.schemas import RecommendedItem, RecommendRequest
@@ -163,18 +163,20 @@ class CandidateRanker:
         self.ids = cat.ids
         self.index = cat.index
         self.titles = [cat.title(i) for i in self.ids]
-        self.hybrid = bundle.hybrid
-        self.items: ItemIndex = build_index(
-            bundle.item_embeddings, s.index, s.ann_min_items, s.hnsw_m, s.hnsw_ef_search
+        kind = choose_index(s.index, len(self.ids), s.ann_min_items, s.compact_min_items)
+        # a large catalogue keeps float16 vectors: candidates are re-scored in float32
+        compact = kind != "exact" and len(self.ids) >= s.compact_min_items
+        emb = bundle.read_embeddings(np.float16) if compact else bundle.item_embeddings
+        self.hybrid = bundle.load_hybrid(emb)
+        self.items: ItemIndex = bundle.prebuilt_index(kind, s.hnsw_ef_search) or build_index(
+            emb, kind, s.ann_min_items, s.hnsw_m, s.hnsw_ef_search, s.compact_min_items
         )
         self.candidates = s.candidates
         rank = bundle.config.rank
         self.method = rank.diversity if rank.diversity != "none" else "mmr"
         self.default_strength = rank.diversity_strength if rank.diversity != "none" else 0.0
         self.depth = rank.rerank_depth
-        self.vectors = (
-            cat.category_vectors() if rank.similarity == "categories" else bundle.item_embeddings
-        )
+        self.vectors = cat.category_vectors() if rank.similarity == "categories" else emb
         by_cat: dict[str, list[int]] = {}
         for row, item_id in enumerate(self.ids):
             for c in cat.items[item_id].categories:
@@ -263,6 +265,5 @@ class CandidateRanker:
         if self.hybrid.weights.popularity:
             parts.append(self.popular_rows)
         if self.hybrid.uses_history:
-            cf = self.hybrid.cf_part(history)[0]
-            parts.append(np.argpartition(-cf, min(self.candidates, len(cf) - 1))[: self.candidates])
+            parts.append(self.hybrid.cf_candidates(history, self.candidates)[0])
         return np.unique(np.concatenate(parts))

@@ -47,9 +47,15 @@ class ServeSettings(BaseModel):
         description="Request groups the ingress serves at once; each group holds what "
         "arrived while the previous one was served (at most max_batch_size requests).",
     )
-    index: Literal["auto", "exact", "hnsw"] = "auto"
+    index: Literal["auto", "exact", "hnsw", "hnsw_sq8", "hnsw_fp16", "ivfpq"] = "auto"
     ann_min_items: int = Field(
         default=20000, ge=1, description="auto: HNSW from this many items up."
+    )
+    compact_min_items: int = Field(
+        default=200000,
+        ge=1,
+        description="auto: a compact index (HNSW over 8-bit vectors) and float16 item "
+        "embeddings from this many items up.",
     )
     hnsw_m: int = Field(default=32, ge=4)
     hnsw_ef_search: int = Field(default=128, ge=1)

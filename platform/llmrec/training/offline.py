@@ -13,12 +13,15 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
+from llmrec.config import RankConfig
 from llmrec.data.catalogue import Catalogue
 from llmrec.data.splits import Split
 from llmrec.modeling.baselines import EASE, ItemKNN, ItemScorer, Popularity, interaction_matrix
+from llmrec.modeling.cf import CFModel, CFParams, choose_cf, fit_cf
 from llmrec.modeling.towers import Towers
-from llmrec.ranking.hybrid import HybridScorer, HybridWeights, cf_matrix_from, tune_weights
+from llmrec.ranking.hybrid import HybridScorer, HybridWeights, tune_weights
 from llmrec.ranking.rerank import Method, rerank
 from llmrec.training.metrics import beyond_accuracy, ranking_metrics, target_ranks, top_k_lists
 
@@ -55,6 +58,17 @@ class EvalPart:
         )
 
 
+def sample_users(part: EvalPart, max_users: int, seed: int = 0) -> EvalPart:
+    """At most ``max_users`` of the part's users, drawn without replacement with ``seed``
+    (every item stays in the ranking: users are sampled, never items)."""
+    if max_users <= 0 or len(part.targets) <= max_users:
+        return part
+    rows = np.sort(np.random.default_rng(seed).choice(len(part.targets), max_users, False))
+    sub = part.subset(rows, part.name)
+    cold = np.flatnonzero(np.isin(rows, part.cold_rows))
+    return EvalPart(sub.name, sub.rows, sub.histories, sub.targets, sub.fit_histories, cold)
+
+
 @dataclass(frozen=True)
 class Protocol:
     """A split, its catalogue, and what the beyond-accuracy measures need."""
@@ -62,15 +76,28 @@ class Protocol:
     split: Split
     catalogue: Catalogue
     cold: frozenset[str] = frozenset()
+    max_users: int = 0
+    """Users scored per part (0: all), drawn with ``seed``; models are fitted on everyone."""
+    seed: int = 0
 
     @classmethod
     def create(
-        cls, split: Split, catalogue: Catalogue, cold: frozenset[str] = frozenset()
+        cls,
+        split: Split,
+        catalogue: Catalogue,
+        cold: frozenset[str] = frozenset(),
+        max_users: int = 0,
+        seed: int = 0,
     ) -> Protocol:
         """The protocol ranks against the items left after k-core filtering (as the
         reference implementation does), not the whole raw catalogue. ``cold`` items were
-        held out of training entirely."""
-        return cls(split, catalogue.subset(split.item_ids()), cold)
+        held out of training entirely. ``max_users`` samples the users who are scored (a
+        full ranking over a million items for every user is the protocol's cost)."""
+        return cls(split, catalogue.subset(split.item_ids()), cold, max_users, seed)
+
+    def scored(self, part: EvalPart) -> EvalPart:
+        """The users of ``part`` that are scored (all, or the seeded sample)."""
+        return sample_users(part, self.max_users, self.seed)
 
     def part(self, name: str) -> EvalPart:
         rows = self.split.part(name)
@@ -125,10 +152,12 @@ def baseline_table(protocol: Protocol, ease_lambda: float) -> pd.DataFrame:
     rows: list[dict[str, object]] = []
     n = len(protocol.catalogue)
     for part_name in ("val", "test"):
-        part = protocol.part(part_name)
+        full = protocol.part(part_name)
+        part = protocol.scored(full)
         for model in (Popularity(), ItemKNN(), EASE(ease_lambda)):
             label = f"ease (lambda={ease_lambda:g})" if model.name == "ease" else model.name
-            scores = fit_score(model, part, n)
+            x = interaction_matrix(full.fit_histories, n)
+            scores = model.fit(x).score(interaction_matrix(part.histories, n))
             rows.append({"method": label, "split": part_name, **evaluate(protocol, part, scores)})
             if part_name == "test" and len(part.cold_rows):
                 rows.append(cold_row(protocol, part, scores, label))
@@ -184,6 +213,65 @@ def catalogue_vectors(
     return out
 
 
+ALS_GRID = ((1.0, 2.0), (1.0, 5.0), (1.0, 10.0), (10.0, 2.0), (10.0, 5.0), (10.0, 10.0))
+"""(regularisation, confidence alpha) pairs of ALS tried on validation."""
+
+
+def cf_candidates(kind: str, rank: RankConfig, lambdas: Sequence[float]) -> list[CFParams]:
+    """The hyper-parameters of ``kind`` tried on validation."""
+    if kind in ("ease", "sparse"):
+        return [CFParams(ease_lambda=lam, neighbours=rank.cf_neighbours) for lam in lambdas]
+    if kind == "als":
+        return [CFParams(factors=rank.cf_factors, regularization=r, alpha=a) for r, a in ALS_GRID]
+    return [CFParams(neighbours=rank.cf_neighbours)]
+
+
+def cf_label(kind: str, p: CFParams) -> str:
+    """How a fitted CF option is named in tables."""
+    return {
+        "ease": f"ease (lambda={p.ease_lambda:g})",
+        "sparse": f"sparse ease (k={p.neighbours}, lambda={p.ease_lambda:g})",
+        "itemknn": f"itemknn (k={p.neighbours})",
+        "als": f"als (f={p.factors}, reg={p.regularization:g}, alpha={p.alpha:g})",
+    }[kind]
+
+
+def tune_cf(
+    protocol: Protocol, kind: str, rank: RankConfig, lambdas: Sequence[float]
+) -> tuple[CFParams, dict[str, float]]:
+    """The ``kind`` hyper-parameters with the best validation NDCG@10 of the CF model alone
+    (and every setting's value, by label)."""
+    full = protocol.part("val")
+    val = protocol.scored(full)
+    n = len(protocol.catalogue)
+    x = interaction_matrix(full.fit_histories, n)
+    tried: dict[str, tuple[CFParams, float]] = {}
+    for p in cf_candidates(kind, rank, lambdas):
+        model = fit_cf(kind, x, p)
+        ranks = target_ranks(model.part(val.histories), val.targets, val.histories)
+        tried[cf_label(kind, p)] = (p, ranking_metrics(ranks)["ndcg_at_10"])
+    best = max(tried.values(), key=lambda t: t[1])[0]
+    return best, {label: v for label, (_, v) in tried.items()}
+
+
+def cf_table(
+    protocol: Protocol, kinds: Sequence[str], rank: RankConfig, lambdas: Sequence[float]
+) -> pd.DataFrame:
+    """Each CF option alone, tuned on validation, on validation and test."""
+    rows: list[dict[str, object]] = []
+    n = len(protocol.catalogue)
+    for kind in kinds:
+        p, _ = tune_cf(protocol, kind, rank, lambdas)
+        for name in ("val", "test"):
+            full = protocol.part(name)
+            part = protocol.scored(full)
+            model = fit_cf(kind, interaction_matrix(full.fit_histories, n), p)
+            scores = model.part(part.histories)
+            label = f"cf {cf_label(kind, p)}"
+            rows.append({"method": label, "split": name, **evaluate(protocol, part, scores)})
+    return pd.DataFrame(rows)
+
+
 @dataclass(frozen=True)
 class HybridFit:
     """Hybrid weights tuned on validation, and a scorer per split part (the CF part and the
@@ -191,47 +279,54 @@ class HybridFit:
 
     weights: HybridWeights
     cf: str
-    ease_lambda: float
+    cf_params: CFParams
     val_ndcg_at_10: float
     scorers: dict[str, HybridScorer]
+
+    @property
+    def ease_lambda(self) -> float:
+        return self.cf_params.ease_lambda if self.cf in ("ease", "sparse") else 0.0
+
+    def refit(self, x: sp.csr_matrix) -> CFModel:
+        """The same CF option and hyper-parameters fitted on other interactions (serving)."""
+        return fit_cf(self.cf, x, self.cf_params)
 
     def meta(self) -> dict[str, object]:
         return {
             "cf": self.cf,
+            "cf_label": cf_label(self.cf, self.cf_params),
             "ease_lambda": self.ease_lambda,
             "val_ndcg_at_10": self.val_ndcg_at_10,
             "tuned_on": "validation NDCG@10",
         }
 
 
-def cf_model(kind: str, ease_lambda: float) -> ItemScorer:
-    return EASE(ease_lambda) if kind == "ease" else ItemKNN()
-
-
 def fit_hybrid(
     protocol: Protocol,
     item_embeddings: np.ndarray,
     val_queries: np.ndarray,
-    cf: str = "ease",
+    cf: str = "auto",
     lambdas: Sequence[float] = (10, 50, 100, 200, 500, 1000),
+    rank: RankConfig | None = None,
 ) -> HybridFit:
-    """Tune the hybrid's weights on validation NDCG@10 (EASE's lambda first, on its own).
+    """Tune the hybrid's weights on validation NDCG@10 (the CF option's own
+    hyper-parameters first, on its own).
 
-    ``item_embeddings`` are the protocol catalogue's rows, ``val_queries`` the validation
-    users' vectors (:func:`user_vectors`).
+    ``cf`` is a ``rank.cf`` value (``auto`` resolves by catalogue size with ``rank``'s
+    limits); ``item_embeddings`` are the protocol catalogue's rows, ``val_queries`` the
+    validation users' vectors (:func:`user_vectors`).
     """
-    lam = tune_ease(protocol, lambdas)[0] if cf == "ease" else 0.0
+    rank = rank or RankConfig(cf=cf)  # type: ignore[arg-type]
     n = len(protocol.catalogue)
+    kind = choose_cf(cf, n, rank.ease_max_items, rank.sparse_max_items)
+    params = tune_cf(protocol, kind, rank, lambdas)[0]
     scorers = {}
     for name in ("val", "test"):
         part = protocol.part(name)
         x = interaction_matrix(part.fit_histories, n)
-        model = cf_model(cf, lam).fit(x)
         counts = Popularity().fit(x).counts
-        scorers[name] = HybridScorer(
-            item_embeddings, cf_matrix=cf_matrix_from(model), popularity=counts
-        )
-    val = protocol.part("val")
+        scorers[name] = HybridScorer(item_embeddings, cf=fit_cf(kind, x, params), popularity=counts)
+    val = protocol.scored(protocol.part("val"))
     s = scorers["val"]
 
     def ndcg(scores: np.ndarray) -> float:
@@ -242,8 +337,8 @@ def fit_hybrid(
     )
     return HybridFit(
         tuned.weights,
-        cf,
-        lam,
+        kind,
+        params,
         tuned.value,
         {name: sc.with_weights(tuned.weights) for name, sc in scorers.items()},
     )

@@ -1,0 +1,313 @@
+"""The hybrid at catalogue scale: CF fitting, ranker memory, latency and index recall.
+
+    python benchmarks/scale.py                                   # 10k, 100k, 1M items
+    python benchmarks/scale.py --sizes 10000 --cf ease,sparse,itemknn,als
+
+For each size a synthetic catalogue and log (``_synthetic.py``: Zipf item popularity,
+power-law user activity, the demo's item texts; ``--per-item`` interactions an item) is
+generated, then:
+
+- each CF option (``--cf``; ``auto`` adds the one ``rank.cf=auto`` picks; options whose
+  fit cannot fit this machine are listed as skipped, with why) is fitted in this process:
+  seconds, peak memory above the start (RSS sampled every 20 ms), size in a bundle;
+- a version bundle is written with the ``auto`` option, the hybrid on (llm 1 + cf 1 +
+  popularity 0.1) and item embeddings made as noisy copies of ``--encoded`` item texts
+  encoded with the packaged MiniLM (the query tower that serves them);
+- the ranker loads it: memory of one version and of two loaded side by side, index kind and
+  build time;
+- known users (the last 50 items of sampled users' logs) are served in process (query
+  builder + encoder + ranker, hybrid on) at concurrency 1 and 8: p50/p99;
+- recall@100 of the served candidates (ANN + CF + popular items, re-scored exactly)
+  against the exact hybrid top 100 over the whole catalogue, for ``--recall-users`` users.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "jobs"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import quiet
+from _synthetic import Synthetic, generate
+from _table import machine, print_table
+
+GIB = 1024**3
+
+
+class Peak:
+    """Peak RSS of this process above its value at entry (sampled every 20 ms)."""
+
+    def __enter__(self) -> Peak:
+        self.proc = psutil.Process()
+        self.start = self.peak = self.proc.memory_info().rss
+        self.running = True
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+        self.thread.start()
+        self.t0 = time.perf_counter()
+        return self
+
+    def _watch(self) -> None:
+        while self.running:
+            self.peak = max(self.peak, self.proc.memory_info().rss)
+            time.sleep(0.02)
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds = time.perf_counter() - self.t0
+        self.running = False
+        self.thread.join()
+        self.peak = max(self.peak, self.proc.memory_info().rss)
+        self.end = self.proc.memory_info().rss
+
+    @property
+    def gib(self) -> float:
+        return (self.peak - self.start) / GIB
+
+    @property
+    def kept_gib(self) -> float:
+        return (self.end - self.start) / GIB
+
+
+def dir_mib(path: Path) -> float:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 2**20
+
+
+def fit_options(data: Synthetic, kinds: list[str], rank: Any, tmp: Path) -> tuple[list, Any]:
+    """Fit each CF option; rows of the table and the ``auto`` model."""
+    from llmrec.modeling.cf import CFParams, choose_cf, fit_cf
+
+    n = data.x.shape[1]
+    auto = choose_cf("auto", n, rank.ease_max_items, rank.sparse_max_items)
+    rows, chosen = [], None
+    for kind in dict.fromkeys([auto if k == "auto" else k for k in kinds]):
+        why = None
+        if kind == "ease" and n > rank.ease_max_items:
+            why = f"dense {n:,}^2 matrix: {4 * n * n / GIB:,.0f} GiB"
+        if kind in ("sparse", "itemknn") and n > rank.sparse_max_items:
+            why = f"Gram matrix of {n:,} items: > 12 GiB here"
+        if why:
+            rows.append((f"{n:,}", kind, "skipped", why, "-", "-"))
+            continue
+        params = CFParams(neighbours=rank.cf_neighbours, factors=rank.cf_factors, threads=2)
+        gc.collect()
+        with Peak() as peak:
+            model = fit_cf(kind, data.x, params)
+        out = tmp / f"cf-{kind}"
+        model.save(out)
+        label = f"{kind} (auto)" if kind == auto else kind
+        rows.append(
+            (f"{n:,}", label, f"{peak.seconds:.1f}", f"{peak.gib:.2f}", f"{dir_mib(out):.1f}", "")
+        )
+        print(f"  fitted {label}: {peak.seconds:.1f} s, peak {peak.gib:.2f} GiB", flush=True)
+        if kind == auto:
+            chosen = model
+        del model
+    return rows, chosen
+
+
+def write_version(data: Synthetic, cf: Any, encoded: int, out: Path, scorer: Any) -> Path:
+    """A servable bundle: the synthetic catalogue, embeddings, 200 users' logs, the hybrid."""
+    import pyarrow as pa
+    from llmrec.bundle import write_bundle
+    from llmrec.config import Config
+    from llmrec.data.catalogue import Catalogue
+    from llmrec.ranking.hybrid import HybridScorer, HybridWeights
+
+    n = data.x.shape[1]
+    catalogue = Catalogue.from_table(data.items)
+    rng = np.random.default_rng(1)
+    base_rows = rng.choice(n, min(encoded, n), replace=False)
+    base = scorer.encode([catalogue.texts()[i] for i in base_rows], kind="item").numpy()
+    emb = np.empty((n, base.shape[1]), dtype=np.float32)
+    for g in np.unique(data.genre):  # copy an encoded item of the same genre, add noise
+        src = np.flatnonzero(data.genre[base_rows] == g)
+        at = np.flatnonzero(data.genre == g)
+        emb[at] = base[src[rng.integers(0, len(src), len(at))]]
+    emb += 0.05 * rng.standard_normal(emb.shape).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    emb[base_rows] = base
+    pop = np.asarray(data.x.sum(axis=0)).ravel()
+    hybrid = HybridScorer(emb, HybridWeights(1.0, 1.0, 0.1), cf, pop)
+    users = rng.choice(len(data.histories), 200, replace=False)
+    ids = data.items.column("item_id").to_numpy(zero_copy_only=False)
+    log = pa.table(
+        {
+            "user_id": [f"user{u}" for u in users for _ in data.histories[u][-50:]],
+            "item_id": [ids[i] for u in users for i in data.histories[u][-50:]],
+            "timestamp": [t for u in users for t in range(len(data.histories[u][-50:]))],
+        }
+    )
+    import torch
+
+    write_bundle(out, Config(), scorer, catalogue, torch.from_numpy(emb), log, "scale", hybrid)
+    return out
+
+
+def serve_rows(bundle_dir: Path, n: int, requests: int, levels: list[int]) -> tuple[list, Any]:
+    from llmrec.bundle import ModelBundle
+    from llmrec.serving import CandidateRanker, QueryBuilder, QueryEncoder, RecommendRequest
+
+    gc.collect()
+    with Peak() as one:
+        ranker = CandidateRanker(ModelBundle(bundle_dir))
+    with Peak() as two:
+        second = CandidateRanker(ModelBundle(bundle_dir))
+    mem = (
+        f"{n:,}",
+        ranker.describe(),
+        f"{ranker.items.build_seconds:.1f}",
+        f"{one.kept_gib:.2f}",
+        f"{one.gib:.2f}",
+        f"{(one.kept_gib + two.kept_gib):.2f}",
+    )
+    del second
+    gc.collect()
+    bundle = ModelBundle(bundle_dir)
+    builder, encoder = QueryBuilder(bundle), QueryEncoder(bundle, threads=1)
+    users = sorted(bundle.histories)
+
+    def one_request(i: int) -> float:
+        start = time.perf_counter()
+        q = builder.build(RecommendRequest(user_id=users[i % len(users)], k=10))
+        ranker.rank(encoder.encode([q.text])[0], q)
+        return 1000 * (time.perf_counter() - start)
+
+    for i in range(10):
+        one_request(i)
+    rows = []
+    for c in levels:
+        with ThreadPoolExecutor(c) as pool:
+            times = np.array(list(pool.map(one_request, range(requests))))
+        rows.append((f"{n:,}", c, *np.percentile(times, [50, 99]).round(1).tolist()))
+    return [mem], (rows, ranker, bundle)
+
+
+def hybrid_recall(ranker: Any, bundle: Any, data: Synthetic, users: int, n: int = 100) -> float:
+    """Mean share of the exact hybrid top ``n`` (whole catalogue, history masked) that the
+    served candidate path ranks in its top ``n``."""
+    from llmrec.serving import QueryBuilder, QueryEncoder, RecommendRequest
+
+    builder, encoder = QueryBuilder(bundle), QueryEncoder(bundle, threads=1)
+    hybrid, total = ranker.hybrid, ranker.num_items
+    got = []
+    for user in sorted(bundle.histories)[:users]:
+        q = builder.build(RecommendRequest(user_id=user, k=n))
+        vec = encoder.encode([q.text])
+        hist = [[ranker.index[i] for i in q.history]]
+        parts = [
+            hybrid.scores(vec, hist, np.arange(lo, min(lo + 200_000, total)))[0]
+            for lo in range(0, total, 200_000)
+        ]
+        exact = np.concatenate(parts)
+        exact[hist[0]] = -np.inf
+        want = set(np.argpartition(-exact, n)[:n].tolist())
+        served = {ranker.index[r.item_id] for r in ranker.rank(vec[0], q)}
+        got.append(len(want & served) / n)
+    return float(np.mean(got))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--sizes", default="10000,100000,1000000")
+    parser.add_argument("--per-item", type=float, default=20.0, help="interactions per item")
+    parser.add_argument("--cf", default="ease,sparse,itemknn,als,auto")
+    parser.add_argument("--encoded", type=int, default=2000)
+    parser.add_argument("--requests", type=int, default=100)
+    parser.add_argument("--concurrency", default="1,8")
+    parser.add_argument("--recall-users", type=int, default=30)
+    parser.add_argument("--keep", help="keep the bundles under this folder")
+    args = parser.parse_args()
+    quiet()
+    import torch
+    from llmrec.config import Config
+    from llmrec.modeling.scorer import build_scorer
+
+    torch.set_num_threads(2)
+    rank = Config().rank
+    scorer = build_scorer(Config().model).eval()
+    tmp = Path(args.keep or tempfile.mkdtemp(prefix="llmrec-scale-"))
+    levels = [int(c) for c in args.concurrency.split(",")]
+    fit_rows, mem_rows, lat_rows, data_rows, recall_rows = [], [], [], [], []
+    for n in [int(s) for s in args.sizes.split(",")]:
+        t0 = time.perf_counter()
+        data = generate(n, int(args.per_item * n))
+        deg = np.asarray(data.x.sum(axis=0)).ravel()
+        data_rows.append(
+            (
+                f"{n:,}",
+                f"{data.interactions:,}",
+                f"{data.x.nnz:,}",
+                f"{data.x.shape[0]:,}",
+                f"{int(deg.max()):,}",
+                f"{int((deg == 0).sum()):,}",
+                f"{time.perf_counter() - t0:.0f}",
+            )
+        )
+        print(f"[{n:,} items: {data.interactions:,} interactions]", flush=True)
+        rows, cf = fit_options(data, args.cf.split(","), rank, tmp / str(n))
+        fit_rows += rows
+        bdir = write_version(data, cf, args.encoded, tmp / str(n) / "bundle", scorer)
+        del cf
+        gc.collect()
+        mem, (lat, ranker, bundle) = serve_rows(bdir, n, args.requests, levels)
+        mem_rows += mem
+        lat_rows += lat
+        recall = hybrid_recall(ranker, bundle, data, args.recall_users)
+        recall_rows.append((f"{n:,}", ranker.describe(), args.recall_users, f"{recall:.3f}"))
+        print(f"  {mem[0]} | {lat} | recall {recall:.3f}", flush=True)
+        del ranker, bundle, data
+        gc.collect()
+        if not args.keep:
+            shutil.rmtree(tmp / str(n), ignore_errors=True)
+    print_table(
+        f"Synthetic logs (Zipf s=1 items, power-law users; {machine()})",
+        [
+            "items",
+            "interactions",
+            "distinct user-item",
+            "users",
+            "top item",
+            "items unseen",
+            "generated in s",
+        ],
+        data_rows,
+    )
+    print_table(
+        "CF options: fit in this process (2 threads)",
+        ["items", "cf", "fit s", "peak GiB above start", "bundle MiB", "note"],
+        fit_rows,
+    )
+    print_table(
+        "Ranker memory (RSS kept after loading; peak while loading; two versions loaded)",
+        ["items", "index", "index build s", "one version GiB", "load peak GiB", "two GiB"],
+        mem_rows,
+    )
+    print_table(
+        f"Known-user /recommend in process (builder + encoder + ranker, hybrid on), "
+        f"{args.requests} requests, ms",
+        ["items", "concurrency", "p50", "p99"],
+        lat_rows,
+    )
+    print_table(
+        "Served candidates vs the exact hybrid top 100 (whole catalogue, history masked)",
+        ["items", "index", "users", "recall@100"],
+        recall_rows,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
