@@ -8,6 +8,7 @@ vectors, novelty, Gini of exposure).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -64,6 +65,10 @@ class Protocol:
     split: Split
     catalogue: Catalogue
     cold: frozenset[str] = frozenset()
+    diversity_vectors: np.ndarray | None = None
+    """``[items, f]`` vectors of the intra-list diversity measure; None: undefined."""
+    diversity_basis: str = "undefined"
+    """What ``diversity_vectors`` are (printed beside the table)."""
 
     @classmethod
     def create(
@@ -71,8 +76,21 @@ class Protocol:
     ) -> Protocol:
         """The protocol ranks against the items left after k-core filtering (as the
         reference implementation does), not the whole raw catalogue. ``cold`` items were
-        held out of training entirely."""
-        return cls(split, catalogue.subset(split.item_ids()), cold)
+        held out of training entirely. Diversity is measured on category vectors; a
+        catalogue without categories leaves it undefined (see :meth:`with_item_vectors`)."""
+        ranked = catalogue.subset(split.item_ids())
+        if not ranked.categories:
+            return cls(split, ranked, cold, None, "undefined: the items have no categories")
+        return cls(split, ranked, cold, ranked.category_vectors(), "category vectors")
+
+    def with_item_vectors(self, vectors: np.ndarray, name: str) -> Protocol:
+        """This protocol measuring diversity on ``vectors`` (``[items, f]``, e.g. a model's
+        item embeddings) when the catalogue has no categories; unchanged otherwise."""
+        if self.diversity_vectors is not None:
+            return self
+        return dataclasses.replace(
+            self, diversity_vectors=vectors, diversity_basis=f"item embeddings of {name}"
+        )
 
     def part(self, name: str) -> EvalPart:
         rows = self.split.part(name)
@@ -95,7 +113,7 @@ def evaluate(protocol: Protocol, part: EvalPart, scores: np.ndarray) -> dict[str
     top = top_k_lists(scores, part.histories, 10)
     counts = np.bincount([i for h in part.histories for i in h], minlength=len(protocol.catalogue))
     out |= beyond_accuracy(
-        top, len(protocol.catalogue), protocol.category_vectors(), counts, len(part.histories)
+        top, len(protocol.catalogue), protocol.diversity_vectors, counts, len(part.histories)
     )
     return out
 
@@ -154,9 +172,15 @@ def to_markdown(table: pd.DataFrame) -> str:
     cols = list(table.columns)
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for _, row in table.iterrows():
-        cells = [f"{v:.4f}" if isinstance(v, float) else str(v) for v in row]
+        cells = [_cell(v) for v in row]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return "n/a" if np.isnan(value) else f"{value:.4f}"
+    return str(value)
 
 
 def llm_queries(
@@ -270,7 +294,7 @@ def diversity_sweep(
     """
     cand = top_k_lists(scores, part.histories, depth)
     counts = np.bincount([i for h in part.histories for i in h], minlength=len(protocol.catalogue))
-    cats = protocol.category_vectors()
+    cats = protocol.diversity_vectors
     rows = []
     for method in methods:
         for strength in strengths:
