@@ -97,11 +97,6 @@ def finetune(cfg: Config, log: Any = print) -> FinetuneResult:
         outcome = run_training(
             cfg, train_ds, val, Path(tmp) / "checkpoint", init, catalogue.texts(), log_q
         )
-        for row in outcome.history:
-            log(
-                "epoch {epoch}: loss {train_loss:.4f}, val NDCG@10 {val_ndcg_at_10:.4f}, "
-                "HR@10 {val_hr_at_10:.4f}".format(**row)
-            )
         scorer = build_scorer(cfg.model, outcome.checkpoint_dir)
         item_emb = scorer.encode(catalogue.texts(), kind="item")
         index = catalogue.index
