@@ -45,6 +45,9 @@ NOISE = (
     "has constructor arguments in the object store and max_restarts",
     # Ray Data, once per process, when its progress bars are off (they are, in logs).
     "Progress bars disabled. To enable",
+    # Ray Train, per worker and epoch: logged under a file-path logger name, so the level
+    # of RunConfig(logging_config) (which hides Ray Train's other INFO lines) misses it.
+    r"Reporting training result \d+: TrainingReport",
 )
 """Lines that Ray forwards from its processes and that a user can do nothing about: dropped
 by default (``RAY_DEDUP_LOGS_SKIP_REGEX``), shown with ``--verbose``."""
@@ -108,7 +111,8 @@ def is_verbose() -> bool:
 
 def train_log_level() -> str:
     """The level of Ray Train's own logs (``ray.train.LoggingConfig(log_level=...)``):
-    ``INFO`` with ``--verbose``; else ``WARNING`` (no "Reporting training result" lines)."""
+    ``INFO`` with ``--verbose``; else ``WARNING`` (no "Requesting resources", "Moving model
+    to device", "Checkpoint successfully created" lines)."""
     return "INFO" if is_verbose() else "WARNING"
 
 
