@@ -1,14 +1,28 @@
-"""What every job shares: the config arguments, quiet logs and joining or starting Ray."""
+"""What every job shares: the config arguments, the console, and joining or starting Ray."""
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
+
+from llmrec import console
+
+if TYPE_CHECKING:
+    from llmrec.config import Config
 
 JOBS_DIR = Path(__file__).resolve().parent
 DEFAULT_CONFIG = JOBS_DIR / "configs" / "default.yaml"
+
+
+def add_verbose_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="show every library log line, warning and progress bar, and tracebacks",
+    )
 
 
 def add_config_args(parser: argparse.ArgumentParser) -> None:
@@ -21,31 +35,62 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="override a config value, e.g. train.epochs=3",
     )
+    add_verbose_arg(parser)
 
 
 def quiet() -> None:
-    """Offline by default (weights ship in a package) and without progress bars in logs."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
+    """Library chatter off (what :func:`llmrec.console.setup` does without ``--verbose``);
+    kept for the benchmarks."""
+    console.setup(verbose=False)
 
 
-def init_ray(address: str, num_cpus: int) -> None:
-    """Join ``address`` or ``$RAY_ADDRESS`` (``ray job submit``), else start a local Ray."""
+def load(args: argparse.Namespace) -> Config:
+    """The validated config of ``--config`` and ``--set`` (a one-line error otherwise).
+    Imports only the config module: a bad config is reported in about a second."""
+    from llmrec.config import ConfigError, load_config
+
+    try:
+        return load_config(args.config, args.overrides)
+    except ConfigError as exc:
+        fail(str(exc))
+
+
+def init_ray(address: str, num_cpus: int) -> bool:
+    """Join ``address`` or ``$RAY_ADDRESS`` (``ray job submit``), else start a local Ray.
+
+    Returns:
+        True when an existing cluster was joined (it may grow: an autoscaler can add
+        nodes), False when this process started its own.
+    """
     import ray
 
-    if ray.is_initialized():
-        return
     target = address or os.environ.get("RAY_ADDRESS", "")
+    if ray.is_initialized():
+        return True
     # Workers import llmrec from the installed package; the job folder rides along for
     # `ray job submit --working-dir .`.
+    options = console.ray_init_options()
     if target:
-        ray.init(address=target, log_to_driver=True)
+        ray.init(address=target, **options)
     else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=True)
+        ray.init(num_cpus=num_cpus, include_dashboard=False, **options)
+    return bool(target)
 
 
-def fail(message: str) -> None:
-    print(f"error: {message}", file=sys.stderr)
-    raise SystemExit(2)
+def check_cluster(cfg: Config, joined: bool) -> None:
+    """Stop before training when the cluster cannot hold the workers (it would wait forever);
+    on a joined cluster, whose autoscaler may add nodes, only warn."""
+    import ray
+
+    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+    problems = cfg.train.resource_problems(nodes)
+    if not problems:
+        return
+    if not joined:
+        fail("; ".join(problems) + f" (a local cluster: ray.num_cpus={cfg.ray.num_cpus})")
+    for problem in problems:
+        print(f"warning: {problem}; waiting for the cluster to grow", flush=True)
+
+
+def fail(message: str) -> NoReturn:
+    console.fail(message)

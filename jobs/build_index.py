@@ -20,8 +20,13 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from typing import TYPE_CHECKING
 
-from _common import add_config_args, fail, init_ray, quiet
+from _common import add_config_args, init_ray, load
+from llmrec import console
+
+if TYPE_CHECKING:
+    from llmrec.config import Config
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,23 +49,24 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-log", action="store_true", help="do not log to MLflow")
     args = parser.parse_args(argv)
-    quiet()
+    console.setup(args.verbose)
+    cfg = load(args)
+    with console.report_errors(args.verbose):
+        return _build(cfg, args)
+
+
+def _build(cfg: Config, args: argparse.Namespace) -> int:
     import ray.data
     from llmrec import registry
-    from llmrec.config import ConfigError, load_config
-    from llmrec.data.contract import ContractError, check_items
+    from llmrec.data.contract import check_items
     from llmrec.data.pipeline import embed_catalogue
-    from llmrec.data.readers import DataSourceError, read_table
+    from llmrec.data.readers import read_table
     from llmrec.ranking.index import choose_index, write_index
 
-    try:
-        cfg = load_config(args.config, args.overrides)
-        registry.use_tracking(cfg.registry)
-        version, bundle = registry.download_bundle(args.model)
-        source = args.items or str(bundle / "items.parquet")
-        items = check_items(read_table(source), source)
-    except (ConfigError, ContractError, DataSourceError, registry.ModelNotFoundError) as exc:
-        fail(str(exc))
+    registry.use_tracking(cfg.registry)
+    version, bundle = registry.download_bundle(args.model)
+    source = args.items or str(bundle / "items.parquet")
+    items = check_items(read_table(source), source)
     if len(items.rejected):
         print(f"rejected items: {items.counts()}")
     init_ray(cfg.ray.address, cfg.ray.num_cpus)

@@ -5,7 +5,8 @@
 
 Chronological leave-one-out after iterative k-core, full ranking over the catalogue with the
 history masked, validation and test. Prints one table (HR@10/20, NDCG@10/20, MRR, coverage,
-intra-list diversity over category vectors, novelty, Gini of exposure) and logs it to MLflow
+intra-list diversity over category vectors (over the first --model's item embeddings when the
+items have no categories, else n/a), novelty, Gini of exposure) and logs it to MLflow
 (experiment `<registry.experiment>-eval`): one metric per method/split/measure, plus the table
 as CSV and Markdown artifacts. EASE's lambda is tuned on validation. Each --model is scored
 alone (llm) and as the hybrid of the platform (LLM + the rank.cf collaborative model +
@@ -26,7 +27,8 @@ import sys
 import tempfile
 from typing import Any
 
-from _common import add_config_args, fail, quiet
+from _common import add_config_args, fail, load
+from llmrec import console
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,27 +76,42 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of the user sample")
     parser.add_argument("--no-log", action="store_true", help="print only, log nothing to MLflow")
     args = parser.parse_args(argv)
-    quiet()
+    console.setup(args.verbose)
+    cfg = load(args)
+    try:
+        lambdas = [float(v) for v in args.ease_lambdas.split(",")]
+    except ValueError:
+        fail(f"--ease-lambdas must be numbers separated by commas, got {args.ease_lambdas!r}")
+    if args.diversity_sweep and not args.model:
+        fail("--diversity-sweep re-ranks a model's lists: give --model URI")
+    with console.report_errors(args.verbose):
+        return run(args, cfg, lambdas)
+
+
+def run(args: Any, cfg: Any, lambdas: list[float]) -> int:
     import pandas as pd
     from llmrec import registry
     from llmrec.bundle import ModelBundle
-    from llmrec.config import ConfigError, load_config
-    from llmrec.data.contract import ContractError
     from llmrec.data.prepare import load_source, prepare
-    from llmrec.data.readers import DataSourceError
     from llmrec.data.splits import hold_out_items, leave_one_out
     from llmrec.training import offline
 
-    try:
-        cfg = load_config(args.config, args.overrides)
-        lambdas = [float(v) for v in args.ease_lambdas.split(",")]
-        source = args.data or cfg.data.source
-        prepared = prepare(load_source(source, cfg.data), tempfile.mkdtemp(prefix="llmrec-eval-"))
-    except (ConfigError, ContractError, DataSourceError, ValueError) as exc:
-        fail(str(exc))
+    source = args.data or cfg.data.source
+    prepared = prepare(load_source(source, cfg.data), tempfile.mkdtemp(prefix="llmrec-eval-"))
     split = leave_one_out(prepared.interactions, cfg.data.min_core)
     cold = hold_out_items(split, cfg.data.cold_items, cfg.data.cold_seed)
     protocol = offline.Protocol.create(split, prepared.catalogue, cold, args.max_users, args.seed)
+    registry.use_tracking(cfg.registry)
+    models = []
+    for uri in args.model:
+        version, path = registry.download_bundle(uri)
+        bundle = ModelBundle(path)
+        towers = bundle.load_towers()
+        ids, vectors = bundle.catalogue.ids, bundle.item_embeddings
+        items = offline.catalogue_vectors(towers, ids, vectors, protocol)
+        models.append((uri, f"{version.name}/{version.version}", towers, items))
+    if models:
+        protocol = protocol.with_item_vectors(models[0][3], models[0][1])
     best, tried = offline.tune_ease(protocol, lambdas)
     print(
         "EASE validation NDCG@10 by lambda: "
@@ -104,21 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     kinds = [k.strip() for k in args.cf.split(",") if k.strip()]
     if kinds:
         table = pd.concat([table, offline.cf_table(protocol, kinds, cfg.rank, lambdas)])
-    registry.use_tracking(cfg.registry)
-    if args.diversity_sweep and not args.model:
-        fail("--diversity-sweep re-ranks a model's lists: give --model URI")
     sweep_scores: dict[str, Any] = {}
     sweep_vectors = None
-    for uri in args.model:
-        try:
-            version, path = registry.download_bundle(uri)
-        except registry.ModelNotFoundError as exc:
-            fail(str(exc))
-        bundle = ModelBundle(path)
-        towers = bundle.load_towers()
-        name = f"{version.name}/{version.version}"
-        ids, vectors = bundle.catalogue.ids, bundle.item_embeddings
-        items = offline.catalogue_vectors(towers, ids, vectors, protocol)
+    for uri, name, towers, items in models:
         parts = {p: protocol.scored(protocol.part(p)) for p in ("val", "test")}
         queries = {p: offline.user_vectors(towers, part) for p, part in parts.items()}
         fit = offline.fit_hybrid(protocol, items, queries["val"], cfg.rank.cf, lambdas, cfg.rank)
@@ -167,6 +172,13 @@ def main(argv: list[str] | None = None) -> int:
         + "\n"
     )
     print(markdown)
+    if protocol.diversity_vectors is None:
+        print(
+            f"\ndiversity: n/a, {protocol.diversity_basis} (with --model URI it is measured "
+            "on that model's item embeddings)"
+        )
+    else:
+        print(f"\ndiversity: intra-list diversity of the top-10 over {protocol.diversity_basis}")
     texts: dict[str, str] = {}
     figures: dict[str, Any] = {}
     if args.diversity_sweep:

@@ -12,7 +12,8 @@ import sys
 import time
 from pathlib import Path
 
-from _common import add_config_args, fail, init_ray, quiet
+from _common import add_config_args, check_cluster, fail, init_ray, load
+from llmrec import console
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,29 +36,18 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides.append(f"train.run_name={args.resume}")
     if args.init_from:
         args.overrides.append(f"train.init_from={args.init_from}")
-    quiet()
-    from llmrec.config import ConfigError, load_config
-    from llmrec.data.contract import ContractError
-    from llmrec.data.readers import DataSourceError
-    from llmrec.registry import ModelNotFoundError
-    from llmrec.workflow import IncompatibleInitError
-
-    try:
-        cfg = load_config(args.config, args.overrides)
-    except (ConfigError, FileNotFoundError) as exc:
-        fail(str(exc))
+    console.setup(args.verbose)
+    cfg = load(args)  # before torch, Ray and MLflow are imported: config errors come fast
     if args.resume:
         run_dir = Path(cfg.train.storage_path) / args.resume
         if "://" not in cfg.train.storage_path and not run_dir.is_dir():
             fail(f"--resume {args.resume}: no such run in {cfg.train.storage_path} ({run_dir})")
     start = time.perf_counter()
-    init_ray(cfg.ray.address, cfg.ray.num_cpus)
-    from llmrec.workflow import finetune
+    with console.report_errors(args.verbose):
+        check_cluster(cfg, init_ray(cfg.ray.address, cfg.ray.num_cpus))
+        from llmrec.workflow import finetune
 
-    try:
         result = finetune(cfg)
-    except (ContractError, DataSourceError, ModelNotFoundError, IncompatibleInitError) as exc:
-        fail(str(exc))
     v = result.version
     m = result.metrics
     print(f"\nregistered {v.name} version {v.version} (aliases: {', '.join(v.aliases) or 'none'})")

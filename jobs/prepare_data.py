@@ -15,7 +15,8 @@ import argparse
 import sys
 import tempfile
 
-from _common import fail, quiet
+from _common import add_verbose_arg
+from llmrec import console
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,24 +30,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--download", metavar="NAME", help="fetch an official MovieLens archive first"
     )
+    add_verbose_arg(parser)
     args = parser.parse_args(argv)
     if not args.source and not args.download:
         parser.error("give a SOURCE or --download NAME")
-    quiet()
-    from llmrec.data.contract import ContractError
-    from llmrec.data.prepare import load_source, prepare
-    from llmrec.data.readers import DataSourceError, download_movielens
+    console.setup(args.verbose)
+    with console.report_errors(args.verbose):
+        from llmrec.data.prepare import load_source, output_dir, prepare
+        from llmrec.data.readers import download_movielens
 
-    source = args.source
-    try:
+        output_dir(args.out)  # a bad --out fails before the data is read
+        source = args.source
         if args.download:
             source = str(download_movielens(args.download, tempfile.mkdtemp(prefix="llmrec-dl-")))
         prepared = prepare(load_source(source), args.out)
-    except (ContractError, DataSourceError) as exc:
-        fail(str(exc))
-    print(prepared.summary())
-    out = prepared.out_dir
-    print(f"wrote {out / 'items.parquet'} and {out / 'interactions.parquet'}")
+        print(prepared.summary())
+        out = prepared.out_dir
+        print(f"wrote {out / 'items.parquet'} and {out / 'interactions.parquet'}")
     return 0
 
 

@@ -17,7 +17,8 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
-from _common import add_config_args, fail, quiet
+from _common import add_config_args, load
+from llmrec import console
 
 if TYPE_CHECKING:
     from llmrec.config import Config
@@ -32,27 +33,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", help="evaluate candidate and champion on this data source")
     parser.add_argument("--rollback", action="store_true", help="restore the previous champion")
     args = parser.parse_args(argv)
-    quiet()
-    from llmrec import lifecycle, registry
-    from llmrec.config import ConfigError, load_config
+    console.setup(args.verbose)
+    cfg = load(args)
+    with console.report_errors(args.verbose):
+        return _promote(cfg, args)
 
-    try:
-        cfg = load_config(args.config, args.overrides)
-    except ConfigError as exc:
-        fail(str(exc))
+
+def _promote(cfg: Config, args: argparse.Namespace) -> int:
+    from llmrec import lifecycle, registry
+
     registry.use_tracking(cfg.registry)
     name = cfg.registry.model_name
-    try:
-        if args.rollback:
-            demoted, restored = registry.rollback_champion(name)
-            print(f"{name}: champion rolled back from version {demoted} to version {restored}")
-            return 0
-        scores = None
-        if args.data:
-            scores = _scores_on(cfg, args.data, args.candidate)
-        decision = lifecycle.promotion_gate(cfg.registry, args.candidate, scores)
-    except registry.ModelNotFoundError as exc:
-        fail(str(exc))
+    if args.rollback:
+        demoted, restored = registry.rollback_champion(name)
+        print(f"{name}: champion rolled back from version {demoted} to version {restored}")
+        return 0
+    scores = None
+    if args.data:
+        scores = _scores_on(cfg, args.data, args.candidate)
+    decision = lifecycle.promotion_gate(cfg.registry, args.candidate, scores)
     print(f"{name}: {decision.reason}")
     print(f"champion is version {registry.current_champion(name)}")
     return 0

@@ -3,8 +3,9 @@
 Subpackages: ``data`` (contract, readers, splits, text, Ray Data pipeline), ``modeling``
 (the LLM scorer, losses, baselines), ``training`` (Ray Train loop, metrics, evaluation),
 ``serving`` (plain serving classes); modules ``config``, ``registry`` (MLflow),
-``lifecycle`` (promotion gate), ``bundle`` (a registered version's files) and ``workflow``
-(the fine-tuning workflow). Importing ``llmrec`` itself loads nothing heavy.
+``lifecycle`` (promotion gate), ``bundle`` (a registered version's files), ``workflow``
+(the fine-tuning workflow) and ``console`` (what jobs print: quiet logs, one-line errors,
+progress lines). Importing ``llmrec`` itself loads nothing heavy.
 """
 
 __version__ = "0.1.0"

@@ -10,10 +10,11 @@ reported at once in a :class:`ConfigError`.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import types
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -284,6 +285,53 @@ class TrainConfig:
             out.append(f"train.query_align_weight must be >= 0, got {self.query_align_weight}")
         return out
 
+    def resource_problems(self, nodes: Sequence[Mapping[str, float]]) -> list[str]:
+        """Why a cluster whose alive nodes have ``nodes`` resources (``{"CPU": 4.0,
+        "GPU": 1.0, ...}`` each) cannot run these workers; empty when it can.
+
+        Ray would otherwise wait for the resources forever: a GPU that is not there, more
+        CPUs than the cluster has, or no CPU left for the Ray Data tasks that feed the
+        workers.
+        """
+        n, cpus = self.num_workers, self.cpus_per_worker
+        total_cpu = sum(node.get("CPU", 0.0) for node in nodes)
+        total_gpu = sum(node.get("GPU", 0.0) for node in nodes)
+        out = []
+        if self.use_gpu and total_gpu < n:
+            out.append(
+                f"train.use_gpu=true needs one GPU per worker (train.num_workers={n}), "
+                f"the cluster has {total_gpu:g} GPUs"
+            )
+        need = n * cpus
+        if need > total_cpu:
+            out.append(
+                f"train.num_workers x train.cpus_per_worker = {n} x {cpus:g} = {need:g} CPUs, "
+                f"the cluster has {total_cpu:g}"
+            )
+        elif total_cpu - need < 1:
+            out.append(
+                f"train.num_workers x train.cpus_per_worker = {n} x {cpus:g} reserve all "
+                f"{total_cpu:g} CPUs of the cluster, none is left for the Ray Data tasks "
+                "that feed the workers"
+            )
+        largest = max((node.get("CPU", 0.0) for node in nodes), default=0.0)
+        if cpus > largest:
+            out.append(
+                f"train.cpus_per_worker={cpus:g} fits on no node (the largest has {largest:g} CPUs)"
+            )
+        fits = sum(node.get("CPU", 0.0) >= cpus for node in nodes)
+        if self.placement_strategy == "STRICT_SPREAD" and fits < n:
+            out.append(
+                f"train.placement_strategy=STRICT_SPREAD puts each of the {n} workers on its "
+                f"own node, {fits} nodes can hold one"
+            )
+        if self.placement_strategy == "STRICT_PACK" and need > largest:
+            out.append(
+                f"train.placement_strategy=STRICT_PACK puts all workers ({need:g} CPUs) on "
+                f"one node, the largest has {largest:g} CPUs"
+            )
+        return out
+
 
 @dataclass(frozen=True)
 class RankConfig:
@@ -422,12 +470,12 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -
     """
     raw: dict[str, Any] = {}
     if path is not None:
-        loaded = yaml.safe_load(Path(path).read_text()) or {}
+        loaded = _read_yaml(Path(path))
         if not isinstance(loaded, dict):
             raise ConfigError(
                 f"{path}: expected a mapping of sections, got {type(loaded).__name__}"
             )
-        raw = {k: dict(v or {}) for k, v in loaded.items()}
+        raw = {k: ({} if v is None else v) for k, v in loaded.items()}
     problems: list[str] = []
     for item in overrides:
         key, sep, value = item.partition("=")
@@ -435,8 +483,35 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -
             problems.append(f"override {item!r} must look like section.key=value")
             continue
         section, _, name = key.strip().partition(".")
-        raw.setdefault(section, {})[name] = yaml.safe_load(value)
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            problems.append(f"override {item!r}: not valid YAML ({_yaml_problem(exc)})")
+            continue
+        target = raw.setdefault(section, {})
+        if isinstance(target, dict):
+            target[name] = parsed
+        else:
+            problems.append(f"override {item!r}: {section} must be a mapping, got {target!r}")
     return config_from_dict(raw, problems, source=str(path) if path else "defaults")
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc})") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({_yaml_problem(exc)})") from None
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML error on one line: what is wrong, and where (1-based line and column)."""
+    mark = getattr(exc, "problem_mark", None)
+    what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    return f"{what} at line {mark.line + 1}, column {mark.column + 1}" if mark else what
 
 
 def config_from_dict(
@@ -454,8 +529,8 @@ def config_from_dict(
             problems.append(f"{section} must be a mapping, got {values!r}")
             continue
         sections[section] = _build_section(section, cls, values, problems)
-    if problems:
-        raise ConfigError(f"{source}: " + "; ".join(problems))
+    # Badly typed values were left at their defaults: the value checks of the rest still
+    # run, so that one report names every problem.
     cfg = Config(**sections)
     for part in (cfg.data, cfg.model, cfg.train, cfg.rank, cfg.registry, cfg.ray):
         problems.extend(part.problems())
@@ -507,11 +582,12 @@ def _coerce(value: Any, hint: Any) -> tuple[Any, bool]:
     if hint is float:
         if isinstance(value, str):  # YAML 1.1 reads 1e-4 (no dot) as a string
             try:
-                return float(value), True
+                number = float(value)
             except ValueError:
                 return value, False
+            return number, math.isfinite(number)
         ok = isinstance(value, int | float) and not isinstance(value, bool)
-        return (float(value) if ok else value), ok
+        return (float(value) if ok else value), ok and math.isfinite(float(value))
     if hint is str:
         return value, isinstance(value, str)
     return value, True
@@ -522,5 +598,7 @@ def _type_name(hint: Any) -> str:
         return "one of " + ", ".join(repr(a) for a in typing.get_args(hint))
     if typing.get_origin(hint) is tuple:
         return "a list of strings"
+    if hint is float:
+        return "a finite number"
     name = getattr(hint, "__name__", str(hint))
     return f"an {name}" if name[0] in "aeiou" else f"a {name}"

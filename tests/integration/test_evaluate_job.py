@@ -1,6 +1,9 @@
 """jobs/evaluate.py: the baselines on ml-100k reproduce EVALUATION.md; a registered model
 is evaluated and the table is logged to MLflow."""
 
+import math
+import re
+
 import evaluate  # jobs/evaluate.py
 import mlflow
 import pandas as pd
@@ -83,3 +86,33 @@ def test_evaluate_a_registered_version_on_demo_data(trained, capsys):
         rows = rows.sort_values("strength")
         # the strongest setting is more diverse than none
         assert rows["diversity"].iloc[-1] > rows["diversity"].iloc[0]
+
+
+def test_a_catalogue_without_categories_evaluates_once_prepared(tmp_path, capsys):
+    """prepare_data.py output of items without categories evaluates; diversity says n/a."""
+    import random
+
+    import prepare_data  # jobs/prepare_data.py
+
+    src = tmp_path / "src"
+    src.mkdir()
+    rng = random.Random(0)
+    rows = [f"u{u},i{i},{t}" for u in range(40) for t, i in enumerate(rng.sample(range(30), 8))]
+    (src / "interactions.csv").write_text("user_id,item_id,timestamp\n" + "\n".join(rows))
+    (src / "items.csv").write_text(
+        "item_id,title,categories\n" + "".join(f"i{i},Item {i},\n" for i in range(30))
+    )
+    assert prepare_data.main([str(src), "--out", str(tmp_path / "prepared")]) == 0
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    args = ["--data", str(tmp_path / "prepared"), "--ease-lambdas", "10", "--set"]
+    args += [f"registry.tracking_uri={uri}", "--set", f"registry.artifact_location={tmp_path}"]
+    assert evaluate.main(args) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"prepared: 40 users, \d+ items", out)
+    assert "1.1111" not in out
+    assert "diversity: n/a, undefined: the items have no categories" in out
+    popularity = next(line for line in out.splitlines() if line.startswith("| popularity | test"))
+    assert "| n/a |" in popularity
+    _, run = _eval_run(uri)
+    assert math.isnan(run.data.metrics["popularity/test/diversity"])
+    assert run.data.metrics["popularity/test/coverage"] > 0

@@ -134,7 +134,7 @@ def test_prepare_data_job_sets_bad_rows_aside(tmp_path):
     for reason in ("1 x bad_timestamp", "1 x unknown_item", "1 x duplicate"):
         assert f"rejected interactions: {reason}" in out.stdout
     rejected = pd.read_parquet(tmp_path / "out" / "rejected" / "interactions.parquet")
-    assert sorted(rejected["reason"]) == ["bad_timestamp", "duplicate", "unknown_item"]
+    assert sorted(rejected["rejected_reason"]) == ["bad_timestamp", "duplicate", "unknown_item"]
 
 
 def test_prepare_data_job_names_a_missing_column(tmp_path):

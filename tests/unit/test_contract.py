@@ -34,7 +34,7 @@ def test_bad_rows_are_counted_per_reason_and_kept_aside(tmp_path):
         "duplicate": 1,
     }
     assert checked.table.column("query").to_pylist() == [None, "cheap phones", None]
-    bad_ts = checked.rejected[checked.rejected["reason"] == "bad_timestamp"]
+    bad_ts = checked.rejected[checked.rejected["rejected_reason"] == "bad_timestamp"]
     assert sorted(bad_ts["timestamp"]) == ["-5", "yesterday"]
 
 
@@ -103,3 +103,84 @@ def test_items_categories_from_pipe_string_and_bad_rows(tmp_path):
         }
     ]
     assert checked.counts() == {"null_title": 1, "duplicate_item_id": 1, "null_item_id": 1}
+
+
+def test_a_timestamp_beyond_int64_is_rejected_not_wrapped():
+    table = pa.table(
+        {
+            "user_id": ["u", "u", "u"],
+            "item_id": ["i1", "i2", "i3"],
+            "timestamp": ["99999999999999999999", "1700000000", "1.7e9"],
+        }
+    )
+    checked = check_interactions(table, "log.csv")
+    assert checked.table.column("timestamp").to_pylist() == [1_700_000_000, 1_700_000_000]
+    assert checked.counts() == {"bad_timestamp": 1}
+    assert min(checked.table.column("timestamp").to_pylist()) >= 0
+
+
+def test_millisecond_timestamps_become_seconds_with_a_note():
+    ms = [1_700_000_000_123, 1_700_000_001_999, 1_700_000_002_000, 1_700_000_003]
+    table = pa.table({"user_id": ["u"] * 4, "item_id": ["a", "b", "c", "d"], "timestamp": ms})
+    checked = check_interactions(table, "clicks.parquet")
+    assert checked.table.column("timestamp").to_pylist() == [
+        1_700_000_000,
+        1_700_000_001,
+        1_700_000_002,
+    ]
+    # a seconds value among milliseconds is not silently read as 1970
+    assert checked.counts() == {"timestamp_unit_mismatch": 1}
+    (note,) = checked.notes
+    assert note.startswith("clicks.parquet: timestamps are in milliseconds (median ")
+    assert "2023-11-14" in note and "converted to seconds" in note
+
+
+def test_microsecond_and_nanosecond_strings_are_converted_exactly():
+    for scale in (10**6, 10**9):
+        stamps = [str(1_700_000_000 * scale + 5), str(1_700_000_060 * scale)]
+        table = pa.table({"user_id": ["u", "u"], "item_id": ["a", "b"], "timestamp": stamps})
+        checked = check_interactions(table, "log.csv")
+        assert checked.table.column("timestamp").to_pylist() == [1_700_000_000, 1_700_000_060]
+
+
+def test_an_items_file_with_its_own_reason_column_keeps_it_in_rejected():
+    table = pa.table(
+        {
+            "item_id": ["i1", "i2", "i1"],
+            "title": ["One", None, "Again"],
+            "reason": ["bestseller", "staff pick", "promo"],
+        }
+    )
+    checked = check_items(table, "items.csv")
+    assert checked.table.column("reason").to_pylist() == ["bestseller"]
+    rejected = checked.rejected
+    assert rejected["reason"].tolist() == ["staff pick", "promo"]  # the user's column
+    assert rejected["rejected_reason"].tolist() == ["null_title", "duplicate_item_id"]
+    assert rejected["rejected_row"].tolist() == [2, 3]
+    assert set(rejected["rejected_source"]) == {"items.csv"}
+    taken = pa.table({"item_id": [None], "title": ["x"], "rejected_reason": ["mine"]})
+    again = check_items(taken, "items.parquet")
+    assert again.rejected["rejected_reason"].tolist() == ["mine"]
+    assert again.counts() == {"null_item_id": 1}  # our reason went to _rejected_reason
+    assert again.rejected["_rejected_reason"].tolist() == ["null_item_id"]
+
+
+def test_a_duplicate_id_after_a_rejected_row_of_that_id_is_kept():
+    table = pa.table({"item_id": ["i1", "i1"], "title": [" ", "Real title"]})
+    checked = check_items(table, "items.csv")
+    assert checked.table.column("title").to_pylist() == ["Real title"]
+    assert checked.counts() == {"null_title": 1}
+
+
+def test_kept_plus_rejected_is_what_was_read():
+    table = pa.table(
+        {
+            "user_id": ["u", None, "u", "u"],
+            "item_id": ["i1", "i1", "i1", "zz"],
+            "timestamp": pa.array([1, 2, 1, 3], pa.int32()),
+            "value": ["1", "2", "1", "inf"],
+        }
+    )
+    checked = check_interactions(table, "t", item_ids={"i1"})
+    assert checked.table.num_rows + len(checked.rejected) == checked.read == 4
+    assert checked.counts() == {"null_user_id": 1, "duplicate": 1, "bad_value": 1}

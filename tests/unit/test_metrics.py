@@ -28,3 +28,30 @@ def test_metrics_against_hand_computed_values():
     assert m["ndcg_at_10"] == pytest.approx(ndcg10)
     assert m["ndcg_at_20"] == pytest.approx(ndcg10 + 1 / np.log2(12) / 5)
     assert m["mrr"] == pytest.approx((1 + 1 / 2 + 1 / 10 + 1 / 11 + 1 / 26) / 5)
+
+
+def test_intra_list_diversity_is_undefined_without_item_vectors():
+    import math
+
+    from llmrec.training.metrics import beyond_accuracy
+
+    top = np.array([[0, 1, 2], [1, 2, 3]])
+    no_categories = np.zeros((4, 1))  # what a catalogue without categories gives
+    for features in (no_categories, None):
+        m = beyond_accuracy(top, 4, features, np.ones(4), num_users=2)
+        assert math.isnan(m["diversity"])  # not 1.1111: undefined is not a number
+        assert m["coverage"] == 1.0
+
+
+def test_intra_list_diversity_skips_items_without_a_vector_and_stays_within_one():
+    from llmrec.training.metrics import beyond_accuracy
+
+    features = np.array([[1, 0], [0, 1], [0, 0], [1, 0]], dtype=float)
+    top = np.array([[0, 1, 2], [0, 3, 2]])
+    m = beyond_accuracy(top, 4, features, np.ones(4), num_users=2)
+    # list 1: only the pair (0, 1) is defined -> 1; list 2: (0, 3) -> 0
+    assert m["diversity"] == pytest.approx(0.5)
+    rng = np.random.default_rng(0)
+    multi_hot = (rng.random((30, 5)) < 0.3).astype(float)
+    lists = np.stack([rng.choice(30, 10, replace=False) for _ in range(20)])
+    assert 0.0 <= beyond_accuracy(lists, 30, multi_hot, np.ones(30), 20)["diversity"] <= 1.0

@@ -67,3 +67,61 @@ def test_missing_source_is_a_clear_error(tmp_path):
     (tmp_path / "only" / "items.csv").write_text("item_id,title\n")
     with pytest.raises(DataSourceError, match=r"missing \['interactions'\]"):
         load_source(str(tmp_path / "only"))
+
+
+def test_every_matching_file_of_a_table_is_read_and_named(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "items.csv").write_text("item_id,title\ni1,One\ni2,Two\n")
+    (src / "interactions.csv").write_text("user_id,item_id,timestamp\nu,i1,1\nu,i9,2\n")
+    (src / "interactions.2023.csv").write_text("user_id,item_id,timestamp\nv,i2,3\n")
+    pq.write_table(
+        pa.table({"user_id": ["w", "w"], "item_id": ["i1", "i1"], "timestamp": [4, 4]}),
+        src / "interactions.parquet",
+    )
+    prepared = prepare(load_source(str(src)), tmp_path / "out")
+    assert prepared.interactions.column("user_id").to_pylist() == ["v", "u", "w"]
+    assert prepared.read == {"items": 2, "interactions": 5}
+    assert prepared.rejected["interactions"] == {"unknown_item": 1, "duplicate": 1}
+    assert (
+        "note: interactions: read 3 files as one table: interactions.2023.csv, "
+        "interactions.csv, interactions.parquet" in prepared.summary()
+    )
+    import pandas as pd
+
+    rejected = pd.read_parquet(tmp_path / "out" / "rejected" / "interactions.parquet")
+    by_reason = rejected.set_index("rejected_reason")
+    assert by_reason.loc["unknown_item", "rejected_source"] == str(src / "interactions.csv")
+    assert by_reason.loc["unknown_item", "rejected_row"] == 2
+    assert by_reason.loc["duplicate", "rejected_source"] == str(src / "interactions.parquet")
+    assert by_reason.loc["duplicate", "rejected_row"] == 2
+
+
+def test_written_items_open_with_pandas_whatever_the_categories(tmp_path):
+    import pandas as pd
+
+    src = tmp_path / "src"
+    src.mkdir()
+    # an empty categories column (CSV strings) and one whose values are all missing
+    (src / "items.csv").write_text("item_id,title,categories,note\ni1,One,,\ni2,Two,,\n")
+    (src / "interactions.csv").write_text("user_id,item_id,timestamp\nu,i1,1\n")
+    prepare(load_source(str(src)), tmp_path / "out")
+    items = pd.read_parquet(tmp_path / "out" / "items.parquet")
+    assert [list(c) for c in items["categories"]] == [[], []]
+    # and a file pandas wrote with its own metadata (list<null>) reads back as a source
+    pd.DataFrame(
+        {"item_id": ["i1", "i2"], "title": ["One", "Two"], "categories": [[], []]}
+    ).to_parquet(src / "items.parquet")
+    (src / "items.csv").unlink()
+    prepared = prepare(load_source(str(src)), tmp_path / "again")
+    assert prepared.items.column("categories").to_pylist() == [[], []]
+    assert len(pd.read_parquet(tmp_path / "again" / "items.parquet")) == 2
+
+
+def test_a_source_that_is_a_file_says_what_is_expected(tmp_path):
+    (tmp_path / "interactions.csv").write_text("user_id,item_id,timestamp\n")
+    with pytest.raises(DataSourceError, match="is a file; expected a folder holding"):
+        load_source(str(tmp_path / "interactions.csv"))

@@ -99,3 +99,42 @@ def test_item_log_frequency_is_the_smoothed_share_of_training_interactions(tmp_p
     assert [round(float(x), 4) for x in log_q] == [
         round(float(np.log(n / 7)), 4) for n in (4, 2, 1)
     ]
+
+
+def test_protocol_without_categories_measures_diversity_on_item_vectors_or_not_at_all():
+    import math
+
+    from llmrec.training.offline import evaluate
+
+    rng = np.random.default_rng(0)
+    rows = [
+        (f"u{u}", f"i{i}", t)
+        for u in range(30)
+        for t, i in enumerate(rng.choice(12, 6, replace=False))
+    ]
+    log = pa.table(
+        {
+            "user_id": [r[0] for r in rows],
+            "item_id": [r[1] for r in rows],
+            "timestamp": [r[2] for r in rows],
+            "value": [1.0] * len(rows),
+            "query": [None] * len(rows),
+        }
+    )
+    items = pa.table(
+        {
+            "item_id": [f"i{i}" for i in range(12)],
+            "title": [f"Item {i}" for i in range(12)],
+            "text": [None] * 12,
+            "categories": [[] for _ in range(12)],
+        }
+    )
+    protocol = Protocol.create(leave_one_out(log, 2), Catalogue.from_table(items))
+    assert protocol.diversity_vectors is None
+    assert protocol.diversity_basis == "undefined: the items have no categories"
+    part = protocol.part("test")
+    scores = rng.random((len(part.targets), len(protocol.catalogue)))
+    assert math.isnan(evaluate(protocol, part, scores)["diversity"])
+    embedded = protocol.with_item_vectors(rng.normal(size=(len(protocol.catalogue), 8)), "m/1")
+    assert embedded.diversity_basis == "item embeddings of m/1"
+    assert 0.0 < evaluate(embedded, part, scores)["diversity"] < 2.0

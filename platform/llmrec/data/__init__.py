@@ -6,11 +6,14 @@ from llmrec.data.contract import (
     ITEMS_SCHEMA,
     Checked,
     ContractError,
+    DataError,
+    DataSourceError,
     check_interactions,
     check_items,
 )
 from llmrec.data.demo import generate_demo
-from llmrec.data.readers import DataSourceError, read_movielens, read_table
+from llmrec.data.files import Read, read_rows
+from llmrec.data.readers import read_movielens, read_table
 from llmrec.data.splits import Split, k_core, leave_one_out
 from llmrec.data.text import ItemText, render_item, render_user
 
@@ -20,8 +23,10 @@ __all__ = [
     "Catalogue",
     "Checked",
     "ContractError",
+    "DataError",
     "DataSourceError",
     "ItemText",
+    "Read",
     "Split",
     "check_interactions",
     "check_items",
@@ -29,6 +34,7 @@ __all__ = [
     "k_core",
     "leave_one_out",
     "read_movielens",
+    "read_rows",
     "read_table",
     "render_item",
     "render_user",

@@ -4,16 +4,19 @@ Column-level problems (a required column missing, a column of a type that cannot
 the contract says) stop with a :class:`ContractError` naming the file, the column, the
 expected and the found type. Row-level problems (null ids, bad timestamps, unknown items,
 exact duplicates) never stop a run: the rows are counted per reason and set aside in a
-``rejected`` table, so that nothing is silently dropped.
+``rejected`` table, so that nothing is silently dropped. The reference is ``docs/data.md``.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 INTERACTIONS_SCHEMA = pa.schema(
     [
@@ -43,10 +46,37 @@ _REQUIRED = {
     "interactions": ("user_id", "item_id", "timestamp"),
     "items": ("item_id", "title"),
 }
-REJECTED_REASON = "reason"
+REJECTED_REASON = "rejected_reason"
+"""Column of a rejected row's reason. Rejected rows keep every column of the input; when the
+input already has a column of this name (or of the two below), ours gets a leading ``_``."""
+REJECTED_SOURCE = "rejected_source"
+"""Column of the file a rejected row came from."""
+REJECTED_ROW = "rejected_row"
+"""Column of a rejected row's 1-based position among its file's data rows (CSV: the line
+number for rows that could not be parsed)."""
+
+TIMESTAMP_UNITS: tuple[tuple[str, int], ...] = (
+    ("seconds", 1),
+    ("milliseconds", 10**3),
+    ("microseconds", 10**6),
+    ("nanoseconds", 10**9),
+)
+"""Integer timestamps are read in the unit their magnitude says: unix seconds stay below
+``10**11`` (the year 5138), and each finer unit is 1000 times the last."""
+_SECONDS_LIMIT = 10**11
+_INT64_MAX = 2**63 - 1
+_PANDAS_INDEX = re.compile(r"^__index_level_\d+__$")
 
 
-class ContractError(ValueError):
+class DataError(ValueError):
+    """Data that cannot be used as given; the message names the file (and row or column)."""
+
+
+class DataSourceError(DataError, FileNotFoundError):
+    """A data source could not be found or recognised."""
+
+
+class ContractError(DataError):
     """A table does not follow the contract at column level (missing or mistyped column)."""
 
     def __init__(self, source: str, column: str, expected: str, found: str) -> None:
@@ -56,20 +86,45 @@ class ContractError(ValueError):
 
 @dataclass
 class Checked:
-    """A table that passed the contract, and the rows set aside with their reason."""
+    """A table that passed the contract, the rows set aside with their reason, and notes on
+    what was converted (printed for the user)."""
 
     table: pa.Table
     rejected: pd.DataFrame = field(default_factory=pd.DataFrame)
+    notes: list[str] = field(default_factory=list)
+    reason_column: str = REJECTED_REASON
+
+    @property
+    def read(self) -> int:
+        """Rows read: kept plus rejected."""
+        return self.table.num_rows + len(self.rejected)
 
     def counts(self) -> dict[str, int]:
         """Rejected rows per reason."""
         if self.rejected.empty:
             return {}
-        return {str(k): int(v) for k, v in self.rejected[REJECTED_REASON].value_counts().items()}
+        counts = self.rejected[self.reason_column].value_counts()
+        return {str(k): int(v) for k, v in counts.items()}
+
+
+class _Reasons:
+    """The first reason each row is rejected for (later checks never overwrite it)."""
+
+    def __init__(self, n: int) -> None:
+        self.bad = np.zeros(n, dtype=bool)
+        self.why = np.full(n, None, dtype=object)
+
+    def reject(self, mask: np.ndarray, reason: str) -> None:
+        new = np.asarray(mask, dtype=bool) & ~self.bad
+        self.why[new] = reason
+        self.bad |= new
 
 
 def check_interactions(table: pa.Table, source: str, item_ids: set[str] | None = None) -> Checked:
     """Check an interaction table against :data:`INTERACTIONS_SCHEMA`.
+
+    Integer timestamps in milliseconds, microseconds or nanoseconds (told by their
+    magnitude, see :data:`TIMESTAMP_UNITS`) are converted to seconds, with a note.
 
     Args:
         table: Raw rows as read (CSV columns may be all strings).
@@ -78,154 +133,257 @@ def check_interactions(table: pa.Table, source: str, item_ids: set[str] | None =
             (``unknown_item``). None skips the check.
 
     Returns:
-        The conforming rows, and the rejected rows with a ``reason`` column
-        (``null_user_id``, ``null_item_id``, ``bad_timestamp``, ``bad_value``,
-        ``unknown_item``, ``duplicate``).
+        The conforming rows, and the rejected rows with a reason (``null_user_id``,
+        ``null_item_id``, ``bad_timestamp`` (not a whole non-negative number within int64),
+        ``timestamp_unit_mismatch`` (a value of another unit than most of the column),
+        ``bad_value``, ``unknown_item``, ``duplicate``).
 
     Raises:
         ContractError: a required column is missing or has an unusable type.
     """
-    _require(table, "interactions", source)
-    df = table.to_pandas(types_mapper=_string_mapper)
-    reasons = pd.Series(pd.NA, index=df.index, dtype="object")
-    out = pd.DataFrame(index=df.index)
-    for col in ("user_id", "item_id"):
-        out[col] = _as_id(df[col], table.schema.field(col).type, source, col)
-        reasons = reasons.mask(reasons.isna() & _blank(out[col]), f"null_{col}")
-    out["timestamp"], bad_ts = _as_timestamp(df["timestamp"], table.schema, source)
-    reasons = reasons.mask(reasons.isna() & bad_ts, "bad_timestamp")
-    out["event"] = _as_text(df, "event", table.schema, source, default="interaction")
-    out["value"], bad_value = _as_value(df, table.schema, source)
-    reasons = reasons.mask(reasons.isna() & bad_value, "bad_value")
-    out["query"] = _as_text(df, "query", table.schema, source, default=None)
+    table = _plain(table, "interactions", source)
+    rows = _Reasons(table.num_rows)
+    users, items = (_ids(table, col, source) for col in ("user_id", "item_id"))
+    rows.reject(_blank(users), "null_user_id")
+    rows.reject(_blank(items), "null_item_id")
+    seconds, notes = _timestamps(table, source, rows)
+    value = _values(table, source, rows)
     if item_ids is not None:
-        unknown = ~out["item_id"].isin(item_ids) & out["item_id"].notna()
-        reasons = reasons.mask(reasons.isna() & unknown, "unknown_item")
-    dup = out.duplicated(keep="first") & reasons.isna()
-    reasons = reasons.mask(dup, "duplicate")
-    return _split(out, df, reasons, INTERACTIONS_SCHEMA)
+        known = pc.is_in(items, value_set=pa.array(sorted(item_ids), pa.string()))
+        rows.reject(~_bool(known, True), "unknown_item")
+    columns = [
+        users,
+        items,
+        seconds,
+        _text(table, "event", source, "interaction"),
+        value,
+        _text(table, "query", source, None),
+    ]
+    frame = pa.Table.from_arrays(columns, names=INTERACTIONS_SCHEMA.names).to_pandas()
+    rows.reject(frame.duplicated(keep="first").to_numpy(), "duplicate")
+    return _split(columns, INTERACTIONS_SCHEMA, table, rows, source, notes)
 
 
 def check_items(table: pa.Table, source: str) -> Checked:
-    """Check an item table against :data:`ITEMS_SCHEMA`; extra columns are kept.
+    """Check an item table against :data:`ITEMS_SCHEMA`; extra columns are kept as they are.
 
     Rejected reasons: ``null_item_id``, ``null_title``, ``duplicate_item_id`` (the first
-    row of an id is kept).
+    usable row of an id is kept).
 
     Raises:
         ContractError: a required column is missing or has an unusable type.
     """
-    _require(table, "items", source)
-    df = table.to_pandas(types_mapper=_string_mapper)
-    out = df.copy()
-    out["item_id"] = _as_id(df["item_id"], table.schema.field("item_id").type, source, "item_id")
-    out["title"] = _as_text(df, "title", table.schema, source, default=None)
-    out["text"] = _as_text(df, "text", table.schema, source, default=None)
-    out["categories"] = _as_categories(df, table.schema, source)
-    reasons = pd.Series(pd.NA, index=df.index, dtype="object")
-    reasons = reasons.mask(_blank(out["item_id"]), "null_item_id")
-    reasons = reasons.mask(reasons.isna() & _blank(out["title"]), "null_title")
-    dup = out["item_id"].duplicated(keep="first") & reasons.isna()
-    reasons = reasons.mask(dup, "duplicate_item_id")
-    extra = [c for c in out.columns if c not in ITEMS_SCHEMA.names]
-    return _split(out[ITEMS_SCHEMA.names + extra], df, reasons, ITEMS_SCHEMA)
+    table = _plain(table, "items", source)
+    rows = _Reasons(table.num_rows)
+    ids = _ids(table, "item_id", source)
+    title = _text(table, "title", source, None)
+    rows.reject(_blank(ids), "null_item_id")
+    rows.reject(_blank(pc.utf8_trim_whitespace(title)), "null_title")
+    usable = pd.Series(ids.to_pylist(), dtype=object)[~rows.bad]
+    dup = np.zeros(table.num_rows, dtype=bool)
+    dup[usable.index[usable.duplicated(keep="first").to_numpy()]] = True
+    rows.reject(dup, "duplicate_item_id")
+    extra = [c for c in table.column_names if c not in ITEMS_SCHEMA.names]
+    columns = [ids, title, _text(table, "text", source, None), _categories(table, source)]
+    schema = pa.schema([*ITEMS_SCHEMA, *(table.schema.field(c) for c in extra)])
+    return _split([*columns, *(table.column(c) for c in extra)], schema, table, rows, source, [])
 
 
-def _require(table: pa.Table, kind: str, source: str) -> None:
+def _plain(table: pa.Table, kind: str, source: str) -> pa.Table:
+    """Without pandas' index columns and metadata, dictionaries decoded, names checked."""
+    names = table.column_names
+    for name in sorted({n for n in names if names.count(n) > 1}):
+        raise DataError(f"{source}: column {name!r} appears {names.count(name)} times")
     schema = INTERACTIONS_SCHEMA if kind == "interactions" else ITEMS_SCHEMA
     for col in _REQUIRED[kind]:
-        if col not in table.column_names:
+        if col not in names:
             raise ContractError(source, col, str(schema.field(col).type), "no such column")
+    keep = [n for n in names if not _PANDAS_INDEX.match(n)]
+    table = table.select(keep).replace_schema_metadata(None)
+    for i, f in enumerate(table.schema):
+        if pa.types.is_dictionary(f.type):
+            table = table.set_column(i, f.name, pc.cast(table.column(i), f.type.value_type))
+    return table
 
 
-def _string_mapper(dtype: pa.DataType) -> pd.ArrowDtype | None:
-    return pd.ArrowDtype(dtype) if pa.types.is_string(dtype) else None
+def _bool(arr: pa.ChunkedArray | pa.Array, null: bool) -> np.ndarray:
+    return np.asarray(pc.fill_null(arr, null).to_numpy(zero_copy_only=False), dtype=bool)
 
 
-def _blank(s: pd.Series) -> pd.Series:
-    return s.isna() | (s.astype("string").str.strip() == "")
+def _blank(strings: pa.ChunkedArray) -> np.ndarray:
+    return _bool(pc.equal(pc.utf8_length(strings), 0), True)
 
 
-def _as_id(s: pd.Series, typ: pa.DataType, source: str, col: str) -> pd.Series:
-    if pa.types.is_integer(typ):  # integer ids are a lossless cast to string
-        return s.astype("Int64").astype("string").astype(object).where(s.notna(), None)
-    if not (pa.types.is_string(typ) or pa.types.is_large_string(typ) or pa.types.is_null(typ)):
-        raise ContractError(source, col, "string (or integer ids)", str(typ))
-    return s.astype(object).where(s.notna(), None).map(lambda v: v if v is None else str(v).strip())
+def _is_text(typ: pa.DataType) -> bool:
+    return pa.types.is_string(typ) or pa.types.is_large_string(typ) or pa.types.is_null(typ)
 
 
-def _as_timestamp(s: pd.Series, schema: pa.Schema, source: str) -> tuple[pd.Series, pd.Series]:
-    typ = schema.field("timestamp").type
-    if pa.types.is_timestamp(typ):
-        epoch = pd.Timestamp(0, tz="UTC")
-        values = (pd.to_datetime(s, utc=True) - epoch) // pd.Timedelta(seconds=1)
-    elif pa.types.is_integer(typ):
-        values = s.astype("Int64")
-    elif pa.types.is_string(typ) or pa.types.is_large_string(typ):  # CSV: parse each row
-        values = pd.to_numeric(s.astype(object), errors="coerce")
-        values = values.where(values == np.floor(values))
+def _ids(table: pa.Table, col: str, source: str) -> pa.ChunkedArray:
+    values = table.column(col)
+    if pa.types.is_integer(values.type):  # integer ids are a lossless cast to string
+        return pc.cast(values, pa.string())
+    if not _is_text(values.type):
+        raise ContractError(source, col, "string (or integer ids)", str(values.type))
+    return pc.utf8_trim_whitespace(pc.cast(values, pa.string()))
+
+
+def _text(table: pa.Table, col: str, source: str, default: str | None) -> pa.ChunkedArray:
+    if col not in table.column_names:
+        return pa.chunked_array([pa.array([default] * table.num_rows, pa.string())])
+    values = table.column(col)
+    if not _is_text(values.type):
+        raise ContractError(source, col, "string", str(values.type))
+    values = pc.cast(values, pa.string())
+    return values if default is None else pc.fill_null(values, default)
+
+
+def _values(table: pa.Table, source: str, rows: _Reasons) -> pa.Array:
+    if "value" not in table.column_names:
+        return pa.array(np.ones(table.num_rows, dtype=np.float32))
+    col = table.column("value")
+    typ = col.type
+    if pa.types.is_integer(typ) or pa.types.is_floating(typ) or pa.types.is_decimal(typ):
+        numbers = pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False)
+    elif _is_text(typ):
+        text = pc.utf8_trim_whitespace(pc.cast(col, pa.string())).to_pandas()
+        numbers = pd.to_numeric(text.astype(object), errors="coerce").to_numpy(dtype=np.float64)
+    else:
+        raise ContractError(source, "value", "float32", str(typ))
+    with np.errstate(over="ignore", invalid="ignore"):
+        as_float32 = np.asarray(numbers, dtype=np.float64).astype(np.float32)
+    bad = ~np.isfinite(as_float32)
+    rows.reject(bad, "bad_value")
+    return pa.array(np.where(bad, np.float32(0), as_float32), pa.float32())
+
+
+def _timestamps(table: pa.Table, source: str, rows: _Reasons) -> tuple[pa.Array, list[str]]:
+    col = table.column("timestamp")
+    typ = col.type
+    if pa.types.is_timestamp(typ) or pa.types.is_date(typ):
+        return _typed_timestamps(col, rows), []
+    if pa.types.is_integer(typ):
+        if pa.types.is_unsigned_integer(typ):
+            col = pc.cast(col, pa.uint64())
+            ok = _bool(pc.less_equal(col, pa.scalar(_INT64_MAX, pa.uint64())), False)
+        else:
+            ok = _bool(pc.greater_equal(col, pa.scalar(0, typ)), False)
+        values = pc.if_else(pa.array(ok), col, pa.scalar(0, col.type))
+        values = pc.cast(values, pa.int64()).to_numpy()
+    elif _is_text(typ):  # CSV: parse each row
+        values, ok = _parse_timestamps(pc.utf8_trim_whitespace(pc.cast(col, pa.string())))
     else:
         raise ContractError(source, "timestamp", "int64 unix seconds (or timestamp)", str(typ))
-    values = pd.to_numeric(values, errors="coerce")
-    bad = values.isna() | (values < 0)
-    return values.fillna(0).astype("int64"), bad
+    rows.reject(~ok, "bad_timestamp")
+    values = np.where(ok, values, 0).astype(np.int64)
+    unit = np.zeros(len(values), dtype=np.int64)
+    for limit in (_SECONDS_LIMIT, _SECONDS_LIMIT * 10**3, _SECONDS_LIMIT * 10**6):
+        unit += values >= limit
+    if not ok.any():
+        return pa.array(values, pa.int64()), []
+    common = int(np.bincount(unit[ok]).argmax())
+    rows.reject(ok & (unit != common), "timestamp_unit_mismatch")
+    if common == 0:
+        return pa.array(values, pa.int64()), []
+    name, factor = TIMESTAMP_UNITS[common]
+    median = int(np.median(values[ok & (unit == common)]))
+    when = datetime.fromtimestamp(median // factor, tz=timezone.utc).strftime("%Y-%m-%d")
+    note = (
+        f"{source}: timestamps are in {name} (median {median} is {when}; as seconds it would "
+        f"be ~{1970 + median // 31_556_952:,}): converted to seconds; events within the same "
+        "second are ordered by item id"
+    )
+    return pa.array(values // factor, pa.int64()), [note]
 
 
-def _as_value(df: pd.DataFrame, schema: pa.Schema, source: str) -> tuple[pd.Series, pd.Series]:
-    if "value" not in df.columns:
-        return pd.Series(1.0, index=df.index, dtype="float32"), pd.Series(False, index=df.index)
-    typ = schema.field("value").type
-    if not (
-        pa.types.is_integer(typ)
-        or pa.types.is_floating(typ)
-        or pa.types.is_string(typ)
-        or pa.types.is_large_string(typ)
-    ):
-        raise ContractError(source, "value", "float32", str(typ))
-    values = pd.to_numeric(df["value"].astype(object), errors="coerce")
-    bad = values.isna() | ~np.isfinite(values.fillna(0).astype(float))
-    return values.fillna(0).astype("float32"), bad
+def _typed_timestamps(col: pa.ChunkedArray, rows: _Reasons) -> pa.Array:
+    typ = col.type
+    factor = {"s": 1, "ms": 10**3, "us": 10**6, "ns": 10**9}.get(getattr(typ, "unit", "s"), 1)
+    if pa.types.is_date(typ):
+        col = pc.cast(pc.cast(col, pa.date32()), pa.timestamp("s"))
+    raw = pc.cast(col, pa.int64())
+    valid = _bool(pc.is_valid(raw), False)
+    values = np.floor_divide(pc.fill_null(raw, 0).to_numpy(zero_copy_only=False), factor)
+    bad = ~valid | (values < 0)
+    rows.reject(bad, "bad_timestamp")
+    return pa.array(np.where(bad, 0, values).astype(np.int64), pa.int64())
 
 
-def _as_text(
-    df: pd.DataFrame, col: str, schema: pa.Schema, source: str, default: str | None
-) -> pd.Series:
-    if col not in df.columns:
-        return pd.Series(default, index=df.index, dtype=object)
-    typ = schema.field(col).type
-    if not (pa.types.is_string(typ) or pa.types.is_large_string(typ) or pa.types.is_null(typ)):
-        raise ContractError(source, col, "string", str(typ))
-    s = df[col].astype(object).where(df[col].notna(), None)
-    if default is not None:
-        s = s.where(s.notna(), default)
-    return s
+def _parse_timestamps(text: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """Whole non-negative numbers within int64, exactly for digit strings ("1700000000",
+    19 digits at most), and through float for the rest ("1.7e9", "1700000000.0")."""
+    digits = _bool(pc.match_substring_regex(text, r"^[0-9]{1,19}$"), False)
+    as_uint = pc.cast(pc.if_else(pa.array(digits), text, "0"), pa.uint64())
+    exact = digits & _bool(pc.less_equal(as_uint, pa.scalar(_INT64_MAX, pa.uint64())), False)
+    zero = pa.scalar(0, pa.uint64())
+    values = pc.cast(pc.if_else(pa.array(exact), as_uint, zero), pa.int64()).to_numpy().copy()
+    rest = ~digits & _bool(pc.is_valid(text), False)
+    ok = exact.copy()
+    if rest.any():
+        strings = pd.Series(text.to_pylist(), dtype=object)[rest]
+        floats = pd.to_numeric(strings, errors="coerce").to_numpy(dtype=np.float64)
+        with np.errstate(invalid="ignore"):
+            good = np.isfinite(floats) & (floats >= 0) & (floats < 2.0**63)
+            good &= floats == np.floor(floats)
+        where = np.flatnonzero(rest)
+        values[where[good]] = floats[good].astype(np.int64)
+        ok[where[good]] = True
+    return values, ok
 
 
-def _as_categories(df: pd.DataFrame, schema: pa.Schema, source: str) -> pd.Series:
-    if "categories" not in df.columns:
-        return pd.Series([[] for _ in range(len(df))], index=df.index, dtype=object)
-    typ = schema.field("categories").type
-    if pa.types.is_list(typ) or pa.types.is_large_list(typ):
-        return df["categories"].map(lambda v: [] if v is None else [str(c) for c in v])
-    if pa.types.is_string(typ) or pa.types.is_large_string(typ):
-        return df["categories"].map(
-            lambda v: (
-                []
-                if v is None or v is pd.NA
-                else [c.strip() for c in str(v).split("|") if c.strip()]
-            )
+def _categories(table: pa.Table, source: str) -> pa.Array:
+    kind = pa.list_(pa.string())
+    if "categories" not in table.column_names:
+        return pa.array([[] for _ in range(table.num_rows)], kind)
+    col = table.column("categories")
+    typ = col.type
+    if pa.types.is_list(typ) or pa.types.is_large_list(typ) or pa.types.is_null(typ):
+        values = [
+            [str(c).strip() for c in v if c is not None and str(c).strip()] if v else []
+            for v in col.to_pylist()
+        ]
+    elif _is_text(typ):
+        values = [
+            [c.strip() for c in v.split("|") if c.strip()] if v else [] for v in col.to_pylist()
+        ]
+    else:
+        raise ContractError(
+            source, "categories", "list<string> (or '|'-separated string)", str(typ)
         )
-    raise ContractError(source, "categories", "list<string> (or '|'-separated string)", str(typ))
+    return pa.array(values, kind)
 
 
-def _split(out: pd.DataFrame, raw: pd.DataFrame, reasons: pd.Series, schema: pa.Schema) -> Checked:
-    bad = reasons.notna()
-    good = out[~bad].reset_index(drop=True)
-    fields = list(schema) + [
-        pa.field(c, pa.infer_type(good[c].head(1000).tolist()) if len(good) else pa.string())
-        for c in good.columns
-        if c not in schema.names
-    ]
-    table = pa.Table.from_pandas(good, schema=pa.schema(fields), preserve_index=False)
-    rejected = raw[bad].astype(str).assign(**{REJECTED_REASON: reasons[bad].astype(str)})
-    return Checked(table=table, rejected=rejected.reset_index(drop=True))
+def _free(name: str, taken: set[str]) -> str:
+    while name in taken:
+        name = "_" + name
+    return name
+
+
+def _split(
+    columns: list[pa.Array | pa.ChunkedArray],
+    schema: pa.Schema,
+    raw: pa.Table,
+    rows: _Reasons,
+    source: str,
+    notes: list[str],
+) -> Checked:
+    keep = pa.array(~rows.bad)
+    table = pa.Table.from_arrays([c.filter(keep) for c in columns], schema=schema)
+    taken = set(raw.column_names)
+    reason = _free(REJECTED_REASON, taken)
+    at = np.flatnonzero(rows.bad)
+    if not len(at):
+        return Checked(table, pd.DataFrame(), notes, reason)
+    bad = raw.take(pa.array(at))
+    data: dict[str, object] = {name: _strings(bad.column(name)) for name in bad.column_names}
+    data[reason] = rows.why[at].tolist()
+    data[_free(REJECTED_SOURCE, taken)] = [source] * len(at)
+    data[_free(REJECTED_ROW, taken)] = at + 1
+    return Checked(table, pd.DataFrame(data), notes, reason)
+
+
+def _strings(col: pa.ChunkedArray) -> list[str | None]:
+    """A column of rejected rows as text (nulls stay null), whatever its type."""
+    try:
+        return pc.cast(col, pa.string()).to_pylist()
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return [None if v is None else str(v) for v in col.to_pylist()]

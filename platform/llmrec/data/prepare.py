@@ -6,18 +6,33 @@ contract, writes the clean tables and the rejected rows, and splits the interact
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from llmrec.config import DataConfig
 from llmrec.data.catalogue import Catalogue
-from llmrec.data.contract import check_interactions, check_items
+from llmrec.data.contract import (
+    REJECTED_ROW,
+    REJECTED_SOURCE,
+    Checked,
+    DataError,
+    check_interactions,
+    check_items,
+)
 from llmrec.data.demo import generate_demo
+from llmrec.data.files import Read
 from llmrec.data.readers import RawData, is_movielens, read_contract_folder, read_movielens
 from llmrec.data.splits import Split, drop_items, hold_out_items, leave_one_out
+
+UNPARSABLE = "unparsable_row"
+"""Reason of a CSV row that could not be split into the header's fields."""
+REJECTED_TEXT = "rejected_text"
+"""Column of the raw text of an unparsable CSV row in ``rejected/``."""
 
 
 @dataclass
@@ -28,27 +43,39 @@ class Prepared:
     interactions: pa.Table
     items: pa.Table
     rejected: dict[str, dict[str, int]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    read: dict[str, int] = field(default_factory=dict)
 
     @property
     def catalogue(self) -> Catalogue:
         return Catalogue.from_table(self.items)
 
     def summary(self) -> str:
-        """Human-readable counts of kept and rejected rows."""
+        """Human-readable counts of rows read, kept and rejected, and the readers' notes."""
+        kept = {"items": self.items.num_rows, "interactions": self.interactions.num_rows}
         lines = [
-            f"items: {self.items.num_rows} kept, interactions: {self.interactions.num_rows} kept",
+            ", ".join(
+                f"{name}: {n} kept" + (f" of {self.read[name]} read" if name in self.read else "")
+                for name, n in kept.items()
+            )
         ]
         for table, counts in self.rejected.items():
             for reason, n in sorted(counts.items()):
                 lines.append(f"rejected {table}: {n} x {reason}")
         if any(self.rejected.values()):
             lines.append(f"rejected rows written to {self.out_dir / 'rejected'}")
+        lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
 
 
 def load_source(source: str, demo: DataConfig | None = None) -> RawData:
     """Read ``demo``, ``movielens:PATH``, a MovieLens folder/zip, or a contract folder (with
-    the items made opaque when ``data.opaque_items`` says so)."""
+    the items made opaque when ``data.opaque_items`` says so).
+
+    Raises:
+        DataSourceError: nothing usable at ``source``.
+        DataError: a file cannot be read (the message names it, and the line where known).
+    """
     raw = _read_source(source, demo)
     return opaque_items(raw) if demo is not None and demo.opaque_items else raw
 
@@ -66,7 +93,7 @@ def opaque_items(raw: RawData) -> RawData:
             "categories": pa.array([[] for _ in range(items.num_rows)], pa.list_(pa.string())),
         }
     )
-    return RawData(raw.interactions, opaque, raw.interactions_source, raw.items_source)
+    return dataclasses.replace(raw, items=opaque)
 
 
 def _read_source(source: str, demo: DataConfig | None = None) -> RawData:
@@ -81,34 +108,115 @@ def _read_source(source: str, demo: DataConfig | None = None) -> RawData:
     return read_contract_folder(source)
 
 
+def output_dir(out_dir: str | Path) -> Path:
+    """``out_dir``, created when missing.
+
+    Raises:
+        DataError: ``out_dir`` is an existing file (or cannot be created).
+    """
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise DataError(f"{out}: is a file; the output must be a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(f"{out}: cannot create the output folder ({exc.strerror})") from exc
+    return out
+
+
 def prepare(raw: RawData, out_dir: str | Path) -> Prepared:
     """Check both tables, write ``items.parquet``, ``interactions.parquet`` and ``rejected/``.
 
+    Every row read is either kept or in ``rejected/`` with its reason, file and row.
+
     Raises:
         ContractError: a column is missing or mistyped (rows are never the cause).
+        DataError: ``out_dir`` is a file, or a table kept no row at all.
     """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    items = check_items(raw.items, raw.items_source)
-    interactions = check_interactions(
-        raw.interactions, raw.interactions_source, set(items.table.column("item_id").to_pylist())
+    out = output_dir(out_dir)
+    items = _traced(check_items(raw.items, raw.items_source), raw.items_read)
+    known = set(items.table.column("item_id").to_pylist())
+    interactions = _traced(
+        check_interactions(raw.interactions, raw.interactions_source, known),
+        raw.interactions_read,
     )
-    pq.write_table(items.table, out / "items.parquet")
-    pq.write_table(interactions.table, out / "interactions.parquet")
+    checked = {"items": items, "interactions": interactions}
+    # Without pandas metadata: what pandas 3 writes there for list columns it cannot read
+    # back (`list<item: null>[pyarrow]`); pandas and pyarrow read these files either way.
+    pq.write_table(items.table.replace_schema_metadata(None), out / "items.parquet")
+    pq.write_table(interactions.table.replace_schema_metadata(None), out / "interactions.parquet")
     rejected_dir = out / "rejected"
-    for name, checked in (("items", items), ("interactions", interactions)):
+    for name, c in checked.items():
         target = rejected_dir / f"{name}.parquet"
-        if not checked.rejected.empty:
+        if not c.rejected.empty:
             rejected_dir.mkdir(exist_ok=True)
-            checked.rejected.to_parquet(target, index=False)
+            c.rejected.to_parquet(target, index=False)
         elif target.exists():
             target.unlink()
+    sources = {"items": raw.items_source, "interactions": raw.interactions_source}
+    for name, c in checked.items():
+        if c.table.num_rows == 0:
+            raise DataError(f"{sources[name]}: no usable {name}: {_nothing_kept(c, rejected_dir)}")
     return Prepared(
         out,
         interactions.table,
         items.table,
-        {"items": items.counts(), "interactions": interactions.counts()},
+        {name: c.counts() for name, c in checked.items()},
+        raw.notes + items.notes + interactions.notes,
+        {name: c.read for name, c in checked.items()},
     )
+
+
+def _nothing_kept(checked: Checked, rejected_dir: Path) -> str:
+    if not checked.read:
+        return "no rows read (a header and nothing else?)"
+    counts = ", ".join(f"{n} x {r}" for r, n in sorted(checked.counts().items()))
+    return f"all {checked.read} rows rejected ({counts}); see {rejected_dir}"
+
+
+def _traced(checked: Checked, read: Read | None) -> Checked:
+    """Rejected rows traced to their file and row, and unparsable CSV rows added to them."""
+    if read is None:
+        return checked
+    rejected = checked.rejected
+    if not rejected.empty and len(read.files) > 1:
+        source_col = _column(rejected, REJECTED_SOURCE)
+        row_col = _column(rejected, REJECTED_ROW)
+        names, rows = read.locate(rejected[row_col].to_numpy() - 1)
+        rejected = rejected.assign(**{source_col: names, row_col: rows})
+    if read.unparsed:
+        taken = set(checked.table.column_names) | set(rejected.columns)
+        extra = pd.DataFrame(
+            {
+                checked.reason_column: UNPARSABLE,
+                _column(rejected, REJECTED_SOURCE): [u.source for u in read.unparsed],
+                _column(rejected, REJECTED_ROW): [u.line for u in read.unparsed],
+                _free(REJECTED_TEXT, taken): [u.text for u in read.unparsed],
+            }
+        )
+        rejected = pd.concat([rejected, extra], ignore_index=True)
+    notes = list(checked.notes)
+    for u in read.unparsed:
+        if "\n" in u.text:
+            notes.append(
+                f"{u.source}: line {u.line}: a quoted field runs over "
+                f"{u.text.count(chr(10)) + 1} lines (an unterminated quote?); the row is in "
+                "rejected/ with its text"
+            )
+    return Checked(checked.table, rejected, notes, checked.reason_column)
+
+
+def _column(rejected: pd.DataFrame, name: str) -> str:
+    """The name ``name`` has in ``rejected`` (a leading ``_`` when the data took it)."""
+    while "_" + name in rejected.columns:
+        name = "_" + name
+    return name
+
+
+def _free(name: str, taken: set[str]) -> str:
+    while name in taken:
+        name = "_" + name
+    return name
 
 
 def split_and_save(

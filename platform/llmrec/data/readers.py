@@ -1,7 +1,9 @@
-"""Readers: contract Parquet/CSV (file or folder, any ``pyarrow.fs`` URI) and MovieLens.
+"""Readers: contract folders (``interactions.*`` and ``items.*``, any ``pyarrow.fs`` URI)
+and MovieLens in its published layouts.
 
-Readers return raw tables; :mod:`llmrec.data.contract` checks them. CSV columns that the
-contract types are read as strings so that one bad value is a rejected row, not a failed read.
+Readers return raw tables; :mod:`llmrec.data.contract` checks them. What cannot be read stops
+with a :class:`DataError` (or :class:`DataSourceError` when nothing is there) naming the file;
+``docs/data.md`` lists what each reader accepts.
 """
 
 from __future__ import annotations
@@ -10,16 +12,28 @@ import io
 import tempfile
 import urllib.request
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.csv as pacsv
-import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 
-from llmrec.data.contract import INTERACTIONS_SCHEMA, ITEMS_SCHEMA
+from llmrec.data.contract import DataError, DataSourceError
+from llmrec.data.files import Read, display, file_format, filesystem, read_paths, read_rows
+
+__all__ = [
+    "DataError",
+    "DataSourceError",
+    "RawData",
+    "Read",
+    "download_movielens",
+    "is_movielens",
+    "read_contract_folder",
+    "read_movielens",
+    "read_rows",
+    "read_table",
+]
 
 MOVIELENS_URLS = {
     "ml-100k": "https://files.grouplens.org/datasets/movielens/ml-100k.zip",
@@ -28,6 +42,7 @@ MOVIELENS_URLS = {
     "ml-25m": "https://files.grouplens.org/datasets/movielens/ml-25m.zip",
     "ml-32m": "https://files.grouplens.org/datasets/movielens/ml-32m.zip",
 }
+_RATINGS = ("u.data", "ratings.dat", "ratings.csv")
 _ML100K_GENRES = [
     "unknown",
     "Action",
@@ -51,78 +66,81 @@ _ML100K_GENRES = [
 ]
 
 
-class DataSourceError(FileNotFoundError):
-    """A data source could not be found or recognised."""
-
-
 @dataclass
 class RawData:
-    """Raw interactions and items, with where each came from (for error messages)."""
+    """Raw interactions and items, with where each came from (for error messages).
+
+    ``interactions_read``/``items_read`` trace rows to their files when they were read
+    from contract files; ``notes`` say what the readers decided (e.g. several files read).
+    """
 
     interactions: pa.Table
     items: pa.Table
     interactions_source: str
     items_source: str
+    interactions_read: Read | None = None
+    items_read: Read | None = None
+    notes: list[str] = field(default_factory=list)
 
 
 def read_table(uri: str) -> pa.Table:
     """Read one Parquet or CSV file, or a folder of them, from a path or URI.
 
-    Args:
-        uri: A local path, ``file://``, ``s3://``, ``gs://``... (whatever ``pyarrow.fs``
-            understands). Folders are read as one dataset; the format comes from the suffix
-            of the first file found.
+    See :func:`llmrec.data.files.read_rows` (this is its table, read strictly).
 
     Raises:
         DataSourceError: nothing readable at ``uri``.
+        DataError: a file cannot be parsed (the message names the file and line).
     """
-    fs, path = _filesystem(uri)
+    return read_rows(uri).table
+
+
+def read_contract_folder(uri: str, strict: bool = False) -> RawData:
+    """Read every ``interactions.*`` and ``items.*`` file or folder in a folder.
+
+    All matching entries of a table are read and concatenated (``interactions.csv`` beside
+    ``interactions.2023.csv`` and ``interactions.parquet``: a partitioned log), with a note
+    naming them. CSV rows that cannot be parsed are set aside (``strict=False``).
+
+    Raises:
+        DataSourceError: ``uri`` is missing, is a file, or lacks one of the two tables.
+    """
+    fs, path = filesystem(uri)
     info = fs.get_file_info(path)
     if info.type == pafs.FileType.NotFound:
         raise DataSourceError(f"{uri}: no such file or folder")
-    if info.type == pafs.FileType.Directory:
-        files = [
-            f.path
-            for f in fs.get_file_info(pafs.FileSelector(path, recursive=True))
-            if f.type == pafs.FileType.File and _format(f.path)
-        ]
-        if not files:
-            raise DataSourceError(f"{uri}: folder holds no .parquet or .csv files")
-        fmt = _format(files[0])
-        if fmt == "csv":
-            return pa.concat_tables(
-                [_read_csv(fs, f) for f in sorted(files)], promote_options="default"
-            )
-        return pads.dataset(sorted(files), filesystem=fs, format="parquet").to_table()
-    fmt = _format(path)
-    if fmt == "csv":
-        return _read_csv(fs, path)
-    if fmt == "parquet":
-        return pads.dataset(path, filesystem=fs, format="parquet").to_table()
-    raise DataSourceError(f"{uri}: expected a .parquet or .csv file")
-
-
-def read_contract_folder(uri: str) -> RawData:
-    """Read ``interactions.(parquet|csv)`` (or folder) and ``items.*`` from a folder."""
-    fs, path = _filesystem(uri)
-    found = {}
-    for info in fs.get_file_info(pafs.FileSelector(path)):
-        stem = Path(info.path).name.split(".")[0]
-        if stem in ("interactions", "items"):
-            found[stem] = (
-                info.path if "://" not in uri else uri.rstrip("/") + "/" + Path(info.path).name
-            )
-    missing = {"interactions", "items"} - set(found)
+    if info.type != pafs.FileType.Directory:
+        raise DataSourceError(
+            f"{uri}: is a file; expected a folder holding interactions.* and items.* "
+            "(Parquet or CSV), or a MovieLens folder or zip"
+        )
+    entries = sorted(fs.get_file_info(pafs.FileSelector(path)), key=lambda e: e.path)
+    found: dict[str, list[pafs.FileInfo]] = {"interactions": [], "items": []}
+    for entry in entries:
+        stem = Path(entry.path).name.split(".")[0]
+        if stem in found and (entry.type == pafs.FileType.Directory or file_format(entry.path)):
+            found[stem].append(entry)
+    missing = sorted(k for k, v in found.items() if not v)
     if missing:
         raise DataSourceError(
-            f"{uri}: expected interactions.(parquet|csv) and items.(parquet|csv), "
-            f"missing {sorted(missing)}"
+            f"{uri}: expected interactions.(parquet|csv) and items.(parquet|csv), missing {missing}"
         )
+    reads, notes = {}, []
+    for kind, matched in found.items():
+        named = [(e.path, display(uri, path, e.path)) for e in matched]
+        reads[kind] = read_paths(fs, named, strict)
+        if len(matched) > 1:
+            names = ", ".join(Path(e.path).name for e in matched)
+            notes.append(f"{kind}: read {len(matched)} files as one table: {names}")
+    first = {k: display(uri, path, v[0].path) for k, v in found.items()}
     return RawData(
-        read_table(found["interactions"]),
-        read_table(found["items"]),
-        found["interactions"],
-        found["items"],
+        reads["interactions"].table,
+        reads["items"].table,
+        first["interactions"],
+        first["items"],
+        reads["interactions"],
+        reads["items"],
+        notes,
     )
 
 
@@ -131,7 +149,7 @@ def is_movielens(uri: str) -> bool:
     p = Path(uri)
     if p.suffix == ".zip":
         return True
-    return p.is_dir() and any((p / f).exists() for f in ("u.data", "ratings.dat", "ratings.csv"))
+    return p.is_dir() and any((p / f).exists() for f in _RATINGS)
 
 
 def read_movielens(uri: str) -> RawData:
@@ -139,23 +157,38 @@ def read_movielens(uri: str) -> RawData:
     latest-small/25M/32M (``ratings.csv``/``movies.csv``, ``tags.csv`` when present), from
     a folder or the official zip, into contract-shaped tables (ratings become
     ``event="rating"``, ``value`` = the rating; genres become categories).
+
+    Raises:
+        DataSourceError: ``uri`` is missing or is not a MovieLens folder or zip.
+        DataError: a file cannot be read (the message names it).
     """
     path = Path(uri)
+    if not path.exists():
+        raise DataSourceError(f"{uri}: no such file or folder")
     if path.suffix == ".zip":
-        tmp = Path(tempfile.mkdtemp(prefix="llmrec-ml-"))
+        path = _unzip(path)
+    readers = {"u.data": _ml100k, "ratings.dat": _ml1m, "ratings.csv": _ml_csv}
+    for ratings, reader in readers.items():
+        if (path / ratings).exists():
+            try:
+                return reader(path)
+            except (pd.errors.ParserError, UnicodeDecodeError, ValueError, KeyError) as exc:
+                raise DataError(f"{path}: not a readable MovieLens folder ({exc})") from exc
+    raise DataSourceError(f"{uri}: no u.data, ratings.dat or ratings.csv: not a MovieLens folder")
+
+
+def _unzip(path: Path) -> Path:
+    tmp = Path(tempfile.mkdtemp(prefix="llmrec-ml-"))
+    try:
         with zipfile.ZipFile(path) as zf:
             zf.extractall(tmp)
-        inner = [p for p in tmp.rglob("*") if p.name in ("u.data", "ratings.dat", "ratings.csv")]
-        if not inner:
-            raise DataSourceError(f"{uri}: zip holds no MovieLens ratings file")
-        path = inner[0].parent
-    if (path / "u.data").exists():
-        return _ml100k(path)
-    if (path / "ratings.dat").exists():
-        return _ml1m(path)
-    if (path / "ratings.csv").exists():
-        return _ml_csv(path)
-    raise DataSourceError(f"{uri}: no u.data, ratings.dat or ratings.csv: not a MovieLens folder")
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError) as exc:
+        raise DataError(f"{path}: not a readable zip archive ({exc})") from exc
+    inner = [p for p in tmp.rglob("*") if p.name in _RATINGS]
+    if not inner:
+        names = ", ".join(_RATINGS)
+        raise DataSourceError(f"{path}: zip holds no MovieLens ratings file ({names})")
+    return inner[0].parent
 
 
 def download_movielens(name: str, dest: str | Path) -> Path:
@@ -252,27 +285,3 @@ def _raw(ratings: pd.DataFrame, items: pd.DataFrame, rsrc: Path, isrc: Path) -> 
         str(rsrc),
         str(isrc),
     )
-
-
-def _filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
-    if "://" in uri:
-        return pafs.FileSystem.from_uri(uri)
-    return pafs.LocalFileSystem(), str(Path(uri).resolve())
-
-
-def _format(path: str) -> str | None:
-    name = path.lower()
-    if name.endswith((".parquet", ".pq")):
-        return "parquet"
-    if name.endswith((".csv", ".csv.gz")):
-        return "csv"
-    return None
-
-
-def _read_csv(fs: pafs.FileSystem, path: str) -> pa.Table:
-    typed = {f.name: pa.string() for f in (*INTERACTIONS_SCHEMA, *ITEMS_SCHEMA)}
-    with fs.open_input_stream(path) as stream:
-        return pacsv.read_csv(
-            stream,
-            convert_options=pacsv.ConvertOptions(column_types=typed, strings_can_be_null=True),
-        )

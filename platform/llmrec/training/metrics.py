@@ -62,7 +62,7 @@ def top_k_lists(scores: np.ndarray, exclude: Sequence[Sequence[int]], k: int = 1
 def beyond_accuracy(
     top: np.ndarray,
     num_items: int,
-    item_features: np.ndarray,
+    item_features: np.ndarray | None,
     item_counts: np.ndarray,
     num_users: int,
 ) -> dict[str, float]:
@@ -72,23 +72,43 @@ def beyond_accuracy(
         top: ``[users, k]`` recommended item indices.
         num_items: Catalogue size.
         item_features: ``[items, f]`` vectors for diversity (e.g. multi-hot categories);
-            intra-list diversity is the mean pairwise ``1 - cosine`` within a list.
+            intra-list diversity is the mean pairwise ``1 - cosine`` within a list, over the
+            pairs of distinct positions whose items both have a non-zero vector (the cosine
+            of a zero vector is undefined). NaN when no list has such a pair, or when
+            ``item_features`` is None: an undefined measure is not a number.
         item_counts: Training interactions per item (popularity).
         num_users: Users in the training data (popularity share = count / users).
     """
     exposure = np.bincount(top.ravel(), minlength=num_items).astype(np.float64)
     coverage = float((exposure > 0).mean())
+    share = np.clip(item_counts.astype(np.float64) / max(num_users, 1), 1e-12, None)
+    novelty = float((-np.log2(share[top])).mean())
+    return {
+        "coverage": coverage,
+        "diversity": intra_list_diversity(top, item_features),
+        "novelty": novelty,
+        "gini": gini(exposure),
+    }
+
+
+def intra_list_diversity(top: np.ndarray, item_features: np.ndarray | None) -> float:
+    """Mean pairwise ``1 - cosine`` within each list, averaged over lists (see
+    :func:`beyond_accuracy`); NaN when undefined."""
+    if item_features is None:
+        return float("nan")
     feats = item_features.astype(np.float64)
     norms = np.linalg.norm(feats, axis=1, keepdims=True)
+    has = norms[:, 0] > 0
     feats = np.divide(feats, norms, out=np.zeros_like(feats), where=norms > 0)
     lists = feats[top]  # [users, k, f]
     sims = np.einsum("ukf,ujf->ukj", lists, lists)
     k = top.shape[1]
-    pairs = k * (k - 1)
-    ild = float(((1.0 - sims).sum(axis=(1, 2)) / pairs).mean()) if pairs else 0.0
-    share = np.clip(item_counts.astype(np.float64) / max(num_users, 1), 1e-12, None)
-    novelty = float((-np.log2(share[top])).mean())
-    return {"coverage": coverage, "diversity": ild, "novelty": novelty, "gini": gini(exposure)}
+    ok = has[top][:, :, None] & has[top][:, None, :] & ~np.eye(k, dtype=bool)[None]
+    pairs = ok.sum(axis=(1, 2))
+    if not pairs.any():
+        return float("nan")
+    distance = np.where(ok, 1.0 - sims, 0.0).sum(axis=(1, 2))
+    return float((distance[pairs > 0] / pairs[pairs > 0]).mean())
 
 
 def gini(values: np.ndarray) -> float:

@@ -8,6 +8,7 @@ vectors, novelty, Gini of exposure).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -79,6 +80,10 @@ class Protocol:
     max_users: int = 0
     """Users scored per part (0: all), drawn with ``seed``; models are fitted on everyone."""
     seed: int = 0
+    diversity_vectors: np.ndarray | None = None
+    """``[items, f]`` vectors of the intra-list diversity measure; None: undefined."""
+    diversity_basis: str = "undefined"
+    """What ``diversity_vectors`` are (printed beside the table)."""
 
     @classmethod
     def create(
@@ -92,12 +97,28 @@ class Protocol:
         """The protocol ranks against the items left after k-core filtering (as the
         reference implementation does), not the whole raw catalogue. ``cold`` items were
         held out of training entirely. ``max_users`` samples the users who are scored (a
-        full ranking over a million items for every user is the protocol's cost)."""
-        return cls(split, catalogue.subset(split.item_ids()), cold, max_users, seed)
+        full ranking over a million items for every user is the protocol's cost). Diversity
+        is measured on category vectors; a catalogue without categories leaves it undefined
+        (see :meth:`with_item_vectors`)."""
+        ranked = catalogue.subset(split.item_ids())
+        if not ranked.categories:
+            undefined = "undefined: the items have no categories"
+            return cls(split, ranked, cold, max_users, seed, None, undefined)
+        vectors = ranked.category_vectors()
+        return cls(split, ranked, cold, max_users, seed, vectors, "category vectors")
 
     def scored(self, part: EvalPart) -> EvalPart:
         """The users of ``part`` that are scored (all, or the seeded sample)."""
         return sample_users(part, self.max_users, self.seed)
+
+    def with_item_vectors(self, vectors: np.ndarray, name: str) -> Protocol:
+        """This protocol measuring diversity on ``vectors`` (``[items, f]``, e.g. a model's
+        item embeddings) when the catalogue has no categories; unchanged otherwise."""
+        if self.diversity_vectors is not None:
+            return self
+        return dataclasses.replace(
+            self, diversity_vectors=vectors, diversity_basis=f"item embeddings of {name}"
+        )
 
     def part(self, name: str) -> EvalPart:
         rows = self.split.part(name)
@@ -120,7 +141,7 @@ def evaluate(protocol: Protocol, part: EvalPart, scores: np.ndarray) -> dict[str
     top = top_k_lists(scores, part.histories, 10)
     counts = np.bincount([i for h in part.histories for i in h], minlength=len(protocol.catalogue))
     out |= beyond_accuracy(
-        top, len(protocol.catalogue), protocol.category_vectors(), counts, len(part.histories)
+        top, len(protocol.catalogue), protocol.diversity_vectors, counts, len(part.histories)
     )
     return out
 
@@ -181,9 +202,15 @@ def to_markdown(table: pd.DataFrame) -> str:
     cols = list(table.columns)
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for _, row in table.iterrows():
-        cells = [f"{v:.4f}" if isinstance(v, float) else str(v) for v in row]
+        cells = [_cell(v) for v in row]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return "n/a" if np.isnan(value) else f"{value:.4f}"
+    return str(value)
 
 
 def user_vectors(towers: Towers, part: EvalPart) -> np.ndarray:
@@ -364,7 +391,7 @@ def diversity_sweep(
     """
     cand = top_k_lists(scores, part.histories, depth)
     counts = np.bincount([i for h in part.histories for i in h], minlength=len(protocol.catalogue))
-    cats = protocol.category_vectors()
+    cats = protocol.diversity_vectors
     rows = []
     for method in methods:
         for strength in strengths:

@@ -13,6 +13,7 @@ import ray.train
 import torch
 from ray.train.torch import TorchTrainer
 
+from llmrec import console
 from llmrec.config import Config
 from llmrec.training.evaluation import EvalSet
 from llmrec.training.loop import read_history, train_loop_per_worker
@@ -104,6 +105,10 @@ def run_training(
             storage_path=storage,
             failure_config=ray.train.FailureConfig(max_failures=t.max_failures),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=t.num_to_keep),
+            # Ray Train V2's RunConfig (the stubs mypy reads are V1's)
+            logging_config=ray.train.LoggingConfig(  # type: ignore[call-arg]
+                log_level=console.train_log_level()
+            ),
         ),
         datasets={"train": train_ds},
     )
