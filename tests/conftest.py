@@ -79,8 +79,8 @@ def trained(ray_local, tmp_path_factory: pytest.TempPathFactory) -> dict:
         "data.max_history=5",
         "model.max_query_tokens=64",
         "model.max_item_tokens=32",
-        "train.epochs=2",
-        "train.batch_size=16",
+        "train.epochs=10",  # the sequential design: ~8 steps an epoch on this data
+        "train.batch_size=8",
         "train.num_workers=2",
         f"train.storage_path={root / 'train'}",
         "train.run_name=test-run",
