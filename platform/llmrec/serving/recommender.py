@@ -25,12 +25,14 @@ from llmrec.serving.settings import ServeSettings
 
 
 class RequestError(ValueError):
-    """A request that cannot be served as asked; ``status`` is the HTTP status to answer."""
+    """A request that cannot be served as asked; ``status`` is the HTTP status to answer,
+    ``field`` the request field at fault (None: the request as a whole)."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, field: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.field = field
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,9 @@ class QueryBuilder:
         and for text or histories over the configured limits."""
         if req.query is not None and len(req.query) > self.max_query_chars:
             raise RequestError(
-                422, f"query is {len(req.query)} characters; the limit is {self.max_query_chars}"
+                422,
+                f"query is {len(req.query)} characters; the limit is {self.max_query_chars}",
+                "query",
             )
         seen: frozenset[str] | tuple[str, ...]
         if req.user_id is not None:
@@ -89,19 +93,22 @@ class QueryBuilder:
                 raise RequestError(
                     422,
                     f"history has {len(history)} items; the limit is {self.max_request_history}",
+                    "history",
                 )
             unknown = [i for i in history if i not in self.catalogue]
             if unknown:
-                raise RequestError(422, _listed(unknown, "unknown item ids in history"))
+                raise RequestError(422, _listed(unknown, "unknown item ids in history"), "history")
             seen = tuple(history)
         unknown = [i for i in req.exclude if i not in self.catalogue]
         if unknown:
-            raise RequestError(422, _listed(unknown, "unknown item ids in exclude"))
+            raise RequestError(422, _listed(unknown, "unknown item ids in exclude"), "exclude")
         wanted = set(self.categories)
         bad = [c for c in req.categories if c not in wanted]
         if bad:
             raise RequestError(
-                422, _listed(bad, "unknown categories") + f" (known: {', '.join(self.categories)})"
+                422,
+                _listed(bad, "unknown categories") + f" (known: {', '.join(self.categories)})",
+                "categories",
             )
         text = render_user(history, self.catalogue.items, req.query, self.max_history)
         return Query(
@@ -126,6 +133,7 @@ class QueryBuilder:
             404,
             f"unknown user_id {user_id!r}: no history in the logs or feedback; "
             "send a history or a query instead",
+            "user_id",
         )
 
 

@@ -6,6 +6,7 @@ ones (``max_query_chars``, ``max_history``), checked when the query is built.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -18,12 +19,35 @@ MAX_EVENTS = 100
 
 EventKind = Literal["view", "click", "like", "purchase", "rating", "dislike", "skip"]
 
+NONBLANK = r"[^ \t\n\r\f\v]"
+"""A query counts when it holds a character other than ASCII white space; the same regular
+expression in the OpenAPI schema and in the check, so that both agree on every input."""
+
+_STRING = {"type": "string"}
+_ITEMS = {"type": "array", "minItems": 1}
+# What the validator below checks, in the schema too: a client (or a fuzzer) that follows the
+# schema is never refused, and a body the schema calls invalid is refused.
+_ONE_OF_THE_THREE: dict[str, Any] = {
+    "anyOf": [
+        {"required": ["user_id"], "properties": {"user_id": _STRING}},
+        {"required": ["history"], "properties": {"history": _ITEMS}},
+        {"required": ["query"], "properties": {"query": {**_STRING, "pattern": NONBLANK}}},
+    ],
+    "not": {
+        "required": ["user_id", "history"],
+        "properties": {"user_id": _STRING, "history": _ITEMS},
+    },
+}
+
 
 class RecommendRequest(BaseModel):
     """Who to recommend for: a known ``user_id``, or a ``history`` of item ids and/or a
-    free-text ``query``. With a ``user_id``, a ``query`` refines that user's request."""
+    free-text ``query``. With a ``user_id``, a ``query`` refines that user's request.
 
-    model_config = ConfigDict(extra="forbid")
+    Strict types over HTTP (``"k": "5"`` is refused, as the schema says); Python callers
+    may pass ``strict=False`` to ``model_validate``."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra=_ONE_OF_THE_THREE)
 
     user_id: str | None = Field(
         None, min_length=1, max_length=200, description="A user seen in the logs or feedback."
@@ -53,11 +77,16 @@ class RecommendRequest(BaseModel):
 
     @model_validator(mode="after")
     def _something_to_go_on(self) -> RecommendRequest:
-        if not self.user_id and not self.history and not (self.query and self.query.strip()):
+        if not self.user_id and not self.history and not has_text(self.query):
             raise ValueError("give a user_id, a non-empty history or a query")
         if self.user_id and self.history:
             raise ValueError("give either user_id or history, not both")
         return self
+
+
+def has_text(query: str | None) -> bool:
+    """Whether ``query`` holds something to encode (see :data:`NONBLANK`)."""
+    return query is not None and re.search(NONBLANK, query) is not None
 
 
 class RecommendedItem(BaseModel):
@@ -74,7 +103,7 @@ class RecommendResponse(BaseModel):
 class FeedbackEvent(BaseModel):
     """What a user did with an item."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     user_id: str = Field(min_length=1, max_length=200)
     item_id: str = Field(min_length=1, max_length=200)
@@ -91,7 +120,7 @@ class FeedbackEvent(BaseModel):
 class FeedbackRequest(BaseModel):
     """One event, or ``{"events": [...]}`` (up to 100), committed together."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     events: list[FeedbackEvent] = Field(min_length=1, max_length=MAX_EVENTS)
 
@@ -112,6 +141,12 @@ class UserHistory(BaseModel):
     user_id: str
     history: list[str] = Field(description="Items that build the user's text, oldest first.")
     recent_feedback: list[dict[str, Any]]
+
+
+class ReloadResponse(BaseModel):
+    changed: bool = Field(description="Whether the served version changed.")
+    model_version: str
+    follows: str = Field(description="The alias or version the server follows.")
 
 
 class Health(BaseModel):

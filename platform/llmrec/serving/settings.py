@@ -15,10 +15,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from llmrec.config import DEFAULT_TRACKING_URI
 
-EDGE: dict[str, Any] = {"max_body_bytes": 64 * 1024, "requests": None}
-"""Per-process state of the HTTP edge (body limit, request counter), set by the ingress
-replica. It lives in this importable module, read as ``settings.EDGE``, because Ray Serve
-ships the deployment's own module by value: a dict global there would be a copy."""
+EDGE: dict[str, Any] = {"max_body_bytes": 64 * 1024, "requests": None, "secured": False}
+"""Per-process state of the HTTP edge (body limit, request counter, whether a bearer token is
+set: :mod:`llmrec.serving.edge`), set by the ingress replica. It lives in this importable
+module, read as ``settings.EDGE``, because Ray Serve ships the deployment's own module by
+value: a dict global there would be a copy."""
 
 
 class SettingsError(ValueError):
@@ -60,6 +61,14 @@ class ServeSettings(BaseModel):
     history_db: str = "runs/serve/history.sqlite"
     feedback_dir: str = "runs/feedback"
     watch_interval_s: float = Field(default=10.0, ge=0.0, description="0: do not watch the alias.")
+    retry_deadline_s: float = Field(
+        default=20.0,
+        gt=0.0,
+        le=300.0,
+        description="How long the ingress retries an encoder/ranker call whose replica died "
+        "(waiting for its replacement) before answering 503; keep it under the HTTP proxy's "
+        "request_timeout_s.",
+    )
 
     @classmethod
     def from_args(cls, args: dict[str, Any]) -> ServeSettings:
