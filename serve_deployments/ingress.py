@@ -236,7 +236,7 @@ class Ingress:
     @api.post(
         "/feedback",
         response_model=FeedbackResponse,
-        responses=error_responses(401, 413, 415, 422),
+        responses=error_responses(401, 404, 413, 415, 422),
     )
     async def feedback(
         self,
@@ -252,7 +252,7 @@ class Ingress:
         unknown = [e.item_id for e in given if e.item_id not in catalogue]
         if unknown:
             shown = ", ".join(repr(i) for i in unknown[:10])
-            raise ApiError(422, f"unknown item ids: {shown}", ("body", "item_id"), "unknown_item")
+            raise ApiError(404, f"unknown item ids: {shown}", ("body", "item_id"))
         now = int(time.time())
         events = [
             Event(e.user_id, e.item_id, e.event, e.value, e.query, e.timestamp or now)

@@ -96,11 +96,13 @@ def test_every_error_has_the_one_shape(client):
     item = _one_error(r, 401, "unauthorized")
     assert r.headers["www-authenticate"] == "Bearer" and item["loc"] == ["header", "authorization"]
     _one_error(client.post("/echo", content=b"{bad", headers=_json()), 422, "json_invalid")
+    _one_error(client.post("/echo", content=b"\xff\xfe{", headers=_json()), 422, "json_invalid")
     assert [t["route"] for t in client.counter.tags] == [
         "/echo",
         UNMATCHED,
         "/echo",
         "/users/{user_id}/history",
+        "/echo",
         "/echo",
     ]
 
@@ -167,6 +169,8 @@ SCHEMA = RecommendRequest.model_json_schema()
         {"query": "x", "history": []},
         {"query": "x", "k": "5"},
         {"query": "x", "k": True},
+        {"query": "x", "k": 6.0},
+        {"query": "x", "k": 6.5},
         {"history": ["a"], "query": None},
         {"user_id": "用户一", "query": "书"},
     ],

@@ -42,7 +42,7 @@ ERROR_TYPES: dict[int, str] = {
 
 DESCRIPTIONS: dict[int, str] = {
     401: "Missing or wrong bearer token (only when the server runs with LLMREC_API_TOKEN).",
-    404: "The user (or route) is not known.",
+    404: "A user, item or category the served version does not know (or an unknown route).",
     413: "The request body is over the server's `max_body_bytes`.",
     415: "The body is not JSON (`Content-Type: application/json`).",
     422: "The request is not valid: each problem names its field.",
@@ -128,6 +128,9 @@ async def _on_validation(_: Request, exc: Exception) -> JSONResponse:
 async def _on_http(_: Request, exc: Exception) -> JSONResponse:
     """Starlette's and FastAPI's own HTTP errors (404 route, 405 method, 400 body) too."""
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400:  # FastAPI could not decode the body (not UTF-8, say)
+        msg = f"the body is not valid JSON: {exc.detail}"
+        return JSONResponse({"detail": [error_item(msg, ("body",), "json_invalid")]}, 422)
     if isinstance(exc.detail, list):  # already a list of problems
         items = exc.detail
     else:

@@ -76,8 +76,9 @@ class QueryBuilder:
         self.categories = self.catalogue.categories
 
     def build(self, req: RecommendRequest) -> Query:
-        """Raises RequestError 404 for an unknown user, 422 for unknown items or categories
-        and for text or histories over the configured limits."""
+        """Raises RequestError 404 for an unknown user, item or category (well-formed, but
+        not in this version's catalogue), 422 for text or histories over the configured
+        limits."""
         if req.query is not None and len(req.query) > self.max_query_chars:
             raise RequestError(
                 422,
@@ -97,16 +98,16 @@ class QueryBuilder:
                 )
             unknown = [i for i in history if i not in self.catalogue]
             if unknown:
-                raise RequestError(422, _listed(unknown, "unknown item ids in history"), "history")
+                raise RequestError(404, _listed(unknown, "unknown item ids in history"), "history")
             seen = tuple(history)
         unknown = [i for i in req.exclude if i not in self.catalogue]
         if unknown:
-            raise RequestError(422, _listed(unknown, "unknown item ids in exclude"), "exclude")
+            raise RequestError(404, _listed(unknown, "unknown item ids in exclude"), "exclude")
         wanted = set(self.categories)
         bad = [c for c in req.categories if c not in wanted]
         if bad:
             raise RequestError(
-                422,
+                404,
                 _listed(bad, "unknown categories") + f" (known: {', '.join(self.categories)})",
                 "categories",
             )

@@ -7,9 +7,9 @@ ones (``max_query_chars``, ``max_history``), checked when the query is built.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 MAX_K = 100
 MAX_QUERY_CHARS = 1000
@@ -18,6 +18,18 @@ MAX_EXCLUDE = 1000
 MAX_EVENTS = 100
 
 EventKind = Literal["view", "click", "like", "purchase", "rating", "dislike", "skip"]
+
+
+
+def _integral(value: Any) -> Any:
+    """JSON Schema counts 6.0 as an integer; so do we (but not "6" nor true)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+JsonInt = Annotated[int, BeforeValidator(_integral)]
+"""An integer as JSON Schema defines it, checked strictly otherwise."""
 
 NONBLANK = r"[^ \t\n\r\f\v]"
 """A query counts when it holds a character other than ASCII white space; the same regular
@@ -58,7 +70,7 @@ class RecommendRequest(BaseModel):
     query: str | None = Field(
         None, max_length=MAX_QUERY_CHARS, description="Free text the user typed."
     )
-    k: int = Field(10, ge=1, le=MAX_K, description="How many items to return.")
+    k: JsonInt = Field(10, ge=1, le=MAX_K, description="How many items to return.")
     exclude: list[str] = Field(
         default_factory=list, max_length=MAX_EXCLUDE, description="Item ids never to return."
     )
@@ -112,7 +124,7 @@ class FeedbackEvent(BaseModel):
         1.0, ge=-1e6, le=1e6, allow_inf_nan=False, description="A rating, or a weight."
     )
     query: str | None = Field(None, max_length=MAX_QUERY_CHARS, description="Text typed, if any.")
-    timestamp: int | None = Field(
+    timestamp: JsonInt | None = Field(
         None, ge=0, le=32503680000, description="Unix seconds; default: when received."
     )
 
