@@ -242,7 +242,7 @@ def test_feedback_needs_the_token(server):
 
 
 @pytest.mark.parametrize(
-    ("body", "message"),
+    ("body", "status", "message"),
     [
         ({"user_id": "u0001", "item_id": "zzz"}, 404, "unknown item ids: 'zzz'"),
         ({"user_id": "u0001", "item_id": "i0001", "event": "teleport"}, 422, "Input should be"),
@@ -317,22 +317,47 @@ def kill_replica(app: str, deployment: str) -> str:
 
 
 def test_feedback_survives_a_killed_server(server):
-    """The ingress replica is killed right after its 200; Serve starts another and the
-    new replica has the event (history and Parquet log)."""
+    """The ingress replica is killed under load, right after a feedback 200; Serve starts
+    another, which has the event (history and Parquet log). Requests lost with the dead
+    replica are answered 503 (never 500), the others 200."""
     item = server["bundle"].catalogue.ids[7]
     event = {"user_id": "durable-user", "item_id": item, "event": "like"}
-    r = post(server, event, "/feedback", headers=AUTH)
-    assert r.status_code == 200, r.text
-    before = kill_replica("llmrec", "Ingress")
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        with contextlib.suppress(requests.RequestException):
-            alive = replicas("llmrec", "Ingress")
-            up = alive not in ([], [before])
-            if up and requests.get(f"{server['url']}/healthz", timeout=5).status_code == 200:
-                break
+    request = {"history": list(server["bundle"].catalogue.ids[30:33]), "k": 5}
+    results, stop = [], threading.Event()
+
+    def hammer():
+        while not stop.is_set():
+            try:
+                r = post(server, request)
+                results.append((r.status_code, r.json()))
+            except Exception as exc:
+                results.append((599, repr(exc)))
+
+    with ThreadPoolExecutor(4) as pool:
+        for _ in range(4):
+            pool.submit(hammer)
         time.sleep(1)
+        r = post(server, event, "/feedback", headers=AUTH)
+        assert r.status_code == 200, r.text
+        before = kill_replica("llmrec", "Ingress")
+        deadline = time.time() + 180
+        while time.time() < deadline:
+            with contextlib.suppress(requests.RequestException):
+                alive = replicas("llmrec", "Ingress")
+                up = alive not in ([], [before])
+                if up and requests.get(f"{server['url']}/healthz", timeout=5).status_code == 200:
+                    break
+            time.sleep(1)
+        time.sleep(1)
+        stop.set()
     assert replicas("llmrec", "Ingress") not in ([], [before])  # a new replica
+    statuses = [s for s, _ in results]
+    print(f"ingress killed under load: {len(results)} requests, {statuses.count(503)} 503")
+    assert set(statuses) <= {200, 503}, [r for r in results if r[0] not in (200, 503)][:3]
+    for status, body in results:
+        if status == 503:
+            assert ErrorBody.model_validate(body).detail[0].type == "service_unavailable"
+    assert statuses[-1] == 200
     history = requests.get(
         f"{server['url']}/users/durable-user/history", headers=AUTH, timeout=30
     ).json()

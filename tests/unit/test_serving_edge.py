@@ -14,6 +14,7 @@ from llmrec.serving import RecommendRequest
 from llmrec.serving import settings as serving_settings
 from llmrec.serving.edge import UNMATCHED, BearerAuth, EdgeMiddleware, openapi_document, sha256
 from llmrec.serving.errors import ApiError, ErrorBody, error_responses, install_error_handlers
+from llmrec.serving.proxy import ReplicaLostMiddleware, middlewares
 from llmrec.serving.resilience import RetryPolicy, Unavailable, caused_by, retry
 from llmrec.serving.versions import VersionCache
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -243,3 +244,37 @@ def test_retry_survives_replica_deaths_and_gives_up_at_the_deadline():
     with pytest.raises(ValueError):
         asyncio.run(retry(bug, death, policy))
     assert RetryPolicy(deadline_s=0).problems() == ["retry.deadline_s must be > 0, got 0"]
+
+
+def _run_asgi(app) -> list[dict]:
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    asyncio.run(ReplicaLostMiddleware(app)({"type": "http"}, receive, send))
+    return sent
+
+
+def test_the_proxy_answers_503_for_a_request_whose_replica_died():
+    async def died(scope, receive, send):  # what Ray's proxy does on RayActorError
+        return None
+
+    async def raised(scope, receive, send):
+        raise RuntimeError("actor died")
+
+    async def answered(scope, receive, send):
+        await send({"type": "http.response.start", "status": 500, "headers": []})
+        await send({"type": "http.response.body", "body": b"own error"})
+
+    for app in (died, raised):
+        start, body = _run_asgi(app)
+        assert start["status"] == 503 and (b"retry-after", b"1") in start["headers"]
+        (item,) = ErrorBody.model_validate_json(body["body"]).detail
+        assert item.type == "service_unavailable" and "retry" in item.msg
+    start, body = _run_asgi(answered)  # the ingress's own answers pass untouched
+    assert start["status"] == 500 and body["body"] == b"own error"
+    assert [type(m.cls) for m in middlewares()] == [type(ReplicaLostMiddleware)]

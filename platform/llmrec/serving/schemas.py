@@ -20,7 +20,6 @@ MAX_EVENTS = 100
 EventKind = Literal["view", "click", "like", "purchase", "rating", "dislike", "skip"]
 
 
-
 def _integral(value: Any) -> Any:
     """JSON Schema counts 6.0 as an integer; so do we (but not "6" nor true)."""
     if isinstance(value, float) and value.is_integer():

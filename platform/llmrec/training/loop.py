@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -197,10 +198,14 @@ def _encode_catalogue(scorer: LLMScorer, texts: list[str]) -> torch.Tensor | Non
 
 
 def _gather_placement(samples: int) -> list[dict[str, Any]]:
-    """Per worker (rank order): the Ray node it ran on and the examples it trained on."""
+    """Per worker (rank order): the Ray node and actor it ran on (and its process id), and
+    the examples it trained on."""
+    context = ray.get_runtime_context()
     mine = {
         "rank": ray.train.get_context().get_world_rank(),
-        "node_id": ray.get_runtime_context().get_node_id(),
+        "node_id": context.get_node_id(),
+        "actor_id": context.get_actor_id(),
+        "pid": os.getpid(),
         "samples": samples,
     }
     if not (dist.is_available() and dist.is_initialized()):
