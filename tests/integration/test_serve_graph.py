@@ -126,6 +126,38 @@ def test_ranking_a_group_answers_each_request_as_alone(server):
     assert [len(a) for a in together] == [10, 6, 8, 3]
 
 
+def test_cached_vectors_of_known_users_give_the_encoders_answers(server):
+    """Known users' query vectors are precomputed when the version loads and served from
+    the ingress's cache; their top-10 equal those of the same history sent as a history
+    (always encoded), before and after the user's feedback changes that history."""
+    bundle = server["bundle"]
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        ready = requests.get(f"{server['url']}/readyz", timeout=30).json()
+        if ready["cached_users"] >= len(bundle.histories):
+            break
+        time.sleep(1)
+    assert ready["cached_users"] >= len(bundle.histories)
+    store = HistoryStore(server["settings"]["history_db"])
+    users = [u for u in list(bundle.histories)[10:30] if not store.events(u)]
+    for user in users:
+        cached = ids_of(post(server, {"user_id": user, "k": 10}))
+        history = list(store.user(user).history)
+        assert cached == ids_of(post(server, {"history": history, "k": 10})), user
+    user = users[0]
+    event = {"user_id": user, "item_id": cached_first(server, user), "event": "like"}
+    assert post(server, event, "/feedback", headers=AUTH).status_code == 200
+    history = list(store.user(user).history)
+    assert history[-1] == event["item_id"]
+    assert ids_of(post(server, {"user_id": user, "k": 10})) == ids_of(
+        post(server, {"history": history, "k": 10})
+    )
+
+
+def cached_first(server, user):
+    return ids_of(post(server, {"user_id": user, "k": 1}))[0]
+
+
 def test_history_and_query_request(server):
     catalogue = server["bundle"].catalogue
     history = list(catalogue.ids[:3])

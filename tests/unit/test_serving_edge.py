@@ -7,11 +7,13 @@ import time
 from typing import Annotated
 
 import jsonschema
+import numpy as np
 import pytest
 from fastapi import FastAPI, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from llmrec.serving import RecommendRequest
 from llmrec.serving import settings as serving_settings
+from llmrec.serving.cache import UserVectorCache, fingerprint
 from llmrec.serving.edge import UNMATCHED, BearerAuth, EdgeMiddleware, openapi_document, sha256
 from llmrec.serving.errors import ApiError, ErrorBody, error_responses, install_error_handlers
 from llmrec.serving.proxy import ReplicaLostMiddleware, middlewares
@@ -278,3 +280,27 @@ def test_the_proxy_answers_503_for_a_request_whose_replica_died():
     start, body = _run_asgi(answered)  # the ingress's own answers pass untouched
     assert start["status"] == 500 and body["body"] == b"own error"
     assert [type(m.cls) for m in middlewares()] == [type(ReplicaLostMiddleware)]
+
+
+def test_user_vector_cache_is_bounded_per_version_and_input():
+    cache = UserVectorCache(size=3)
+    v = np.ones(4, dtype=np.float32)
+    a, b = fingerprint("text a", ("i1",)), fingerprint("text b", ("i1", "i2"))
+    assert a != b and a == fingerprint("text a", ("i1",))
+    cache.put("m/1", "u1", a, v)
+    assert np.array_equal(cache.get("m/1", "u1", a), v)
+    assert cache.get("m/1", "u1", b) is None  # the history changed (another replica's feedback)
+    assert cache.get("m/2", "u1", a) is None  # another version
+    cache.put("m/2", "u1", a, 2 * v)
+    cache.put("m/1", "u2", a, v)
+    cache.get("m/1", "u1", a)  # u1 on m/1 is now the most recent
+    cache.put("m/1", "u3", a, v)  # over the bound: the least recent (m/2, u1) goes
+    assert len(cache) == 3 and cache.get("m/2", "u1", a) is None
+    cache.forget("u1")
+    assert cache.get("m/1", "u1", a) is None and len(cache) == 2
+    cache.put("m/2", "u4", a, v)
+    cache.retain("m/2")
+    assert len(cache) == 1 and cache.get("m/2", "u4", a) is not None
+    off = UserVectorCache(size=0)
+    off.put("m/1", "u1", a, v)
+    assert off.get("m/1", "u1", a) is None

@@ -173,3 +173,4 @@ class Ready(BaseModel):
     items: int
     hybrid: str
     users: int
+    cached_users: int = Field(0, description="Known users whose query vector is cached.")

@@ -61,6 +61,18 @@ class ServeSettings(BaseModel):
     history_db: str = "runs/serve/history.sqlite"
     feedback_dir: str = "runs/feedback"
     watch_interval_s: float = Field(default=10.0, ge=0.0, description="0: do not watch the alias.")
+    user_cache_size: int = Field(
+        default=20000,
+        ge=0,
+        le=10_000_000,
+        description="Query vectors of known users kept in each ingress replica (about "
+        "1.5 KiB each at 384 dimensions); 0 turns the cache off.",
+    )
+    precompute_users: bool = Field(
+        default=True,
+        description="Encode the training logs' users in the background when a version "
+        "loads (up to user_cache_size), so that their first request is a cache hit.",
+    )
     retry_deadline_s: float = Field(
         default=20.0,
         gt=0.0,
