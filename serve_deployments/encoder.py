@@ -38,7 +38,8 @@ class QueryEncoderDeployment:
 
     def _load(self, uri: str) -> QueryEncoder:
         _, bundle = open_version(uri, self.settings.tracking_uri)
-        return QueryEncoder(bundle, self.settings.encoder_threads, self.settings.device)
+        s = self.settings
+        return QueryEncoder(bundle, s.encoder_threads, s.device, s.encoder_backend)
 
     async def load(self, model_uri: str) -> str:
         await self.versions.get(model_uri)

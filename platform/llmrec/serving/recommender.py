@@ -19,6 +19,7 @@ from llmrec.bundle import ModelBundle
 from llmrec.data.text import render_user
 from llmrec.ranking.index import ItemIndex, build_index
 from llmrec.ranking.rerank import rerank
+from llmrec.serving.backends import query_scorer
 from llmrec.serving.history import HistoryStore
 from llmrec.serving.schemas import RecommendedItem, RecommendRequest
 from llmrec.serving.settings import ServeSettings
@@ -148,10 +149,12 @@ def pick_device(device: str) -> str:
 class QueryEncoder:
     """The language model side: text in, normalised embedding out."""
 
-    def __init__(self, bundle: ModelBundle, threads: int = 1, device: str = "auto") -> None:
+    def __init__(
+        self, bundle: ModelBundle, threads: int = 1, device: str = "auto", backend: str = "torch"
+    ) -> None:
         torch.set_num_threads(threads)
         self.device = pick_device(device)
-        self.scorer = bundle.load_scorer().to(self.device)
+        self.scorer = query_scorer(bundle.load_scorer().to(self.device), backend, self.device)
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """``[len(texts), dim]`` float32 embeddings, one forward pass for the whole batch."""

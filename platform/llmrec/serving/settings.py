@@ -33,6 +33,12 @@ class ServeSettings(BaseModel):
     tracking_uri: str = ""
     encoder_threads: int = Field(default=1, ge=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    encoder_backend: Literal["torch", "int8"] = Field(
+        default="torch",
+        description="torch: the query tower as trained (float32); int8: LoRA merged and "
+        "every Linear layer dynamically quantized to int8 (CPU only; see "
+        "benchmarks/encoder_backends.py).",
+    )
     max_batch_size: int = Field(default=8, ge=1, le=1024)
     batch_wait_timeout_s: float = Field(
         default=0.0,
