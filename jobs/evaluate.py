@@ -13,6 +13,11 @@ validation the way fine-tuning tunes them).
 
     python jobs/evaluate.py --data ../shared/data/ml-100k \
         --model models:/llmrec-scorer-ml100k@champion --diversity-sweep
+    python jobs/evaluate.py --config jobs/configs/ml100k.yaml \
+        --model models:/llmrec-scorer-ml100k@champion --encoder-backend int8
+
+``--encoder-backend int8`` encodes the users with the int8 query tower that serving runs
+with ``encoder_backend: int8`` (rows named ``... int8``); compare with a run without it.
 """
 
 from __future__ import annotations
@@ -54,6 +59,13 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="item similarity of the re-rankers (default: the config's rank.similarity)",
     )
+    parser.add_argument(
+        "--encoder-backend",
+        choices=("torch", "int8"),
+        default="torch",
+        help="how the query tower runs (the serve setting encoder_backend); item\n"
+        "embeddings stay float32, as in serving",
+    )
     parser.add_argument("--no-log", action="store_true", help="print only, log nothing to MLflow")
     args = parser.parse_args(argv)
     quiet()
@@ -65,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     from llmrec.data.prepare import load_source, prepare
     from llmrec.data.readers import DataSourceError
     from llmrec.data.splits import hold_out_items, leave_one_out
+    from llmrec.serving.backends import query_scorer
     from llmrec.training import offline
 
     try:
@@ -97,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
         scorer = bundle.load_scorer()
         name = f"{version.name}/{version.version}"
         items = scorer.encode(protocol.catalogue.texts(), kind="item").numpy()
+        if args.encoder_backend != "torch":
+            scorer = query_scorer(scorer, args.encoder_backend)
+            name += f" {args.encoder_backend}"
         parts = {p: protocol.part(p) for p in ("val", "test")}
         queries = {
             p: offline.llm_queries(scorer, protocol, part, bundle.config.data.max_history)
