@@ -6,33 +6,26 @@ this module wires them into one FastAPI app and one Serve deployment.
 """
 
 import asyncio
-import contextlib
 import logging
 import os
 import time
-from dataclasses import dataclass
 from typing import Annotated, Any
 
-import numpy as np
 from fastapi import FastAPI, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from llmrec import registry
 from llmrec.serving import (
-    Coalescer,
-    Query,
     QueryBuilder,
-    RecommendedItem,
     RecommendRequest,
     RecommendResponse,
     RequestError,
     ServeSettings,
 )
 from llmrec.serving import settings as serving_settings
-from llmrec.serving.cache import UserVectorCache, fingerprint
 from llmrec.serving.edge import BearerAuth, EdgeMiddleware, openapi_document, sha256
 from llmrec.serving.errors import ApiError, error_responses, install_error_handlers
 from llmrec.serving.history import Event, FeedbackLog, HistoryStore
-from llmrec.serving.resilience import RetryPolicy, Unavailable, caused_by, retry
+from llmrec.serving.resilience import RetryPolicy, Unavailable, retry
 from llmrec.serving.schemas import (
     FeedbackEvent,
     FeedbackRequest,
@@ -44,8 +37,9 @@ from llmrec.serving.schemas import (
 )
 from llmrec.serving.versions import open_version
 from ray import serve
-from ray.exceptions import ActorUnavailableError, RayActorError
-from ray.serve.handle import DeploymentHandle, DeploymentResponse
+from ray.serve.handle import DeploymentHandle
+
+from serve_deployments.answering import Active, Answerer, is_replica_death
 
 logger = logging.getLogger("ray.serve")
 TOKEN_ENV = "LLMREC_API_TOKEN"
@@ -66,25 +60,6 @@ Credentials = Annotated[
     HTTPAuthorizationCredentials | None,
     Security(HTTPBearer(auto_error=False, description="The server's LLMREC_API_TOKEN.")),
 ]
-
-
-def is_replica_death(exc: BaseException) -> bool:
-    """A call that failed because a replica died or is unreachable (worth retrying)."""
-    return caused_by(exc, (RayActorError, ActorUnavailableError))
-
-
-Job = tuple[str, Query, str | None]
-"""What the ingress groups: (concrete model URI, query, the known user it is for or None)."""
-
-
-@dataclass(frozen=True)
-class Active:
-    """The version the ingress serves: concrete URI, number, query builder, ranker facts."""
-
-    uri: str
-    version: str
-    builder: QueryBuilder
-    info: dict[str, Any]
 
 
 @serve.deployment(
@@ -118,6 +93,7 @@ class Ingress:
         own = os.environ.get(TOKEN_ENV)
         self.auth = BearerAuth(token_sha256 or (sha256(own) if own else None))
         self.retry = RetryPolicy(deadline_s=self.settings.retry_deadline_s)
+        self.answers = Answerer(encoder, ranker, self.settings)
         self.store = HistoryStore(self.settings.history_db, self.settings.max_history)
         self.feedback_log = FeedbackLog(self.settings.feedback_dir)
         self.swap_lock = asyncio.Lock()
@@ -137,17 +113,12 @@ class Ingress:
             "llmrec_model_version", description="The registered version being served."
         )
         self.swaps = metrics.Counter("llmrec_model_swaps", description="Model version switches.")
-        self.groups: Coalescer[Job, list[RecommendedItem]] = Coalescer(
-            self._answer, self.settings.max_batch_size, self.settings.max_groups_in_flight
-        )
-        self.cache = UserVectorCache(self.settings.user_cache_size)
         self.active = await self._prepare(model_uri)
         self.version_gauge.set(float(self.active.version))
         self.watcher = (
             asyncio.create_task(self._watch()) if self.settings.watch_interval_s > 0 else None
         )
-        self.precompute: asyncio.Task[None] | None = None
-        self._start_precompute()
+        self.answers.switched(self.active)
 
     # -- the model version ------------------------------------------------------------------
 
@@ -171,10 +142,9 @@ class Ingress:
             new = await self._prepare(resolved)
             logger.info("llmrec: switching from %s to %s", self.active.uri, new.uri)
             self.active = new
-            self.cache.retain(new.uri)
+            self.answers.switched(new)
             self.version_gauge.set(float(new.version))
             self.swaps.inc()
-            self._start_precompute()
             return True
 
     async def _watch(self) -> None:
@@ -215,99 +185,10 @@ class Ingress:
             raise ApiError(exc.status, exc.message, loc) from None
         user = req.user_id if req.query is None else None  # its vector can be cached
         try:
-            items = await self.groups((active.uri, query, user))
+            items = await self.answers(active.uri, query, user)
         except Unavailable as exc:
             raise ApiError(503, str(exc), headers={"Retry-After": "1"}) from None
         return RecommendResponse(items=items, model_version=active.version)
-
-    async def _answer(self, jobs: list[Job]) -> list[list[RecommendedItem]]:
-        """Concurrent requests travel together (``self.groups``): one encoder call and one
-        ranker call per group and version instead of two calls per request (on a small
-        machine the calls, not the model, are what limits throughput)."""
-        out: list[Any] = [None] * len(jobs)
-        for uri in dict.fromkeys(job[0] for job in jobs):
-            rows = [i for i, job in enumerate(jobs) if job[0] == uri]
-            group = [(jobs[i][1], jobs[i][2]) for i in rows]
-            answers = await retry(
-                lambda u=uri, g=group: self._encode_and_rank(u, g),  # type: ignore[misc]
-                is_replica_death,
-                self.retry,
-                "encode and rank",
-            )
-            for i, items in zip(rows, answers, strict=True):
-                out[i] = items
-        return out
-
-    def _encode(self, uri: str, queries: list[Query]) -> DeploymentResponse:
-        """The one place the graph calls the encoder."""
-        return self.encoder.encode.remote((uri, [q.text for q in queries]))
-
-    async def _encode_and_rank(
-        self, uri: str, group: list[tuple[Query, str | None]]
-    ) -> list[list[RecommendedItem]]:
-        """Without known users the encoder's answer goes to the ranker directly (the
-        vectors never come back through this replica); with them, cached vectors are used
-        as they are. Encoding and ranking are idempotent: a call is retried whole."""
-        queries = [q for q, _ in group]
-        if not any(user for _, user in group):
-            return await self.ranker.rank.remote(uri, self._encode(uri, queries), queries)
-        vectors = await self._vectors(uri, group)
-        return await self.ranker.rank.remote(uri, vectors, queries)
-
-    async def _vectors(self, uri: str, group: list[tuple[Query, str | None]]) -> np.ndarray:
-        """The group's query vectors: known users' from the cache when it holds them for
-        this exact input, the others encoded (and cached for known users)."""
-        keys = [fingerprint(q.text, q.history) if user else "" for q, user in group]
-        found = [
-            self.cache.get(uri, user, key) if user else None
-            for (_, user), key in zip(group, keys, strict=True)
-        ]
-        missing = [i for i, v in enumerate(found) if v is None]
-        if missing:
-            fresh = await self._encode(uri, [group[i][0] for i in missing])
-            for i, vector in zip(missing, fresh, strict=True):
-                found[i] = vector
-                user = group[i][1]
-                if user:
-                    self.cache.put(uri, user, keys[i], vector)
-        return np.stack([np.asarray(v, dtype=np.float32) for v in found])
-
-    def _start_precompute(self) -> None:
-        """Encode the active version's known users in the background (see
-        ``precompute_users``); a newer version's precomputation replaces this one."""
-        if self.precompute is not None:
-            self.precompute.cancel()
-        if self.settings.precompute_users and self.cache.size > 0:
-            self.precompute = asyncio.create_task(self._precompute(self.active))
-
-    async def _precompute(self, active: Active) -> None:
-        users = list(active.builder.histories)[: self.cache.size]
-        size = self.settings.max_batch_size
-        try:
-            for start in range(0, len(users), size):
-                if self.active is not active:
-                    return
-                chunk = users[start : start + size]
-                queries = await asyncio.to_thread(self._known_queries, active, chunk)
-                group = [(q, user) for user, q in queries]
-                if group:
-                    await retry(
-                        lambda g=group: self._vectors(active.uri, g),  # type: ignore[misc]
-                        is_replica_death,
-                        self.retry,
-                        "precompute",
-                    )
-            logger.info("llmrec: %d known users' query vectors cached", len(self.cache))
-        except Exception as exc:  # a cold cache is slower, never wrong
-            logger.warning("llmrec: precomputing query vectors stopped: %s", exc)
-
-    @staticmethod
-    def _known_queries(active: Active, users: list[str]) -> list[tuple[str, Query]]:
-        out = []
-        for user in users:
-            with contextlib.suppress(RequestError):
-                out.append((user, active.builder.build(RecommendRequest(user_id=user))))
-        return out
 
     # -- feedback and users -----------------------------------------------------------------
 
@@ -338,7 +219,7 @@ class Ingress:
         ]
         await asyncio.to_thread(self.store.append, events)
         for user in {e.user_id for e in events}:
-            self.cache.forget(user)  # their history changed
+            self.answers.forget(user)  # their history changed
         path = await asyncio.to_thread(self.feedback_log.append, events)
         for e in events:
             self.feedback_events.inc(tags={"event": e.event})
@@ -402,5 +283,5 @@ class Ingress:
             items=info["items"],
             hybrid=info["hybrid"],
             users=len(active.builder.histories),
-            cached_users=len(self.cache),
+            cached_users=len(self.answers.cache),
         )
