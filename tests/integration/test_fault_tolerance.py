@@ -44,18 +44,19 @@ def _args(trained, root, run_name=None, base=None, **extra):
 
 
 def _epoch_one_workers(run_dir, deadline: float) -> list[dict]:
-    """The workers of the run's epoch-1 checkpoint (rank, actor id, pid), as soon as that
-    checkpoint is complete: found through the run's own actors, not by process name."""
+    """The workers of the run's epoch-1 checkpoint (rank, actor id, pid), as soon as Ray
+    Train has registered that checkpoint (a restart resumes from it): found through the run's
+    own actors, not by process name."""
+    snapshot = run_dir / "checkpoint_manager_snapshot.json"
     while time.time() < deadline:
-        for state in run_dir.glob("checkpoint_*/train_state.json"):
-            try:
-                history = json.loads(state.read_text())["history"]
-            except (OSError, ValueError, KeyError):
-                continue  # still being written
-            if history and history[0]["epoch"] == 1:
-                return history[0]["workers"]
-        time.sleep(0.05)
-    raise AssertionError(f"no epoch-1 checkpoint under {run_dir}")
+        try:
+            results = json.loads(snapshot.read_text())["checkpoint_results"]
+            (first,) = [r for r in results if r["metrics"]["epoch"] == 1]
+            state = run_dir / first["checkpoint_dir_name"] / "train_state.json"
+            return json.loads(state.read_text())["history"][0]["workers"]
+        except (OSError, ValueError, KeyError):
+            time.sleep(0.05)  # not registered yet, or still being written
+    raise AssertionError(f"no registered epoch-1 checkpoint under {run_dir}")
 
 
 def _latest_run(tracking_uri, run_name):
@@ -74,7 +75,7 @@ def _latest_run(tracking_uri, run_name):
 def test_killed_worker_restarts_from_checkpoint_and_matches_uninterrupted_run(
     trained, tiny_base, tmp_path
 ):
-    epochs = {"train__epochs": 3}
+    epochs = {"train__epochs": 4}
     clean_root = tmp_path / "clean"
     assert finetune.main(_args(trained, clean_root, "clean", tiny_base, **epochs)) == 0
     result: dict = {}
@@ -84,14 +85,14 @@ def test_killed_worker_restarts_from_checkpoint_and_matches_uninterrupted_run(
     workers = _epoch_one_workers(tmp_path / "train" / "faulty", time.time() + 600)
     assert len(workers) == 2 and all(w["actor_id"] for w in workers), workers
     victim = workers[-1]["pid"]
-    os.kill(victim, signal.SIGKILL)  # epoch 2 is under way
+    os.kill(victim, signal.SIGKILL)  # a later epoch is under way
     assert job.is_alive()  # killed during the run, not after it
     job.join(timeout=900)
     assert result.get("rc") == 0
 
     client, run = _latest_run(_uri(tmp_path), "faulty")
     steps = [m.step for m in client.get_metric_history(run.info.run_id, "train_loss")]
-    assert steps == [1, 2, 3]  # epoch 1 from the checkpoint, then epochs 2 and 3 once each
+    assert steps == [1, 2, 3, 4]  # each epoch once: the restart resumed, it did not redo
     placement = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/train/workers.json")
     pids = [{w["pid"] for w in epoch["workers"]} for epoch in placement["epochs"]]
     assert victim in pids[0] and victim not in pids[-1]  # new workers after the restart
@@ -101,12 +102,12 @@ def test_killed_worker_restarts_from_checkpoint_and_matches_uninterrupted_run(
     assert abs(faulty_ndcg - clean_ndcg) < 0.02, (faulty_ndcg, clean_ndcg)
 
     # --resume continues the stopped run: one more epoch from its last checkpoint
-    args = _args(trained, tmp_path, base=tiny_base, train__epochs=4)
+    args = _args(trained, tmp_path, base=tiny_base, train__epochs=5)
     assert finetune.main([*args, "--resume", "faulty"]) == 0
     client, resumed = _latest_run(_uri(tmp_path), "faulty")
     assert resumed.info.run_id != run.info.run_id
     history = client.get_metric_history(resumed.info.run_id, "train_loss")
-    assert [m.step for m in history] == [1, 2, 3, 4]
+    assert [m.step for m in history] == [1, 2, 3, 4, 5]
 
 
 def test_resume_of_an_unknown_run_is_refused(tmp_path, capsys):

@@ -4,6 +4,7 @@ feedback (durable, reflected in the next answer), the token check, conformance t
 OpenAPI schema (schemathesis), a killed ingress, and a model swap under concurrent load."""
 
 import contextlib
+import json
 import os
 import shutil
 import socket
@@ -285,7 +286,12 @@ def test_feedback_needs_the_token(server):
     ],
 )
 def test_bad_feedback_gets_a_4xx(server, body, status, message):
-    r = post(server, body, "/feedback", headers=AUTH)
+    r = requests.post(  # json.dumps writes NaN, which `requests` refuses to send
+        f"{server['url']}/feedback",
+        data=json.dumps(body),
+        headers={**AUTH, "content-type": "application/json"},
+        timeout=60,
+    )
     assert r.status_code == status and message in r.text
     ErrorBody.model_validate(r.json())
 

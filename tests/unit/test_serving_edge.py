@@ -18,6 +18,7 @@ from llmrec.serving.edge import UNMATCHED, BearerAuth, EdgeMiddleware, openapi_d
 from llmrec.serving.errors import ApiError, ErrorBody, error_responses, install_error_handlers
 from llmrec.serving.proxy import ReplicaLostMiddleware, middlewares
 from llmrec.serving.resilience import RetryPolicy, Unavailable, caused_by, retry
+from llmrec.serving.schemas import FeedbackEvent
 from llmrec.serving.versions import VersionCache
 from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.testclient import TestClient
@@ -304,3 +305,38 @@ def test_user_vector_cache_is_bounded_per_version_and_input():
     off = UserVectorCache(size=0)
     off.put("m/1", "u1", a, v)
     assert off.get("m/1", "u1", a) is None
+
+
+def _keys(node):
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield key
+            yield from _keys(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _keys(value)
+
+
+def test_the_served_openapi_has_only_json_schema_constraints(monkeypatch):
+    """pydantic writes a constraint it cannot place as a raw key ("ge"), which validators
+    ignore: the schema would then allow what the server refuses."""
+    from serve_deployments.ingress import api
+
+    monkeypatch.setitem(serving_settings.EDGE, "secured", True)
+    spec = api.openapi()
+    assert not {"ge", "le", "gt", "lt"} & set(_keys(spec))
+    schema = {**spec["components"]["schemas"]["FeedbackEvent"], "components": spec["components"]}
+    event = {"user_id": "u", "item_id": "i"}
+    for timestamp, ok in ((5, True), (5.0, True), (-1, False), ("5", False)):
+        body = {**event, "timestamp": timestamp}
+        try:
+            jsonschema.validate(body, schema)
+            schema_ok = True
+        except jsonschema.ValidationError:
+            schema_ok = False
+        try:
+            FeedbackEvent.model_validate(body)
+            model_ok = True
+        except ValidationError:
+            model_ok = False
+        assert schema_ok == model_ok == ok, (timestamp, schema_ok, model_ok)

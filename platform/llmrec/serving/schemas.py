@@ -123,8 +123,8 @@ class FeedbackEvent(BaseModel):
         1.0, ge=-1e6, le=1e6, allow_inf_nan=False, description="A rating, or a weight."
     )
     query: str | None = Field(None, max_length=MAX_QUERY_CHARS, description="Text typed, if any.")
-    timestamp: JsonInt | None = Field(
-        None, ge=0, le=32503680000, description="Unix seconds; default: when received."
+    timestamp: Annotated[int, Field(ge=0, le=32503680000), BeforeValidator(_integral)] | None = (
+        Field(None, description="Unix seconds; default: when received.")
     )
 
 
