@@ -15,6 +15,7 @@ The ranking quality on the evaluation protocol comes from
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -49,6 +50,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="per measurement")
     args = parser.parse_args()
     quiet()
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     import mlflow
     import torch
     from llmrec import registry
