@@ -271,9 +271,14 @@ def per_minute(
     results: list[dict[str, Any]], memory: list[dict[str, Any]], start: float
 ) -> list[tuple[object, ...]]:
     rows = []
-    minutes = int(max(r["t"] - start for r in results) // 60) + 1
+    minutes = max(1, int(np.ceil((max(r["t"] for r in results) - start) / 60 - 1e-9)))
     for m in range(minutes):
-        mine = [r for r in results if m * 60 <= r["t"] - start < (m + 1) * 60]
+        last_minute = m == minutes - 1  # the requests still in flight at the end count here
+        mine = [
+            r
+            for r in results
+            if m * 60 <= r["t"] - start and (last_minute or r["t"] - start < (m + 1) * 60)
+        ]
         if not mine:
             continue
         ms = np.array([r["ms"] for r in mine])
@@ -362,14 +367,19 @@ def report(
     )
     windows = kill_windows(results, events, args.window)
     print_table(
-        "Kills: how long until the first request served after the kill",
+        "Kills: how long until the first request served after the kill; failures after a "
+        "kill and before the next one, within the window",
         ["replica", "killed at s", "recovered after s", "failed in window"],
         [
             (
                 role,
                 t0 - start,
                 end - args.window - t0,
-                sum(r["failed"] for r in results if t0 <= r["t"] < end),
+                sum(
+                    r["failed"]
+                    for r in results
+                    if t0 <= r["t"] < min([end] + [t for _, t, _ in windows if t > t0])
+                ),
             )
             for role, t0, end in windows
         ],
