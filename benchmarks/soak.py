@@ -302,6 +302,11 @@ def per_minute(
     return rows
 
 
+def _done(r: dict[str, Any]) -> float:
+    """When the request was answered (a failure belongs to the kill before its answer)."""
+    return float(r["t"] + r["ms"] / 1000)
+
+
 def kill_windows(
     results: list[dict[str, Any]], events: dict[str, float], extra_s: float
 ) -> list[tuple[str, float, float]]:
@@ -367,8 +372,8 @@ def report(
     )
     windows = kill_windows(results, events, args.window)
     print_table(
-        "Kills: how long until the first request served after the kill; failures after a "
-        "kill and before the next one, within the window",
+        "Kills: how long until the first request served after the kill; requests that failed "
+        "(answered) after the kill and before the next one, within the window",
         ["replica", "killed at s", "recovered after s", "failed in window"],
         [
             (
@@ -378,14 +383,14 @@ def report(
                 sum(
                     r["failed"]
                     for r in results
-                    if t0 <= r["t"] < min([end] + [t for _, t, _ in windows if t > t0])
+                    if t0 <= _done(r) < min([end] + [t for _, t, _ in windows if t > t0])
                 ),
             )
             for role, t0, end in windows
         ],
     )
     failed = [r for r in results if r["failed"]]
-    outside = [r for r in failed if not any(t0 <= r["t"] < end for _, t0, end in windows)]
+    outside = [r for r in failed if not any(t0 <= _done(r) < end for _, t0, end in windows)]
     kinds = Counter(r["kind"] for r in results)
     swapped = [r for r in results if "swap" in events and r["t"] > events["swap"] + 10]
     versions = Counter(r["version"] for r in swapped if r["version"])
