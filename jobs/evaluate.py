@@ -14,10 +14,11 @@ validation the way fine-tuning tunes them).
     python jobs/evaluate.py --data ../shared/data/ml-100k \
         --model models:/llmrec-scorer-ml100k@champion --diversity-sweep
     python jobs/evaluate.py --config jobs/configs/ml100k.yaml \
-        --model models:/llmrec-scorer-ml100k@champion --encoder-backend int8
+        --model models:/llmrec-scorer-ml100k@champion --encoder-backend torch --encoder-backend int8
 
-``--encoder-backend int8`` encodes the users with the int8 query tower that serving runs
-with ``encoder_backend: int8`` (rows named ``... int8``); compare with a run without it.
+``--encoder-backend torch --encoder-backend int8`` scores each model twice: users encoded
+with the float32 query tower, then with the int8 one that serving runs with
+``encoder_backend: int8`` (rows named ``... int8``), against the same float32 items.
 """
 
 from __future__ import annotations
@@ -62,9 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--encoder-backend",
         choices=("torch", "int8"),
-        default="torch",
-        help="how the query tower runs (the serve setting encoder_backend); item\n"
-        "embeddings stay float32, as in serving",
+        action="append",
+        help="how the query tower runs (the serve setting encoder_backend; default\n"
+        "torch); repeat to compare, e.g. --encoder-backend torch --encoder-backend int8.\n"
+        "Item embeddings stay float32, as in serving",
     )
     parser.add_argument("--no-log", action="store_true", help="print only, log nothing to MLflow")
     args = parser.parse_args(argv)
@@ -101,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         fail("--diversity-sweep re-ranks a model's lists: give --model URI")
     sweep_scores: dict[str, Any] = {}
     sweep_vectors = None
+    backends = args.encoder_backend or ["torch"]
     for uri in args.model:
         try:
             version, path = registry.download_bundle(uri)
@@ -110,31 +113,31 @@ def main(argv: list[str] | None = None) -> int:
         scorer = bundle.load_scorer()
         name = f"{version.name}/{version.version}"
         items = scorer.encode(protocol.catalogue.texts(), kind="item").numpy()
-        if args.encoder_backend != "torch":
-            scorer = query_scorer(scorer, args.encoder_backend)
-            name += f" {args.encoder_backend}"
-        parts = {p: protocol.part(p) for p in ("val", "test")}
-        queries = {
-            p: offline.llm_queries(scorer, protocol, part, bundle.config.data.max_history)
-            for p, part in parts.items()
-        }
-        fit = offline.fit_hybrid(protocol, items, queries["val"], cfg.rank.cf, lambdas)
-        print(f"{name} hybrid tuned on validation: {fit.weights.describe()}")
         rows = []
-        for p, part in parts.items():
-            hybrid = fit.scorers[p].scores(queries[p], part.histories)
-            for method, scores in (("llm", queries[p] @ items.T), ("hybrid", hybrid)):
-                rows.append(
-                    {
-                        "method": f"{method} {name}",
-                        "split": p,
-                        **offline.evaluate(protocol, part, scores),
-                    }
-                )
-                if p == "test" and len(part.cold_rows):
-                    rows.append(offline.cold_row(protocol, part, scores, f"{method} {name}"))
-            if args.diversity_sweep and uri == args.model[0]:
-                sweep_scores[p] = hybrid
+        for backend in backends:
+            tower = query_scorer(scorer, backend)
+            label = name if backend == "torch" else f"{name} {backend}"
+            parts = {p: protocol.part(p) for p in ("val", "test")}
+            queries = {
+                p: offline.llm_queries(tower, protocol, part, bundle.config.data.max_history)
+                for p, part in parts.items()
+            }
+            fit = offline.fit_hybrid(protocol, items, queries["val"], cfg.rank.cf, lambdas)
+            print(f"{label} hybrid tuned on validation: {fit.weights.describe()}")
+            for p, part in parts.items():
+                hybrid = fit.scorers[p].scores(queries[p], part.histories)
+                for method, scores in (("llm", queries[p] @ items.T), ("hybrid", hybrid)):
+                    rows.append(
+                        {
+                            "method": f"{method} {label}",
+                            "split": p,
+                            **offline.evaluate(protocol, part, scores),
+                        }
+                    )
+                    if p == "test" and len(part.cold_rows):
+                        rows.append(offline.cold_row(protocol, part, scores, f"{method} {label}"))
+                if args.diversity_sweep and (uri, backend) == (args.model[0], backends[0]):
+                    sweep_scores[p] = hybrid
         if args.diversity_sweep and sweep_vectors is None:
             similarity = args.similarity or cfg.rank.similarity
             sweep_vectors = items if similarity == "embedding" else protocol.category_vectors()
