@@ -13,6 +13,10 @@ In the same run:
 - the graph (``serve_deployments``) over real HTTP on 127.0.0.1 at each concurrency:
   p50/p95/p99 latency, throughput and errors; p50 against the unbatched floor, throughput
   against the batched floor;
+- known users (``--known-users`` in the version's logs, no typed query) on the smallest
+  catalogue with the ingress's query-vector cache on (precomputed when the version loads)
+  and off: latency and throughput at the lowest and highest concurrency, and whether the
+  top-10 lists are identical;
 - the naive design on a 1,000-item catalogue: the language model encodes every candidate
   for each request (no precomputed item embeddings);
 - FAISS HNSW against exact search on the largest catalogue: recall@100 and search time;
@@ -129,8 +133,11 @@ def catalogue_table(n: int, seed: int = 0) -> Any:
     )
 
 
-def make_bundle(source: Path, n: int, encoded: int, out: Path, scorer: Any) -> Path:
-    """The source bundle with a generated ``n``-item catalogue and no hybrid part."""
+def make_bundle(
+    source: Path, n: int, encoded: int, out: Path, scorer: Any, known_users: int = 1
+) -> Path:
+    """The source bundle with a generated ``n``-item catalogue, ``known_users`` users with
+    5-item histories (``bench-u00000``, ...) and no hybrid part."""
     import pandas as pd
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -149,8 +156,13 @@ def make_bundle(source: Path, n: int, encoded: int, out: Path, scorer: Any) -> P
         "embedding", pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1)), emb.shape[1])
     )
     pq.write_table(table, out / "items.parquet")
+    ids = table["item_id"].to_pylist()
+    picks = np.random.default_rng(4).integers(0, n, (known_users, 5))
     pd.DataFrame(
-        {"user_id": ["bench-user"], "items": [list(table["item_id"][:5].to_pylist())]}
+        {
+            "user_id": [f"bench-u{u:05d}" for u in range(known_users)],
+            "items": [[ids[i] for i in row] for row in picks],
+        }
     ).to_parquet(out / "histories.parquet", index=False)
     return out
 
@@ -167,14 +179,20 @@ def bodies(n_items: int, count: int, seed: int = 2) -> list[dict[str, Any]]:
     ]
 
 
-def load_http(url: str, reqs: list[dict[str, Any]], concurrency: int) -> dict[str, Any]:
-    """Send ``reqs`` with ``concurrency`` client threads; latency per request, errors."""
+def load_http(
+    url: str,
+    reqs: list[dict[str, Any]],
+    concurrency: int,
+    answers: dict[int, list[str]] | None = None,
+) -> dict[str, Any]:
+    """Send ``reqs`` with ``concurrency`` client threads; latency per request, errors (and
+    each request's item ids in ``answers``, by position, when given)."""
     import requests
 
     times: list[float] = []
     errors = 0
     lock = threading.Lock()
-    queue = list(reversed(reqs))
+    queue = list(reversed(list(enumerate(reqs))))
 
     def worker() -> None:
         nonlocal errors
@@ -183,10 +201,13 @@ def load_http(url: str, reqs: list[dict[str, Any]], concurrency: int) -> dict[st
             with lock:
                 if not queue:
                     return
-                body = queue.pop()
+                index, body = queue.pop()
             start = time.perf_counter()
             try:
-                ok = session.post(url, json=body, timeout=60).status_code == 200
+                r = session.post(url, json=body, timeout=60)
+                ok = r.status_code == 200
+                if ok and answers is not None:
+                    answers[index] = [i["item_id"] for i in r.json()["items"]]
             except requests.RequestException:
                 ok = False
             took = 1000 * (time.perf_counter() - start)
@@ -202,6 +223,62 @@ def load_http(url: str, reqs: list[dict[str, Any]], concurrency: int) -> dict[st
         t.join()
     elapsed = time.perf_counter() - start
     return {"lat": stats(times), "rps": len(reqs) / elapsed, "errors": errors}
+
+
+def known_users_ab(
+    serve: Any,
+    build_app: Any,
+    settings: dict[str, Any],
+    uri: str,
+    base: str,
+    levels: list[int],
+    count: int,
+) -> tuple[list[tuple[object, ...]], list[str]]:
+    """Known-user requests (no query) with the ingress's vector cache on, then off, in the
+    same run: latency and throughput at each concurrency, and whether the top-10 lists are
+    identical."""
+    import requests
+
+    users = [f"bench-u{u:05d}" for u in range(settings["known_users"])]
+    reqs = [{"user_id": users[i % len(users)], "k": 10} for i in range(count)]
+    rows: list[tuple[object, ...]] = []
+    results: dict[str, dict[int, dict[str, Any]]] = {}
+    answers: dict[str, dict[int, list[str]]] = {}
+    app = {k: v for k, v in settings.items() if k != "known_users"}
+    for cache, size in (("on", 100_000), ("off", 0)):
+        serve.run(
+            build_app(
+                {**app, "model_uri": uri, "user_cache_size": size, "precompute_users": bool(size)}
+            ),
+            name="bench",
+            route_prefix="/",
+        )
+        deadline = time.time() + 600
+        while size and time.time() < deadline:  # the precomputation finished
+            ready = requests.get(f"{base}/readyz", timeout=30).json()
+            if ready["cached_users"] >= len(users):
+                break
+            time.sleep(1)
+        load_http(f"{base}/recommend", reqs[:10], 1)  # warm-up
+        answers[cache], results[cache] = {}, {}
+        for c in levels:
+            res = load_http(f"{base}/recommend", reqs, c, answers[cache] if c == 1 else None)
+            results[cache][c] = res
+            rows.append((f"cache {cache}", c, *res["lat"], res["rps"], res["errors"]))
+        serve.delete("bench")
+    lo, hi = min(levels), max(levels)
+    on, off = results["on"], results["off"]
+    same = answers["on"] == answers["off"] and len(answers["on"]) == count
+    checks = [
+        f"known users, concurrency {hi}: {on[hi]['rps'] / off[hi]['rps']:.2f}x req/s with the "
+        f"cache (target >= 3x): {'met' if on[hi]['rps'] >= 3 * off[hi]['rps'] else 'NOT met'}",
+        f"known users, concurrency {lo}: p50 {on[lo]['lat'][0]:.1f} ms with the cache vs "
+        f"{off[lo]['lat'][0]:.1f} ms without: "
+        + ("lower" if on[lo]["lat"][0] < off[lo]["lat"][0] else "NOT lower"),
+        "known users: top-10 lists with and without the cache "
+        + ("identical" if same else "DIFFER"),
+    ]
+    return rows, checks
 
 
 def cpu_seconds() -> dict[int, tuple[str, float]]:
@@ -254,6 +331,9 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2, help="encoder intra-op threads")
     parser.add_argument("--encoded", type=int, default=2000)
     parser.add_argument("--naive-items", type=int, default=1000)
+    parser.add_argument(
+        "--known-users", type=int, default=1000, help="users in the logs (cache on/off run)"
+    )
     args = parser.parse_args()
     quiet()
     import mlflow
@@ -296,14 +376,18 @@ def main() -> int:
         "watch_interval_s": 0,
         "max_batch_size": args.batch,
         "encoder_threads": args.threads,
+        "precompute_users": False,  # no background encoding beside the uncached path's rows
     }
     rows: list[tuple[object, ...]] = []
     checks: list[str] = []
     index_rows: list[tuple[object, ...]] = []
     cpu_rows: list[tuple[object, ...]] = []
+    known_rows: list[tuple[object, ...]] = []
     for n in sizes:
         t0 = time.perf_counter()
-        bdir = make_bundle(source, n, min(args.encoded, n), tmp / f"bundle-{n}", scorer)
+        bdir = make_bundle(
+            source, n, min(args.encoded, n), tmp / f"bundle-{n}", scorer, args.known_users
+        )
         name = f"bench-{n}"
         version = registry.log_and_register(
             RegistryConfig(**{**cfg.__dict__, "model_name": name}),
@@ -404,6 +488,19 @@ def main() -> int:
             checks.append(f"{n:,} items, concurrency {c}: {res['errors']} errors")
         serve.delete("bench")
         print(f"[{n:,} items: catalogue + registration {prepared:.0f} s]", flush=True)
+        if n == min(sizes):
+            base = url.removesuffix("/recommend")
+            known_rows, known_checks = known_users_ab(
+                serve,
+                build_app,
+                {**settings, "known_users": args.known_users},
+                version.uri,
+                base,
+                [min(levels), max(levels)],
+                args.requests,
+            )
+            known_rows = [(f"{n:,}", *r) for r in known_rows]
+            checks += known_checks
 
         if n == max(sizes):
             qv = encoder.encode([builder.build(RecommendRequest(**b)).text for b in reqs[:100]])
@@ -466,6 +563,12 @@ def main() -> int:
             "req/s vs batched floor",
         ],
         rows,
+    )
+    print_table(
+        f"Known users (no query), {args.known_users} users in the logs, {args.requests} "
+        "requests per row: the ingress's query-vector cache on and off",
+        ["items", "cache", "concurrency", "p50 ms", "p95 ms", "p99 ms", "req/s", "errors"],
+        known_rows,
     )
     print_table(
         "Where the CPU goes at the highest concurrency: ms of CPU time per request by process "

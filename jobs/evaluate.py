@@ -18,6 +18,12 @@ options alone (each tuned on validation):
 
     python jobs/evaluate.py --data ../shared/data/ml-100k \
         --model models:/llmrec-scorer-ml100k@champion --diversity-sweep
+    python jobs/evaluate.py --config jobs/configs/ml100k.yaml \
+        --model models:/llmrec-scorer-ml100k@champion --encoder-backend torch --encoder-backend int8
+
+``--encoder-backend torch --encoder-backend int8`` scores each model twice: users encoded
+with the float32 query tower, then with the int8 one that serving runs with
+``encoder_backend: int8`` (rows named ``... int8``), against the same float32 items.
 """
 
 from __future__ import annotations
@@ -74,6 +80,14 @@ def main(argv: list[str] | None = None) -> int:
         "all; items are never sampled); 0: every user",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the user sample")
+    parser.add_argument(
+        "--encoder-backend",
+        choices=("torch", "int8"),
+        action="append",
+        help="how the query tower runs (the serve setting encoder_backend; default\n"
+        "torch); repeat to compare, e.g. --encoder-backend torch --encoder-backend int8.\n"
+        "Item embeddings stay float32, as in serving",
+    )
     parser.add_argument("--no-log", action="store_true", help="print only, log nothing to MLflow")
     args = parser.parse_args(argv)
     console.setup(args.verbose)
@@ -94,6 +108,7 @@ def run(args: Any, cfg: Any, lambdas: list[float]) -> int:
     from llmrec.bundle import ModelBundle
     from llmrec.data.prepare import load_source, prepare
     from llmrec.data.splits import hold_out_items, leave_one_out
+    from llmrec.serving.backends import query_scorer
     from llmrec.training import offline
 
     source = args.data or cfg.data.source
@@ -123,29 +138,36 @@ def run(args: Any, cfg: Any, lambdas: list[float]) -> int:
         table = pd.concat([table, offline.cf_table(protocol, kinds, cfg.rank, lambdas)])
     sweep_scores: dict[str, Any] = {}
     sweep_vectors = None
+    backends = args.encoder_backend or ["torch"]
     for uri, name, towers, items in models:
-        parts = {p: protocol.scored(protocol.part(p)) for p in ("val", "test")}
-        queries = {p: offline.user_vectors(towers, part) for p, part in parts.items()}
-        fit = offline.fit_hybrid(protocol, items, queries["val"], cfg.rank.cf, lambdas, cfg.rank)
-        print(
-            f"{name} hybrid tuned on validation: {fit.weights.describe()}, "
-            f"cf {offline.cf_label(fit.cf, fit.cf_params)}"
-        )
         rows = []
-        for p, part in parts.items():
-            hybrid = fit.scorers[p].scores(queries[p], part.histories)
-            for method, scores in (("llm", queries[p] @ items.T), ("hybrid", hybrid)):
-                rows.append(
-                    {
-                        "method": f"{method} {name}",
-                        "split": p,
-                        **offline.evaluate(protocol, part, scores),
-                    }
-                )
-                if p == "test" and len(part.cold_rows):
-                    rows.append(offline.cold_row(protocol, part, scores, f"{method} {name}"))
-            if args.diversity_sweep and uri == args.model[0]:
-                sweep_scores[p] = hybrid
+        trained = towers.scorer
+        for backend in backends:
+            towers.use_scorer(query_scorer(trained, backend))
+            label = name if backend == "torch" else f"{name} {backend}"
+            parts = {p: protocol.scored(protocol.part(p)) for p in ("val", "test")}
+            queries = {p: offline.user_vectors(towers, part) for p, part in parts.items()}
+            fit = offline.fit_hybrid(
+                protocol, items, queries["val"], cfg.rank.cf, lambdas, cfg.rank
+            )
+            print(
+                f"{label} hybrid tuned on validation: {fit.weights.describe()}, "
+                f"cf {offline.cf_label(fit.cf, fit.cf_params)}"
+            )
+            for p, part in parts.items():
+                hybrid = fit.scorers[p].scores(queries[p], part.histories)
+                for method, scores in (("llm", queries[p] @ items.T), ("hybrid", hybrid)):
+                    rows.append(
+                        {
+                            "method": f"{method} {label}",
+                            "split": p,
+                            **offline.evaluate(protocol, part, scores),
+                        }
+                    )
+                    if p == "test" and len(part.cold_rows):
+                        rows.append(offline.cold_row(protocol, part, scores, f"{method} {label}"))
+                if args.diversity_sweep and (uri, backend) == (args.model[0], backends[0]):
+                    sweep_scores[p] = hybrid
         if args.diversity_sweep and sweep_vectors is None:
             similarity = args.similarity or cfg.rank.similarity
             sweep_vectors = items if similarity == "embedding" else protocol.category_vectors()

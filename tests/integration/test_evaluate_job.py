@@ -60,10 +60,17 @@ def test_evaluate_a_registered_version_on_demo_data(trained, capsys):
     ]
     args = [a for o in demo for a in ("--set", o)]
     model = ["--model", "models:/llmrec-scorer@champion"]
-    assert evaluate.main([*model, "--diversity-sweep", *args]) == 0
+    backends = ["--encoder-backend", "torch", "--encoder-backend", "int8"]
+    assert evaluate.main([*model, "--diversity-sweep", *backends, *args]) == 0
     out = capsys.readouterr().out
     assert "| llm llmrec-scorer/1 | test |" in out
     assert "| hybrid llmrec-scorer/1 | test |" in out
+    # the int8 query tower, scored in the same run against the same float32 items
+    rows = {line.split("|")[1].strip(): line for line in out.splitlines() if "| test |" in line}
+    fp32, int8 = (
+        float(rows[f"llm llmrec-scorer/1{suffix}"].split("|")[4]) for suffix in ("", " int8")
+    )
+    assert abs(int8 - fp32) <= 0.25 * fp32, (fp32, int8)
     assert "chosen on validation: " in out
     assert "items held out of training" in out and "| llm llmrec-scorer/1 | test_cold |" in out
     client, run = _eval_run(trained["tracking_uri"])

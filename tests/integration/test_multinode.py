@@ -13,9 +13,11 @@ from tests.conftest import JOBS, REPO
 pytestmark = pytest.mark.slow
 
 
-def test_shards_reach_workers_on_both_nodes_and_the_model_is_registered(tmp_path):
+def test_shards_reach_workers_on_both_nodes_and_the_model_is_registered(tmp_path, tiny_base):
+    # the tiny random base: placement and registration do not depend on the model's size
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     overrides = [
+        f"model.base={tiny_base}",
         f"data.work_dir={tmp_path / 'data'}",
         "data.demo_users=60",
         "data.demo_items=100",

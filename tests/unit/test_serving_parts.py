@@ -20,7 +20,7 @@ CONFIG = Path(__file__).resolve().parents[2] / "serve_deployments" / "serve_conf
 def test_serve_config_is_valid_for_serve_and_binds_localhost():
     from ray.serve.schema import ServeDeploySchema
 
-    from serve_deployments import graph
+    from serve_deployments import encoder as encoder_module
 
     raw = yaml.safe_load(CONFIG.read_text())
     schema = ServeDeploySchema.model_validate(raw)
@@ -35,7 +35,7 @@ def test_serve_config_is_valid_for_serve_and_binds_localhost():
     assert encoder.max_ongoing_requests >= settings.max_batch_size  # batches can fill
     # what the decorator sets, the config (which replaces ray_actor_options) keeps
     env = encoder.ray_actor_options.runtime_env["env_vars"]
-    assert env == graph.ENCODER_ENV
+    assert env == encoder_module.ENCODER_ENV
 
 
 def test_settings_name_every_bad_argument():

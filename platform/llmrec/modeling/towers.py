@@ -48,6 +48,10 @@ class Towers(Protocol):
         """Move the models to ``device`` (answers stay NumPy on the CPU)."""
         ...
 
+    def use_scorer(self, scorer: LLMScorer) -> None:
+        """Encode text with ``scorer`` from now on (e.g. an int8 copy of the trained one)."""
+        ...
+
 
 class TextTowers:
     """The ``text`` design: one language-model tower reads users and items written as text.
@@ -83,6 +87,9 @@ class TextTowers:
     def to(self, device: str | torch.device) -> TextTowers:
         self.scorer.to(device)
         return self
+
+    def use_scorer(self, scorer: LLMScorer) -> None:
+        self.scorer = scorer
 
 
 class SequentialTowers:
@@ -124,6 +131,9 @@ class SequentialTowers:
         self.model.to(device)
         self.vectors = self.vectors.to(device)
         return self
+
+    def use_scorer(self, scorer: LLMScorer) -> None:
+        self.text = scorer
 
     @torch.no_grad()
     def encode_users(

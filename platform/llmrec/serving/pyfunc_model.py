@@ -44,7 +44,7 @@ class LLMRecModel(PythonModel):
             }
             if "history" in clean:
                 clean["history"] = list(clean["history"])
-            req = RecommendRequest(**clean)
+            req = RecommendRequest.model_validate(clean, strict=False)
             query = self.builder.build(req)
             vec = self.encoder.encode([query])[0]
             items = self.ranker.rank(vec, query)

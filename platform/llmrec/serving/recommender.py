@@ -18,18 +18,21 @@ import torch
 from llmrec.bundle import ModelBundle
 from llmrec.ranking.index import ItemIndex, build_index, choose_index
 from llmrec.ranking.rerank import rerank
+from llmrec.serving.backends import query_scorer
 from llmrec.serving.history import HistoryStore
 from llmrec.serving.schemas import RecommendedItem, RecommendRequest
 from llmrec.serving.settings import ServeSettings
 
 
 class RequestError(ValueError):
-    """A request that cannot be served as asked; ``status`` is the HTTP status to answer."""
+    """A request that cannot be served as asked; ``status`` is the HTTP status to answer,
+    ``field`` the request field at fault (None: the request as a whole)."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, field: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.field = field
 
 
 @dataclass(frozen=True)
@@ -76,11 +79,14 @@ class QueryBuilder:
         self.categories = self.catalogue.categories
 
     def build(self, req: RecommendRequest) -> Query:
-        """Raises RequestError 404 for an unknown user, 422 for unknown items or categories
-        and for text or histories over the configured limits."""
+        """Raises RequestError 404 for an unknown user, item or category (well-formed, but
+        not in this version's catalogue), 422 for text or histories over the configured
+        limits."""
         if req.query is not None and len(req.query) > self.max_query_chars:
             raise RequestError(
-                422, f"query is {len(req.query)} characters; the limit is {self.max_query_chars}"
+                422,
+                f"query is {len(req.query)} characters; the limit is {self.max_query_chars}",
+                "query",
             )
         seen: frozenset[str] | tuple[str, ...]
         if req.user_id is not None:
@@ -91,19 +97,22 @@ class QueryBuilder:
                 raise RequestError(
                     422,
                     f"history has {len(history)} items; the limit is {self.max_request_history}",
+                    "history",
                 )
             unknown = [i for i in history if i not in self.catalogue]
             if unknown:
-                raise RequestError(422, _listed(unknown, "unknown item ids in history"))
+                raise RequestError(404, _listed(unknown, "unknown item ids in history"), "history")
             seen = tuple(history)
         unknown = [i for i in req.exclude if i not in self.catalogue]
         if unknown:
-            raise RequestError(422, _listed(unknown, "unknown item ids in exclude"))
+            raise RequestError(404, _listed(unknown, "unknown item ids in exclude"), "exclude")
         wanted = set(self.categories)
         bad = [c for c in req.categories if c not in wanted]
         if bad:
             raise RequestError(
-                422, _listed(bad, "unknown categories") + f" (known: {', '.join(self.categories)})"
+                404,
+                _listed(bad, "unknown categories") + f" (known: {', '.join(self.categories)})",
+                "categories",
             )
         return Query(
             history=tuple(history),
@@ -127,6 +136,7 @@ class QueryBuilder:
             404,
             f"unknown user_id {user_id!r}: no history in the logs or feedback; "
             "send a history or a query instead",
+            "user_id",
         )
 
 
@@ -141,11 +151,14 @@ class QueryEncoder:
     """The user tower of a version (the language model, and the sequential model when the
     version has one): resolved queries in, user vectors out."""
 
-    def __init__(self, bundle: ModelBundle, threads: int = 1, device: str = "auto") -> None:
+    def __init__(
+        self, bundle: ModelBundle, threads: int = 1, device: str = "auto", backend: str = "torch"
+    ) -> None:
         torch.set_num_threads(threads)
         self.device = pick_device(device)
-        self.towers = bundle.load_towers()
-        self.towers.to(self.device)
+        towers = bundle.load_towers().to(self.device)
+        towers.use_scorer(query_scorer(towers.scorer, backend, self.device))
+        self.towers = towers
 
     def encode(self, queries: Sequence[Query]) -> np.ndarray:
         """``[len(queries), dim]`` float32 user vectors, one forward pass for the batch."""

@@ -6,9 +6,10 @@ ones (``max_query_chars``, ``max_history``), checked when the query is built.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import re
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 MAX_K = 100
 MAX_QUERY_CHARS = 1000
@@ -19,11 +20,45 @@ MAX_EVENTS = 100
 EventKind = Literal["view", "click", "like", "purchase", "rating", "dislike", "skip"]
 
 
+def _integral(value: Any) -> Any:
+    """JSON Schema counts 6.0 as an integer; so do we (but not "6" nor true)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+JsonInt = Annotated[int, BeforeValidator(_integral)]
+"""An integer as JSON Schema defines it, checked strictly otherwise."""
+
+NONBLANK = r"[^ \t\n\r\f\v]"
+"""A query counts when it holds a character other than ASCII white space; the same regular
+expression in the OpenAPI schema and in the check, so that both agree on every input."""
+
+_STRING = {"type": "string"}
+_ITEMS = {"type": "array", "minItems": 1}
+# What the validator below checks, in the schema too: a client (or a fuzzer) that follows the
+# schema is never refused, and a body the schema calls invalid is refused.
+_ONE_OF_THE_THREE: dict[str, Any] = {
+    "anyOf": [
+        {"required": ["user_id"], "properties": {"user_id": _STRING}},
+        {"required": ["history"], "properties": {"history": _ITEMS}},
+        {"required": ["query"], "properties": {"query": {**_STRING, "pattern": NONBLANK}}},
+    ],
+    "not": {
+        "required": ["user_id", "history"],
+        "properties": {"user_id": _STRING, "history": _ITEMS},
+    },
+}
+
+
 class RecommendRequest(BaseModel):
     """Who to recommend for: a known ``user_id``, or a ``history`` of item ids and/or a
-    free-text ``query``. With a ``user_id``, a ``query`` refines that user's request."""
+    free-text ``query``. With a ``user_id``, a ``query`` refines that user's request.
 
-    model_config = ConfigDict(extra="forbid")
+    Strict types over HTTP (``"k": "5"`` is refused, as the schema says); Python callers
+    may pass ``strict=False`` to ``model_validate``."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra=_ONE_OF_THE_THREE)
 
     user_id: str | None = Field(
         None, min_length=1, max_length=200, description="A user seen in the logs or feedback."
@@ -34,7 +69,7 @@ class RecommendRequest(BaseModel):
     query: str | None = Field(
         None, max_length=MAX_QUERY_CHARS, description="Free text the user typed."
     )
-    k: int = Field(10, ge=1, le=MAX_K, description="How many items to return.")
+    k: JsonInt = Field(10, ge=1, le=MAX_K, description="How many items to return.")
     exclude: list[str] = Field(
         default_factory=list, max_length=MAX_EXCLUDE, description="Item ids never to return."
     )
@@ -53,11 +88,16 @@ class RecommendRequest(BaseModel):
 
     @model_validator(mode="after")
     def _something_to_go_on(self) -> RecommendRequest:
-        if not self.user_id and not self.history and not (self.query and self.query.strip()):
+        if not self.user_id and not self.history and not has_text(self.query):
             raise ValueError("give a user_id, a non-empty history or a query")
         if self.user_id and self.history:
             raise ValueError("give either user_id or history, not both")
         return self
+
+
+def has_text(query: str | None) -> bool:
+    """Whether ``query`` holds something to encode (see :data:`NONBLANK`)."""
+    return query is not None and re.search(NONBLANK, query) is not None
 
 
 class RecommendedItem(BaseModel):
@@ -74,7 +114,7 @@ class RecommendResponse(BaseModel):
 class FeedbackEvent(BaseModel):
     """What a user did with an item."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     user_id: str = Field(min_length=1, max_length=200)
     item_id: str = Field(min_length=1, max_length=200)
@@ -83,15 +123,15 @@ class FeedbackEvent(BaseModel):
         1.0, ge=-1e6, le=1e6, allow_inf_nan=False, description="A rating, or a weight."
     )
     query: str | None = Field(None, max_length=MAX_QUERY_CHARS, description="Text typed, if any.")
-    timestamp: int | None = Field(
-        None, ge=0, le=32503680000, description="Unix seconds; default: when received."
+    timestamp: Annotated[int, Field(ge=0, le=32503680000), BeforeValidator(_integral)] | None = (
+        Field(None, description="Unix seconds; default: when received.")
     )
 
 
 class FeedbackRequest(BaseModel):
     """One event, or ``{"events": [...]}`` (up to 100), committed together."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     events: list[FeedbackEvent] = Field(min_length=1, max_length=MAX_EVENTS)
 
@@ -114,6 +154,12 @@ class UserHistory(BaseModel):
     recent_feedback: list[dict[str, Any]]
 
 
+class ReloadResponse(BaseModel):
+    changed: bool = Field(description="Whether the served version changed.")
+    model_version: str
+    follows: str = Field(description="The alias or version the server follows.")
+
+
 class Health(BaseModel):
     status: str
     model_version: str | None = None
@@ -127,3 +173,4 @@ class Ready(BaseModel):
     items: int
     hybrid: str
     users: int
+    cached_users: int = Field(0, description="Known users whose query vector is cached.")

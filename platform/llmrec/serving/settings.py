@@ -15,10 +15,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from llmrec.config import DEFAULT_TRACKING_URI
 
-EDGE: dict[str, Any] = {"max_body_bytes": 64 * 1024, "requests": None}
-"""Per-process state of the HTTP edge (body limit, request counter), set by the ingress
-replica. It lives in this importable module, read as ``settings.EDGE``, because Ray Serve
-ships the deployment's own module by value: a dict global there would be a copy."""
+EDGE: dict[str, Any] = {"max_body_bytes": 64 * 1024, "requests": None, "secured": False}
+"""Per-process state of the HTTP edge (body limit, request counter, whether a bearer token is
+set: :mod:`llmrec.serving.edge`), set by the ingress replica. It lives in this importable
+module, read as ``settings.EDGE``, because Ray Serve ships the deployment's own module by
+value: a dict global there would be a copy."""
 
 
 class SettingsError(ValueError):
@@ -32,6 +33,12 @@ class ServeSettings(BaseModel):
     tracking_uri: str = ""
     encoder_threads: int = Field(default=1, ge=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    encoder_backend: Literal["torch", "int8"] = Field(
+        default="torch",
+        description="torch: the query tower as trained (float32); int8: LoRA merged and "
+        "every Linear layer dynamically quantized to int8 (CPU only; see "
+        "benchmarks/encoder_backends.py).",
+    )
     max_batch_size: int = Field(default=8, ge=1, le=1024)
     batch_wait_timeout_s: float = Field(
         default=0.0,
@@ -66,6 +73,26 @@ class ServeSettings(BaseModel):
     history_db: str = "runs/serve/history.sqlite"
     feedback_dir: str = "runs/feedback"
     watch_interval_s: float = Field(default=10.0, ge=0.0, description="0: do not watch the alias.")
+    user_cache_size: int = Field(
+        default=20000,
+        ge=0,
+        le=10_000_000,
+        description="Query vectors of known users kept in each ingress replica (about "
+        "1.5 KiB each at 384 dimensions); 0 turns the cache off.",
+    )
+    precompute_users: bool = Field(
+        default=True,
+        description="Encode the training logs' users in the background when a version "
+        "loads (up to user_cache_size), so that their first request is a cache hit.",
+    )
+    retry_deadline_s: float = Field(
+        default=20.0,
+        gt=0.0,
+        le=300.0,
+        description="How long the ingress retries an encoder/ranker call whose replica died "
+        "(waiting for its replacement) before answering 503; keep it under the HTTP proxy's "
+        "request_timeout_s.",
+    )
 
     @classmethod
     def from_args(cls, args: dict[str, Any]) -> ServeSettings:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import ray
@@ -11,10 +12,14 @@ import torch.distributed as dist
 
 
 def gather_placement(samples: int) -> list[dict[str, Any]]:
-    """Per worker (rank order): the Ray node it ran on and the examples it trained on."""
+    """Per worker (rank order): the Ray node and actor it ran on (and its process id), and
+    the examples it trained on."""
+    context = ray.get_runtime_context()
     mine = {
         "rank": ray.train.get_context().get_world_rank(),
-        "node_id": ray.get_runtime_context().get_node_id(),
+        "node_id": context.get_node_id(),
+        "actor_id": context.get_actor_id(),
+        "pid": os.getpid(),
         "samples": samples,
     }
     if not (dist.is_available() and dist.is_initialized()):

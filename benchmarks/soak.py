@@ -1,0 +1,468 @@
+"""Soak under faults: mixed traffic against `serve run` with a champion swap and replica kills.
+
+    python benchmarks/soak.py                              # 10 minutes, concurrency 16
+    python benchmarks/soak.py --minutes 2                  # a short check
+
+The script registers the model (``--model`` in ``--tracking-uri``, default the champion of
+./mlflow.db) twice in a temporary MLflow store, starts ``serve run`` on
+``serve_deployments/serve_config.yaml`` (a free port, that store, the token and proxy
+settings of a real deployment) and sends, from ``--concurrency`` client threads: known users,
+histories with queries, queries alone, feedback (with the token), user histories, readiness
+checks and bad requests (each must get its 4xx). At set shares of the run it moves the
+``champion`` alias to the second version (the server follows it) and kills the encoder, the
+ranker and the ingress replica (SIGKILL of the replica process of this run's own Ray,
+found among the ``serve run`` process's descendants).
+
+Printed per minute: requests, p50/p99 latency, 5xx, failed requests, each Serve process's
+memory (RSS). At the end: failed requests overall and outside the kill windows (from a kill
+until the first request served after it, plus ``--window`` seconds), acknowledged feedback
+events missing afterwards, and memory growth of each process over the steady window (after
+the swap and warm-up, before the first kill).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "jobs"))
+from _common import quiet
+from _table import machine, print_table
+
+REPO = Path(__file__).resolve().parents[1]
+ROLES = {
+    "Ingress": "ingress",
+    "QueryEncoderDeployment": "encoder",
+    "CandidateRankerDeployment": "ranker",
+    "ProxyActor": "proxy",
+    "ServeController": "controller",
+}
+PLAN = (("swap", 0.2), ("encoder", 0.6), ("ranker", 0.7), ("ingress", 0.8))
+"""Events at shares of the run: the champion swap, then one kill of each replica."""
+MINUTE_COLUMNS = (
+    "minute",
+    "requests",
+    "p50 ms",
+    "p99 ms",
+    "5xx",
+    "failed",
+    "ingress",
+    "encoder",
+    "ranker",
+    "proxy",
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def register_two_versions(model: str, tracking: str, tmp: Path) -> tuple[str, Any]:
+    """The model's bundle as versions 1 (champion) and 2 of ``soak-scorer`` in a new store."""
+    import mlflow
+    from llmrec import registry
+    from llmrec.bundle import ModelBundle
+    from llmrec.config import RegistryConfig
+    from llmrec.serving.settings import absolute_tracking_uri
+
+    mlflow.set_tracking_uri(absolute_tracking_uri(tracking))
+    _, source = registry.download_bundle(model, tmp / "source")
+    store = f"sqlite:///{tmp / 'mlflow.db'}"
+    cfg = RegistryConfig(
+        tracking_uri=store, artifact_location=str(tmp / "art"), model_name="soak-scorer"
+    )
+    for run in ("soak-v1", "soak-v2"):
+        registry.log_and_register(
+            cfg,
+            run_name=run,
+            params={},
+            history=[],
+            metrics={},
+            bundle_dir=source,
+            model_card=run,
+            tags={},
+        )
+    registry.set_champion("soak-scorer", "1")
+    return store, ModelBundle(source)
+
+
+def start_server(store: str, tmp: Path, token: str, port: int) -> subprocess.Popen[bytes]:
+    """``serve run`` on the shipped config with this run's port, store and paths."""
+    from llmrec.serving.proxy import PROXY_CALLBACK, PROXY_CALLBACK_ENV
+
+    config = yaml.safe_load((REPO / "serve_deployments" / "serve_config.yaml").read_text())
+    config["http_options"]["port"] = port
+    app = config["applications"][0]
+    app["args"].update(
+        model_uri="models:/soak-scorer@champion",
+        tracking_uri=store,
+        watch_interval_s=2,
+        history_db=str(tmp / "history.sqlite"),
+        feedback_dir=str(tmp / "feedback"),
+    )
+    app["runtime_env"]["env_vars"]["LLMREC_API_TOKEN"] = token
+    path = tmp / "serve_config.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    env = {**os.environ, PROXY_CALLBACK_ENV: PROXY_CALLBACK}
+    env.pop("RAY_ADDRESS", None)  # a Ray of its own
+    log = open(tmp / "serve.log", "wb")  # noqa: SIM115 (lives as long as the server)
+    serve = Path(sys.executable).with_name("serve")
+    return subprocess.Popen(
+        [str(serve), "run", str(path)], cwd=REPO, env=env, stdout=log, stderr=log
+    )
+
+
+def serve_processes(root_pid: int) -> dict[str, Any]:
+    """The Serve processes of this run's Ray (descendants of ``serve run``), by role."""
+    import psutil
+
+    out = {}
+    try:
+        children = psutil.Process(root_pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return out
+    for proc in children:
+        try:
+            title = " ".join(proc.cmdline())
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        for key, role in ROLES.items():
+            if title.startswith("ray::") and key in title.split()[0]:
+                out[role] = proc
+    return out
+
+
+def wait_ready(url: str, server: subprocess.Popen[bytes], timeout: float) -> None:
+    import requests
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if server.poll() is not None:
+            raise SystemExit(f"serve run exited with {server.returncode}; see its log")
+        try:
+            if requests.get(f"{url}/readyz", timeout=5).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(2)
+    raise SystemExit(f"the server was not ready after {timeout:.0f} s")
+
+
+class Traffic:
+    """The mixed requests, each with the statuses it must get."""
+
+    def __init__(self, bundle: Any, token: str, seed: int = 0) -> None:
+        self.users = sorted(bundle.histories)
+        self.items = list(bundle.catalogue.ids)
+        self.auth = {"Authorization": f"Bearer {token}"}
+        self.rng = np.random.default_rng(seed)
+        self.lock = threading.Lock()
+        self.sent_events = 0
+
+    def next(self) -> tuple[str, str, str, dict[str, Any], dict[str, str], set[int]]:
+        """(kind, method, path, json body, headers, accepted statuses)."""
+        with self.lock:
+            r = float(self.rng.random())
+            user = self.users[int(self.rng.integers(len(self.users)))]
+            items = [self.items[int(i)] for i in self.rng.integers(0, len(self.items), 4)]
+            if r < 0.35:
+                return "known user", "POST", "/recommend", {"user_id": user, "k": 10}, {}, {200}
+            if r < 0.55:
+                body = {"history": items[:3], "query": "something new", "k": 10}
+                return "history+query", "POST", "/recommend", body, {}, {200}
+            if r < 0.65:
+                return "query", "POST", "/recommend", {"query": "a long story", "k": 5}, {}, {200}
+            if r < 0.80:
+                self.sent_events += 1
+                event = {"user_id": f"soak-{user}", "item_id": items[0], "event": "click"}
+                event["timestamp"] = 1_700_000_000 + self.sent_events  # identifies it
+                return "feedback", "POST", "/feedback", event, self.auth, {200}
+            if r < 0.85:
+                return "history", "GET", f"/users/{user}/history", {}, self.auth, {200}
+            if r < 0.90:
+                return "readyz", "GET", "/readyz", {}, {}, {200}
+            bad = [
+                ("POST", "/recommend", {"user_id": "nobody-用户"}, {}, {404}),
+                ("POST", "/recommend", {"query": "x", "k": 0}, {}, {422}),
+                ("POST", "/recommend", {}, {}, {422}),
+                ("POST", "/feedback", {"user_id": user, "item_id": items[0]}, {}, {401}),
+            ]
+            method, path, body, headers, ok = bad[int(self.rng.integers(len(bad)))]
+            return "bad request", method, path, body, headers, ok
+
+
+def client(url: str, traffic: Traffic, stop: threading.Event, out: list[dict[str, Any]]) -> None:
+    """One client thread: send, time, record (status 599: no HTTP answer)."""
+    import requests
+
+    session = requests.Session()
+    while not stop.is_set():
+        kind, method, path, body, headers, ok = traffic.next()
+        start = time.time()
+        try:
+            r = session.request(method, url + path, json=body or None, headers=headers, timeout=60)
+            status, answer = r.status_code, r.json() if r.content else {}
+        except (requests.RequestException, ValueError):
+            status, answer = 599, {}
+        out.append(
+            {
+                "t": start,
+                "ms": 1000 * (time.time() - start),
+                "kind": kind,
+                "status": status,
+                "failed": status not in ok,
+                "body": body,
+                "version": answer.get("model_version") if isinstance(answer, dict) else None,
+            }
+        )
+
+
+def run_plan(
+    minutes: float,
+    server: subprocess.Popen[bytes],
+    start: float,
+    events: dict[str, float],
+    memory: list[dict[str, Any]],
+) -> None:
+    """Swap and kills at their times; memory of every Serve process every 5 s."""
+    from llmrec import registry
+
+    total = 60 * minutes
+    pending = list(PLAN)
+    while time.time() - start < total:
+        now = time.time() - start
+        while pending and now >= pending[0][1] * total:
+            what, _ = pending.pop(0)
+            if what == "swap":
+                registry.set_champion("soak-scorer", "2")
+            else:
+                proc = serve_processes(server.pid).get(what)
+                if proc is not None:
+                    proc.send_signal(signal.SIGKILL)
+            events[what] = time.time()
+            print(f"[{now:6.1f} s] {what if what == 'swap' else 'kill ' + what}", flush=True)
+        sample = {"t": time.time()}
+        for role, proc in serve_processes(server.pid).items():
+            try:
+                sample[role] = (proc.pid, proc.memory_info().rss / 2**20)
+            except Exception:
+                continue
+        memory.append(sample)
+        time.sleep(5)
+
+
+def per_minute(
+    results: list[dict[str, Any]], memory: list[dict[str, Any]], start: float
+) -> list[tuple[object, ...]]:
+    rows = []
+    minutes = max(1, int(np.ceil((max(r["t"] for r in results) - start) / 60 - 1e-9)))
+    for m in range(minutes):
+        last_minute = m == minutes - 1  # the requests still in flight at the end count here
+        mine = [
+            r
+            for r in results
+            if m * 60 <= r["t"] - start and (last_minute or r["t"] - start < (m + 1) * 60)
+        ]
+        if not mine:
+            continue
+        ms = np.array([r["ms"] for r in mine])
+        mem = [s for s in memory if s["t"] - start < (m + 1) * 60]
+        last = mem[-1] if mem else {}
+        rss = [
+            f"{last[role][1]:.0f}" if role in last else "-"
+            for role in ("ingress", "encoder", "ranker", "proxy")
+        ]
+        rows.append(
+            (
+                m + 1,
+                len(mine),
+                float(np.percentile(ms, 50)),
+                float(np.percentile(ms, 99)),
+                sum(r["status"] >= 500 for r in mine),
+                sum(r["failed"] for r in mine),
+                *rss,
+            )
+        )
+    return rows
+
+
+def _done(r: dict[str, Any]) -> float:
+    """When the request was answered (a failure belongs to the kill before its answer)."""
+    return float(r["t"] + r["ms"] / 1000)
+
+
+def kill_windows(
+    results: list[dict[str, Any]], events: dict[str, float], extra_s: float
+) -> list[tuple[str, float, float]]:
+    """Per kill: from the kill to the first request answered after it started, plus
+    ``extra_s`` (requests already queued then may still fail)."""
+    windows = []
+    for role in ("encoder", "ranker", "ingress"):
+        if role not in events:
+            continue
+        t0 = events[role]
+        after = [r["t"] + r["ms"] / 1000 for r in results if r["t"] > t0 and r["status"] == 200]
+        recovered = min(after) if after else float("inf")
+        windows.append((role, t0, recovered + extra_s))
+    return windows
+
+
+def missing_feedback(results: list[dict[str, Any]], feedback_dir: Path) -> int:
+    """Acknowledged (200) feedback events not in the feedback log afterwards."""
+    from llmrec.serving.history import FeedbackLog
+
+    logged = FeedbackLog(feedback_dir).read()
+    have = set(
+        zip(
+            logged.column("user_id").to_pylist(),
+            logged.column("item_id").to_pylist(),
+            logged.column("timestamp").to_pylist(),
+            strict=True,
+        )
+    )
+    acked = [r["body"] for r in results if r["kind"] == "feedback" and r["status"] == 200]
+    return sum((b["user_id"], b["item_id"], b["timestamp"]) not in have for b in acked)
+
+
+def memory_growth(
+    memory: list[dict[str, Any]], t0: float, t1: float
+) -> list[tuple[str, float, float, str]]:
+    """Per process alive through [t0, t1): RSS at the start and end of that window."""
+    window = [s for s in memory if t0 <= s["t"] < t1]
+    rows = []
+    for role in ("ingress", "encoder", "ranker", "proxy", "controller"):
+        seen = [s[role] for s in window if role in s]
+        if len(seen) < 2 or len({pid for pid, _ in seen}) != 1:
+            continue
+        first = float(np.median([mb for _, mb in seen[:3]]))
+        last = float(np.median([mb for _, mb in seen[-3:]]))
+        rows.append((role, first, last, f"{100 * (last / first - 1):+.1f}%"))
+    return rows
+
+
+def report(
+    results: list[dict[str, Any]],
+    memory: list[dict[str, Any]],
+    events: dict[str, float],
+    start: float,
+    args: argparse.Namespace,
+    feedback_dir: Path,
+) -> int:
+    print_table(
+        f"Soak: {args.minutes:g} min, concurrency {args.concurrency} ({machine()}); "
+        "RSS in MiB at the end of each minute",
+        MINUTE_COLUMNS,
+        per_minute(results, memory, start),
+    )
+    windows = kill_windows(results, events, args.window)
+    print_table(
+        "Kills: how long until the first request served after the kill; requests that failed "
+        "(answered) after the kill and before the next one, within the window",
+        ["replica", "killed at s", "recovered after s", "failed in window"],
+        [
+            (
+                role,
+                t0 - start,
+                end - args.window - t0,
+                sum(
+                    r["failed"]
+                    for r in results
+                    if t0 <= _done(r) < min([end] + [t for _, t, _ in windows if t > t0])
+                ),
+            )
+            for role, t0, end in windows
+        ],
+    )
+    failed = [r for r in results if r["failed"]]
+    outside = [r for r in failed if not any(t0 <= _done(r) < end for _, t0, end in windows)]
+    kinds = Counter(r["kind"] for r in results)
+    swapped = [r for r in results if "swap" in events and r["t"] > events["swap"] + 10]
+    versions = Counter(r["version"] for r in swapped if r["version"])
+    missing = missing_feedback(results, feedback_dir)
+    swap_end = events.get("swap", start) + max(30.0, 6 * args.minutes)
+    growth = memory_growth(memory, swap_end, events.get("encoder", time.time()))
+    print_table(
+        "Memory over the steady window (after swap and warm-up, before the first kill)",
+        ["process", "RSS MiB at start", "RSS MiB at end", "growth"],
+        growth,
+    )
+    print(f"\nrequests: {len(results)} ({dict(kinds)})")
+    print(
+        f"failed: {len(failed)} ({100 * len(failed) / max(len(results), 1):.2f}%), "
+        f"by status {dict(Counter(r['status'] for r in failed))}"
+    )
+    print(f"failed outside the kill windows: {len(outside)}")
+    print(f"answers 10 s after the swap, by model version: {dict(versions)}")
+    acked = sum(r["kind"] == "feedback" and r["status"] == 200 for r in results)
+    print(f"acknowledged feedback events: {acked}, missing afterwards: {missing}")
+    worst = max((float(g[-1].rstrip("%")) for g in growth), default=0.0)
+    ok = not outside and missing == 0 and worst <= 5.0 and len(failed) <= 0.01 * len(results)
+    print(
+        "targets (failed < 1%, none outside kill windows, no feedback lost, memory <= 5%): "
+        + ("met" if ok else "NOT met")
+    )
+    return 0 if ok else 1
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--model", default="models:/llmrec-scorer@champion")
+    parser.add_argument("--tracking-uri", default="sqlite:///mlflow.db")
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--window", type=float, default=5.0, help="s added to kill windows")
+    args = parser.parse_args()
+    quiet()
+    tmp = Path(tempfile.mkdtemp(prefix="llmrec-soak-"))
+    token, port = secrets.token_hex(16), free_port()
+    url = f"http://127.0.0.1:{port}"
+    store, bundle = register_two_versions(args.model, args.tracking_uri, tmp)
+    server = start_server(store, tmp, token, port)
+    try:
+        wait_ready(url, server, timeout=600)
+        print(f"serving on {url} (log: {tmp / 'serve.log'})", flush=True)
+        traffic = Traffic(bundle, token)
+        results: list[dict[str, Any]] = []
+        memory: list[dict[str, Any]] = []
+        events: dict[str, float] = {}
+        stop = threading.Event()
+        threads = [
+            threading.Thread(target=client, args=(url, traffic, stop, results))
+            for _ in range(args.concurrency)
+        ]
+        start = time.time()
+        for t in threads:
+            t.start()
+        run_plan(args.minutes, server, start, events, memory)
+        stop.set()
+        for t in threads:
+            t.join()
+        return report(results, memory, events, start, args, tmp / "feedback")
+    finally:
+        server.send_signal(signal.SIGTERM)  # `serve run` shuts its Ray down on SIGTERM
+        try:
+            server.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

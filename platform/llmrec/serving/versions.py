@@ -1,0 +1,69 @@
+"""Model versions in a serving process: open a registered version's bundle, keep the last
+few loaded.
+
+Each replica of the graph (encoder, ranker) answers for the version it is asked for, so that
+requests in flight during a swap finish on the version they started with; a
+:class:`VersionCache` holds the last ``size`` loaded objects and loads each one once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+from llmrec import registry
+from llmrec.bundle import ModelBundle
+
+T = TypeVar("T")
+
+
+def open_version(model_uri: str, tracking_uri: str) -> tuple[str, ModelBundle]:
+    """Download (once per node and version) and open a concrete version's bundle.
+
+    Returns:
+        (the version number, the bundle).
+    """
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)
+    version, path = registry.cached_bundle(model_uri)
+    return version.version, ModelBundle(path)
+
+
+class VersionCache(Generic[T]):
+    """The last ``size`` objects loaded by model URI, each loaded once, in a thread.
+
+    Args:
+        load: builds the object of one model URI (slow: downloads, model weights).
+        size: how many versions to keep; 2 lets a swap finish the old version's requests.
+    """
+
+    def __init__(self, load: Callable[[str], T], size: int = 2) -> None:
+        if size < 1:
+            raise ValueError(f"size must be >= 1, got {size}")
+        self.load = load
+        self.size = size
+        self.loaded: OrderedDict[str, T] = OrderedDict()
+        self._lock = asyncio.Lock()
+
+    def put(self, uri: str, value: T) -> None:
+        """Store an object loaded elsewhere (a replica's first version, in its constructor)."""
+        self.loaded[uri] = value
+        self.loaded.move_to_end(uri)
+        while len(self.loaded) > self.size:
+            self.loaded.popitem(last=False)
+
+    async def get(self, uri: str) -> T:
+        """The object of ``uri``, loading it (once, however many callers wait) if needed."""
+        if uri in self.loaded:
+            self.loaded.move_to_end(uri)
+            return self.loaded[uri]
+        async with self._lock:
+            if uri not in self.loaded:
+                self.put(uri, await asyncio.to_thread(self.load, uri))
+            return self.loaded[uri]
+
+
+__all__ = ["VersionCache", "open_version"]

@@ -1,0 +1,43 @@
+"""The candidate ranker deployment: item index, hybrid scores, filters, re-ranking."""
+
+from typing import Any
+
+import numpy as np
+from llmrec.serving import CandidateRanker, Query, RecommendedItem, ServeSettings
+from llmrec.serving.versions import VersionCache, open_version
+from ray import serve
+
+
+@serve.deployment(
+    ray_actor_options={"num_cpus": 0},
+    max_ongoing_requests=64,
+    health_check_period_s=2,
+    health_check_timeout_s=10,
+    graceful_shutdown_timeout_s=5,
+)
+class CandidateRankerDeployment:
+    """Item index, hybrid scores, filters and diversity re-ranking of one version."""
+
+    def __init__(self, settings: dict[str, Any], model_uri: str) -> None:
+        self.settings = ServeSettings(**settings)
+        self.versions: VersionCache[CandidateRanker] = VersionCache(self._load)
+        self.versions.put(model_uri, self._load(model_uri))
+
+    def _load(self, uri: str) -> CandidateRanker:
+        _, bundle = open_version(uri, self.settings.tracking_uri)
+        return CandidateRanker(bundle, self.settings)
+
+    async def load(self, model_uri: str) -> dict[str, Any]:
+        ranker = await self.versions.get(model_uri)
+        return {
+            "index": ranker.describe(),
+            "items": ranker.num_items,
+            "hybrid": ranker.hybrid.weights.describe(),
+        }
+
+    async def rank(
+        self, model_uri: str, vectors: np.ndarray, queries: list[Query]
+    ) -> list[list[RecommendedItem]]:
+        """The answers of a group of queries (``vectors`` from the same version's encoder)."""
+        ranker = await self.versions.get(model_uri)
+        return ranker.rank_many(vectors, queries)
