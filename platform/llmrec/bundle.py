@@ -5,7 +5,8 @@ Layout::
     config.yaml          the full training config (base model reference included)
     scorer/              peft adapter (safetensors), temperature, pooling
     tokenizer/           the tokenizer files
-    items.parquet        item_id, title, text, categories, embedding (catalogue order)
+    items.parquet        item_id, title, text, categories, embedding (catalogue order),
+                         and the catalogue's attribute columns (provider, ...)
     histories.parquet    user_id, items (time order): what the user has seen
     hybrid/              hybrid weights (tuned on validation), CF item-item matrix, popularity
     model_card.md        what the model is, on what data, how well it does
@@ -62,6 +63,13 @@ def write_bundle(
             "text": [catalogue.items[i].text for i in catalogue.ids],
             "categories": [list(catalogue.items[i].categories) for i in catalogue.ids],
             "embedding": pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1)), emb.shape[1]),
+            # attribute columns (provider, ...): what per-request caps (max_per) read
+            **{
+                name: pa.array(
+                    [list(by_item[i]) for i in catalogue.ids], type=pa.list_(pa.string())
+                )
+                for name, by_item in catalogue.attributes.items()
+            },
         }
     )
     pq.write_table(items, d / "items.parquet")
