@@ -4,10 +4,12 @@ from llmrec.data.catalogue import Catalogue
 from llmrec.data.contract import (
     INTERACTIONS_SCHEMA,
     ITEMS_SCHEMA,
+    USERS_SCHEMA,
     Checked,
     ContractError,
     check_interactions,
     check_items,
+    check_users,
 )
 from llmrec.data.demo import generate_demo
 from llmrec.data.readers import DataSourceError, read_movielens, read_table
@@ -17,6 +19,7 @@ from llmrec.data.text import ItemText, render_item, render_user
 __all__ = [
     "INTERACTIONS_SCHEMA",
     "ITEMS_SCHEMA",
+    "USERS_SCHEMA",
     "Catalogue",
     "Checked",
     "ContractError",
@@ -25,6 +28,7 @@ __all__ = [
     "Split",
     "check_interactions",
     "check_items",
+    "check_users",
     "generate_demo",
     "k_core",
     "leave_one_out",

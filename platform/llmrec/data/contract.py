@@ -39,9 +39,14 @@ ITEMS_SCHEMA = pa.schema(
 """Item catalogue contract; extra columns are kept. ``categories`` may also arrive as one
 ``|``-separated string (CSV)."""
 
+USERS_SCHEMA = pa.schema([pa.field("user_id", pa.string(), nullable=False)])
+"""Optional user table contract: ``user_id`` plus any attribute columns (``gender``,
+``age``, ``country``...), kept as they come; the group report reads them as text."""
+
 _REQUIRED = {
     "interactions": ("user_id", "item_id", "timestamp"),
     "items": ("item_id", "title"),
+    "users": ("user_id",),
 }
 REJECTED_REASON = "reason"
 
@@ -131,8 +136,29 @@ def check_items(table: pa.Table, source: str) -> Checked:
     return _split(out[ITEMS_SCHEMA.names + extra], df, reasons, ITEMS_SCHEMA)
 
 
+def check_users(table: pa.Table, source: str) -> Checked:
+    """Check a user table against :data:`USERS_SCHEMA`; attribute columns are kept.
+
+    Rejected reasons: ``null_user_id``, ``duplicate_user_id`` (the first row of an id is
+    kept).
+
+    Raises:
+        ContractError: ``user_id`` is missing or has an unusable type.
+    """
+    _require(table, "users", source)
+    df = table.to_pandas(types_mapper=_string_mapper)
+    out = df.copy()
+    out["user_id"] = _as_id(df["user_id"], table.schema.field("user_id").type, source, "user_id")
+    reasons = pd.Series(pd.NA, index=df.index, dtype="object")
+    reasons = reasons.mask(_blank(out["user_id"]), "null_user_id")
+    dup = out["user_id"].duplicated(keep="first") & reasons.isna()
+    reasons = reasons.mask(dup, "duplicate_user_id")
+    extra = [c for c in out.columns if c != "user_id"]
+    return _split(out[["user_id", *extra]], df, reasons, USERS_SCHEMA)
+
+
 def _require(table: pa.Table, kind: str, source: str) -> None:
-    schema = INTERACTIONS_SCHEMA if kind == "interactions" else ITEMS_SCHEMA
+    schema = {"interactions": INTERACTIONS_SCHEMA, "items": ITEMS_SCHEMA}.get(kind, USERS_SCHEMA)
     for col in _REQUIRED[kind]:
         if col not in table.column_names:
             raise ContractError(source, col, str(schema.field(col).type), "no such column")

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 
 from llmrec.config import DataConfig
 from llmrec.data.catalogue import Catalogue
-from llmrec.data.contract import check_interactions, check_items
+from llmrec.data.contract import check_interactions, check_items, check_users
 from llmrec.data.demo import generate_demo
 from llmrec.data.readers import RawData, is_movielens, read_contract_folder, read_movielens
 from llmrec.data.splits import Split, drop_items, hold_out_items, leave_one_out
@@ -28,6 +28,8 @@ class Prepared:
     interactions: pa.Table
     items: pa.Table
     rejected: dict[str, dict[str, int]] = field(default_factory=dict)
+    users: pa.Table | None = None
+    """The optional user table (``user_id`` + attributes), when the source has one."""
 
     @property
     def catalogue(self) -> Catalogue:
@@ -36,7 +38,8 @@ class Prepared:
     def summary(self) -> str:
         """Human-readable counts of kept and rejected rows."""
         lines = [
-            f"items: {self.items.num_rows} kept, interactions: {self.interactions.num_rows} kept",
+            f"items: {self.items.num_rows} kept, interactions: {self.interactions.num_rows} kept"
+            + (f", users: {self.users.num_rows} kept" if self.users is not None else ""),
         ]
         for table, counts in self.rejected.items():
             for reason, n in sorted(counts.items()):
@@ -60,7 +63,8 @@ def load_source(source: str, demo: DataConfig | None = None) -> RawData:
 
 
 def prepare(raw: RawData, out_dir: str | Path) -> Prepared:
-    """Check both tables, write ``items.parquet``, ``interactions.parquet`` and ``rejected/``.
+    """Check the tables, write ``items.parquet``, ``interactions.parquet``,
+    ``users.parquet`` (when the source has users) and ``rejected/``.
 
     Raises:
         ContractError: a column is missing or mistyped (rows are never the cause).
@@ -73,19 +77,27 @@ def prepare(raw: RawData, out_dir: str | Path) -> Prepared:
     )
     pq.write_table(items.table, out / "items.parquet")
     pq.write_table(interactions.table, out / "interactions.parquet")
+    checked_tables = {"items": items, "interactions": interactions}
+    if raw.users is not None:
+        checked_tables["users"] = check_users(raw.users, raw.users_source or "users")
+        pq.write_table(checked_tables["users"].table, out / "users.parquet")
+    elif (out / "users.parquet").exists():
+        (out / "users.parquet").unlink()
     rejected_dir = out / "rejected"
-    for name, checked in (("items", items), ("interactions", interactions)):
+    for name, checked in checked_tables.items():
         target = rejected_dir / f"{name}.parquet"
         if not checked.rejected.empty:
             rejected_dir.mkdir(exist_ok=True)
             checked.rejected.to_parquet(target, index=False)
         elif target.exists():
             target.unlink()
+    users = checked_tables.get("users")
     return Prepared(
         out,
         interactions.table,
         items.table,
-        {"items": items.counts(), "interactions": interactions.counts()},
+        {name: checked.counts() for name, checked in checked_tables.items()},
+        users.table if users is not None else None,
     )
 
 

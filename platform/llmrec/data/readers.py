@@ -57,12 +57,15 @@ class DataSourceError(FileNotFoundError):
 
 @dataclass
 class RawData:
-    """Raw interactions and items, with where each came from (for error messages)."""
+    """Raw interactions and items (and users, when the source has a user table), with where
+    each came from (for error messages)."""
 
     interactions: pa.Table
     items: pa.Table
     interactions_source: str
     items_source: str
+    users: pa.Table | None = None
+    users_source: str = ""
 
 
 def read_table(uri: str) -> pa.Table:
@@ -103,12 +106,13 @@ def read_table(uri: str) -> pa.Table:
 
 
 def read_contract_folder(uri: str) -> RawData:
-    """Read ``interactions.(parquet|csv)`` (or folder) and ``items.*`` from a folder."""
+    """Read ``interactions.(parquet|csv)`` (or folder) and ``items.*`` from a folder, and
+    ``users.*`` when there is one."""
     fs, path = _filesystem(uri)
     found = {}
     for info in fs.get_file_info(pafs.FileSelector(path)):
         stem = Path(info.path).name.split(".")[0]
-        if stem in ("interactions", "items"):
+        if stem in ("interactions", "items", "users"):
             found[stem] = (
                 info.path if "://" not in uri else uri.rstrip("/") + "/" + Path(info.path).name
             )
@@ -118,11 +122,14 @@ def read_contract_folder(uri: str) -> RawData:
             f"{uri}: expected interactions.(parquet|csv) and items.(parquet|csv), "
             f"missing {sorted(missing)}"
         )
+    users = found.get("users")
     return RawData(
         read_table(found["interactions"]),
         read_table(found["items"]),
         found["interactions"],
         found["items"],
+        read_table(users) if users else None,
+        users or "",
     )
 
 
@@ -191,7 +198,18 @@ def _ml100k(path: Path) -> RawData:
         lambda d: f"Released {d}." if isinstance(d, str) and d else None
     )
     items = movies[["item_id", "title", "text", "categories"]]
-    return _raw(ratings, items, path / "u.data", path / "u.item")
+    raw = _raw(ratings, items, path / "u.data", path / "u.item")
+    if (path / "u.user").exists():  # user id | age | gender | occupation | zip code
+        users = pd.read_csv(
+            path / "u.user",
+            sep="|",
+            names=["user_id", "age", "gender", "occupation", "zip_code"],
+            dtype=str,
+            encoding="latin-1",
+        )
+        users["age"] = users["age"].map(_age_band)
+        _with_users(raw, users[["user_id", "gender", "age", "occupation"]], path / "u.user")
+    return raw
 
 
 def _ml1m(path: Path) -> RawData:
@@ -213,12 +231,27 @@ def _ml1m(path: Path) -> RawData:
     )
     movies["categories"] = movies["genres"].fillna("").str.split("|")
     movies["text"] = None
-    return _raw(
+    raw = _raw(
         ratings,
         movies[["item_id", "title", "text", "categories"]],
         path / "ratings.dat",
         path / "movies.dat",
     )
+    if (path / "users.dat").exists():  # UserID::Gender::Age::Occupation::Zip-code
+        users = pd.read_csv(
+            path / "users.dat",
+            sep="::",
+            engine="python",
+            encoding="latin-1",
+            names=["user_id", "gender", "age", "occupation", "zip_code"],
+            dtype=str,
+        )
+        users["age"] = users["age"].map(lambda a: _ML1M_AGES.get(str(a), a))
+        users["occupation"] = users["occupation"].map(
+            lambda o: _ML1M_OCCUPATIONS[int(o)] if str(o).isdigit() and int(o) < 21 else o
+        )
+        _with_users(raw, users[["user_id", "gender", "age", "occupation"]], path / "users.dat")
+    return raw
 
 
 def _ml_csv(path: Path) -> RawData:
@@ -242,6 +275,57 @@ def _ml_csv(path: Path) -> RawData:
         path / "ratings.csv",
         path / "movies.csv",
     )
+
+
+_ML1M_AGES = {
+    "1": "Under 18",
+    "18": "18-24",
+    "25": "25-34",
+    "35": "35-44",
+    "45": "45-49",
+    "50": "50-55",
+    "56": "56+",
+}
+_ML1M_OCCUPATIONS = (
+    "other",
+    "academic/educator",
+    "artist",
+    "clerical/admin",
+    "college/grad student",
+    "customer service",
+    "doctor/health care",
+    "executive/managerial",
+    "farmer",
+    "homemaker",
+    "K-12 student",
+    "lawyer",
+    "programmer",
+    "retired",
+    "sales/marketing",
+    "scientist",
+    "self-employed",
+    "technician/engineer",
+    "tradesman/craftsman",
+    "unemployed",
+    "writer",
+)
+
+
+def _age_band(age: object) -> object:
+    """ML-100K's age in years as ML-1M's age band (``25-34``); other text unchanged."""
+    text = str(age).strip()
+    if not text.isdigit():
+        return age
+    years = int(text)
+    for low, band in ((56, "56+"), (50, "50-55"), (45, "45-49"), (35, "35-44"), (25, "25-34")):
+        if years >= low:
+            return band
+    return "18-24" if years >= 18 else "Under 18"
+
+
+def _with_users(raw: RawData, users: pd.DataFrame, source: Path) -> None:
+    raw.users = pa.Table.from_pandas(users, preserve_index=False)
+    raw.users_source = str(source)
 
 
 def _raw(ratings: pd.DataFrame, items: pd.DataFrame, rsrc: Path, isrc: Path) -> RawData:
