@@ -5,14 +5,20 @@
 
 Chronological leave-one-out after iterative k-core, full ranking over the catalogue with the
 history masked, validation and test. Prints one table (HR@10/20, NDCG@10/20, MRR, coverage,
-intra-list diversity over category vectors, novelty, Gini of exposure) and logs it to MLflow
-(experiment `<registry.experiment>-eval`): one metric per method/split/measure, plus the table
-as CSV and Markdown artifacts. EASE's lambda is tuned on validation. Each --model is scored
-alone (llm) and as the hybrid of the platform (LLM + EASE + popularity, weights tuned on
-validation the way fine-tuning tunes them).
+intra-list diversity over category vectors, novelty, Gini of exposure, miscalibration,
+long-tail share) and logs it to MLflow (experiment `<registry.experiment>-eval`). EASE's
+lambda is tuned on validation. Each --model is scored alone (llm) and as the hybrid of the
+platform (LLM + EASE + popularity, weights tuned on validation).
 
-    python jobs/evaluate.py --data ../shared/data/ml-100k \
-        --model models:/llmrec-scorer-ml100k@champion --diversity-sweep
+    python jobs/evaluate.py --config jobs/configs/ml100k.yaml \\
+        --model models:/llmrec-scorer-ml100k@champion --rerank-sweep --groups
+    python jobs/evaluate.py --data ../shared/data/ml-100k --rerank-sweep --method ease --groups
+
+--rerank-sweep re-ranks the method's top-N with every re-ranker (MMR, MSD, DPP, caps per
+category, calibration, long-tail share) across its knob and candidate depths, chooses each
+knob on validation, prints one table and logs one plot per objective. --groups adds NDCG@10
+and HR@10 per user group (activity quartile, the user table's attributes) and the largest
+gap with its bootstrap interval. See docs/beyond-accuracy.md.
 """
 
 from __future__ import annotations
@@ -24,8 +30,10 @@ from typing import Any
 
 from _common import add_config_args, fail, quiet
 
+METHODS = ("hybrid", "llm", "ease", "ease+popularity", "itemknn", "popularity")
 
-def main(argv: list[str] | None = None) -> int:
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
@@ -42,22 +50,33 @@ def main(argv: list[str] | None = None) -> int:
         "--ease-lambdas", default="10,50,100,200,500,1000", help="EASE lambdas tried on validation"
     )
     parser.add_argument(
-        "--diversity-sweep",
+        "--rerank-sweep",
         action="store_true",
-        help="re-rank the first --model's hybrid top-50 with MMR and DPP across the\n"
-        "trade-off knob; pick on validation the most diverse setting within 5%% of\n"
-        "its NDCG@10; log the curves as plots/diversity_sweep.png",
+        help="every re-ranker across its knob on validation and test, each knob chosen on\n"
+        "validation within 5%% of NDCG@10; one table, plots/rerank_<objective>.png",
     )
+    parser.add_argument(
+        "--method",
+        choices=METHODS,
+        default=None,
+        help="the lists the sweep re-ranks and the group report compares with (default:\n"
+        "the first --model's hybrid, else EASE); ease+popularity: the hybrid without a LLM",
+    )
+    parser.add_argument("--depths", default="50,100,200", help="candidate pools re-ranked")
     parser.add_argument(
         "--similarity",
         choices=("embedding", "categories"),
         default=None,
-        help="item similarity of the re-rankers (default: the config's rank.similarity)",
+        help="item similarity of MMR/MSD/DPP (default: the config's rank.similarity)",
     )
+    parser.add_argument("--groups", action="store_true", help="quality per user group")
     parser.add_argument("--no-log", action="store_true", help="print only, log nothing to MLflow")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
     quiet()
-    import pandas as pd
     from llmrec import registry
     from llmrec.bundle import ModelBundle
     from llmrec.config import ConfigError, load_config
@@ -65,11 +84,21 @@ def main(argv: list[str] | None = None) -> int:
     from llmrec.data.prepare import load_source, prepare
     from llmrec.data.readers import DataSourceError
     from llmrec.data.splits import hold_out_items, leave_one_out
-    from llmrec.training import offline
+    from llmrec.training import offline, reports
 
     try:
         cfg = load_config(args.config, args.overrides)
-        lambdas = [float(v) for v in args.ease_lambdas.split(",")]
+        opts = reports.EvalOptions(
+            models=tuple(args.model),
+            lambdas=tuple(float(v) for v in args.ease_lambdas.split(",")),
+            rerank_sweep=args.rerank_sweep,
+            method=args.method,
+            depths=tuple(int(v) for v in args.depths.split(",")),
+            similarity=args.similarity,
+            groups=args.groups,
+        )
+        if args.method in ("hybrid", "llm") and not args.model:
+            raise ValueError(f"--method {args.method} re-ranks a model's lists: give --model URI")
         source = args.data or cfg.data.source
         prepared = prepare(load_source(source, cfg.data), tempfile.mkdtemp(prefix="llmrec-eval-"))
     except (ConfigError, ContractError, DataSourceError, ValueError) as exc:
@@ -77,145 +106,44 @@ def main(argv: list[str] | None = None) -> int:
     split = leave_one_out(prepared.interactions, cfg.data.min_core)
     cold = hold_out_items(split, cfg.data.cold_items, cfg.data.cold_seed)
     protocol = offline.Protocol.create(split, prepared.catalogue, cold)
-    best, tried = offline.tune_ease(protocol, lambdas)
-    print(
-        "EASE validation NDCG@10 by lambda: "
-        + ", ".join(f"{lam:g}: {v:.4f}" for lam, v in tried.items())
-    )
-    table = offline.baseline_table(protocol, best)
     registry.use_tracking(cfg.registry)
-    if args.diversity_sweep and not args.model:
-        fail("--diversity-sweep re-ranks a model's lists: give --model URI")
-    sweep_scores: dict[str, Any] = {}
-    sweep_vectors = None
-    for uri in args.model:
+
+    def load_model(uri: str) -> tuple[str, Any, int]:
         try:
             version, path = registry.download_bundle(uri)
         except registry.ModelNotFoundError as exc:
             fail(str(exc))
         bundle = ModelBundle(path)
-        scorer = bundle.load_scorer()
         name = f"{version.name}/{version.version}"
-        items = scorer.encode(protocol.catalogue.texts(), kind="item").numpy()
-        parts = {p: protocol.part(p) for p in ("val", "test")}
-        queries = {
-            p: offline.llm_queries(scorer, protocol, part, bundle.config.data.max_history)
-            for p, part in parts.items()
-        }
-        fit = offline.fit_hybrid(protocol, items, queries["val"], cfg.rank.cf, lambdas)
-        print(f"{name} hybrid tuned on validation: {fit.weights.describe()}")
-        rows = []
-        for p, part in parts.items():
-            hybrid = fit.scorers[p].scores(queries[p], part.histories)
-            for method, scores in (("llm", queries[p] @ items.T), ("hybrid", hybrid)):
-                rows.append(
-                    {
-                        "method": f"{method} {name}",
-                        "split": p,
-                        **offline.evaluate(protocol, part, scores),
-                    }
-                )
-                if p == "test" and len(part.cold_rows):
-                    rows.append(offline.cold_row(protocol, part, scores, f"{method} {name}"))
-            if args.diversity_sweep and uri == args.model[0]:
-                sweep_scores[p] = hybrid
-        if args.diversity_sweep and sweep_vectors is None:
-            similarity = args.similarity or cfg.rank.similarity
-            sweep_vectors = items if similarity == "embedding" else protocol.category_vectors()
-        table = pd.concat([table, pd.DataFrame(rows)], ignore_index=True)
-    order = {"val": 0, "test": 1, "test_cold": 2}
-    table = table.sort_values(
-        ["split", "method"], key=lambda c: c.map(order) if c.name == "split" else c, kind="stable"
+        return name, bundle.load_scorer(), bundle.config.data.max_history
+
+    result = reports.evaluate_all(
+        cfg, protocol, opts, reports.users_frame(prepared.users), load_model
     )
-    markdown = offline.to_markdown(table)
+    n_cold = len(protocol.part("test").cold_rows)
     print(
         f"\n{source}: {protocol.split.num_users} users, {len(protocol.catalogue)} items "
         "(ties count against the target)"
         + (
             f"; cold start: {len(cold)} items held out of training, "
-            f"{len(protocol.part('test').cold_rows)} test users with a cold target"
+            f"{n_cold} test users with a cold target"
             if cold
             else ""
         )
         + "\n"
     )
-    print(markdown)
-    texts: dict[str, str] = {}
-    figures: dict[str, Any] = {}
-    if args.diversity_sweep:
-        assert sweep_vectors is not None
-        sweep = pd.concat(
-            [
-                offline.diversity_sweep(
-                    protocol,
-                    protocol.part(p),
-                    sweep_scores[p],
-                    sweep_vectors,
-                    depth=cfg.rank.rerank_depth,
-                ).assign(split=p)
-                for p in ("val", "test")
-            ],
-            ignore_index=True,
-        )
-        chosen = offline.choose_diversity(sweep[sweep["split"] == "val"])
-        at = (sweep["method"] == chosen["method"]) & (sweep["strength"] == chosen["strength"])
-        test_rows = sweep[sweep["split"] == "test"]
-        base = test_rows[test_rows["strength"] == 0.0].iloc[0]
-        picked = sweep[at & (sweep["split"] == "test")].iloc[0]
-        sweep_md = offline.to_markdown(sweep)
-        print(f"\ndiversity sweep ({args.model[0]} hybrid, top-{cfg.rank.rerank_depth}):\n")
-        print(sweep_md)
-        print(
-            f"\nchosen on validation: {chosen['method']} strength {chosen['strength']:g}; on "
-            f"test NDCG@10 {base['ndcg_at_10']:.4f} -> {picked['ndcg_at_10']:.4f} "
-            f"({100 * (picked['ndcg_at_10'] / base['ndcg_at_10'] - 1):+.1f}%), diversity "
-            f"{base['diversity']:.4f} -> {picked['diversity']:.4f} "
-            f"({100 * (picked['diversity'] / base['diversity'] - 1):+.1f}%)"
-        )
-        texts = {
-            "evaluation/diversity_sweep.md": sweep_md,
-            "evaluation/diversity_sweep.csv": sweep.to_csv(index=False),
-        }
-        figures = {"plots/diversity_sweep.png": sweep_figure(sweep, chosen)}
+    print(reports.fmt_sections(result.sections))
     if not args.no_log:
         run_id = registry.log_evaluation(
             cfg.registry,
-            table,
-            markdown,
-            {"data": source, "ease_lambda": best, "models": ",".join(args.model)},
-            texts,
-            figures,
+            result.table,
+            result.sections[0],
+            {"data": source, "models": ",".join(args.model), **result.params},
+            result.texts,
+            result.figures,
         )
         print(f"\nlogged to MLflow run {run_id}")
     return 0
-
-
-def sweep_figure(sweep: Any, chosen: Any) -> Any:
-    """NDCG@10 against intra-list diversity across the knob, one curve per method and split,
-    the chosen setting circled."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=False)
-    for ax, split in zip(axes, ("val", "test"), strict=True):
-        for method, rows in sweep[sweep["split"] == split].groupby("method"):
-            ax.plot(rows["diversity"], rows["ndcg_at_10"], marker="o", label=method)
-            for _, r in rows.iterrows():
-                ax.annotate(f"{r['strength']:g}", (r["diversity"], r["ndcg_at_10"]), fontsize=7)
-        pick = sweep[
-            (sweep["split"] == split)
-            & (sweep["method"] == chosen["method"])
-            & (sweep["strength"] == chosen["strength"])
-        ]
-        ax.scatter(pick["diversity"], pick["ndcg_at_10"], s=200, facecolors="none", edgecolors="r")
-        ax.set(
-            title=f"{split}: accuracy vs diversity", xlabel="intra-list diversity", ylabel="NDCG@10"
-        )
-        ax.legend()
-    fig.tight_layout()
-    return fig
 
 
 if __name__ == "__main__":
