@@ -17,7 +17,10 @@ In the same run:
   for each request (no precomputed item embeddings);
 - FAISS HNSW against exact search on the largest catalogue: recall@100 and search time;
 - where the CPU goes at the highest concurrency: CPU time per request of each Serve process,
-  the load client and the rest.
+  the load client and the rest;
+- the cost of re-ranking (``--rerank``, on by default): the same requests with diversity,
+  calibration, a long-tail share and a cap per category, against plain, p50 over HTTP at
+  concurrency 1 and of the ranker alone.
 
 Item embeddings: the first ``--encoded`` generated items are encoded with the model's item
 tower; the others are noisy copies of those (encoding 100,000 texts takes ~17 minutes on a
@@ -241,6 +244,42 @@ def cpu_per_request(
     return sorted(rows, key=lambda r: -r[1])
 
 
+RERANK = {"diversity": 0.3, "calibration": 0.5, "tail_share": 0.3, "max_per": {"categories": 3}}
+"""The re-ranking a request asks for in the cost rows (every re-ranker at once)."""
+
+
+def ranker_p50(builder: Any, encoder: Any, ranker: Any, reqs: list[dict[str, Any]]) -> float:
+    """p50 ms of the ranker alone (index, hybrid, filters, re-ranking) on encoded queries."""
+    from llmrec.serving import RecommendRequest
+
+    queries = [builder.build(RecommendRequest(**body)) for body in reqs]
+    vectors = encoder.encode([q.text for q in queries])
+    times = []
+    for vec, q in zip(vectors, queries, strict=True):
+        start = time.perf_counter()
+        ranker.rank(vec, q)
+        times.append(1000 * (time.perf_counter() - start))
+    return stats(times)[0]
+
+
+def rerank_cost(
+    label: str, url: str, reqs: list[dict[str, Any]], parts: tuple[Any, Any, Any]
+) -> list[tuple[object, ...]]:
+    """Rows: p50 with and without re-ranking, HTTP at concurrency 1 and the ranker alone,
+    alternating plain and re-ranked runs so that drift hits both."""
+    shaped = [{**body, **RERANK} for body in reqs]
+    http: dict[str, list[float]] = {"plain": [], "re-ranked": []}
+    alone: dict[str, list[float]] = {"plain": [], "re-ranked": []}
+    for _ in range(2):
+        for name, bodies_ in (("plain", reqs), ("re-ranked", shaped)):
+            http[name].append(load_http(url, bodies_, 1)["lat"][0])
+            alone[name].append(ranker_p50(*parts, bodies_))
+    return [
+        (label, name, float(np.mean(http[name])), float(np.mean(alone[name])))
+        for name in ("plain", "re-ranked")
+    ]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -254,6 +293,12 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2, help="encoder intra-op threads")
     parser.add_argument("--encoded", type=int, default=2000)
     parser.add_argument("--naive-items", type=int, default=1000)
+    parser.add_argument(
+        "--rerank",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="measure the cost of per-request re-ranking (p50 with and without)",
+    )
     args = parser.parse_args()
     quiet()
     import mlflow
@@ -301,6 +346,7 @@ def main() -> int:
     checks: list[str] = []
     index_rows: list[tuple[object, ...]] = []
     cpu_rows: list[tuple[object, ...]] = []
+    rerank_rows: list[tuple[object, ...]] = []
     for n in sizes:
         t0 = time.perf_counter()
         bdir = make_bundle(source, n, min(args.encoded, n), tmp / f"bundle-{n}", scorer)
@@ -402,6 +448,8 @@ def main() -> int:
                     f"batched floor {0.7 * batched_rps:.1f}/s: {'met' if ok else 'NOT met'}"
                 )
             checks.append(f"{n:,} items, concurrency {c}: {res['errors']} errors")
+        if args.rerank:
+            rerank_rows += rerank_cost(label, url, reqs[:40], (builder, encoder, ranker))
         serve.delete("bench")
         print(f"[{n:,} items: catalogue + registration {prepared:.0f} s]", flush=True)
 
@@ -478,6 +526,13 @@ def main() -> int:
         ["design", "p50 ms", "requests"],
         [("encode query + all items per request", float(np.median(naive)), len(naive))],
     )
+    if rerank_rows:
+        print_table(
+            f"Re-ranking cost: {RERANK} against plain, 40 requests, concurrency 1, two "
+            "alternating runs each (p50 ms, mean of the runs)",
+            ["catalogue", "requests", "HTTP p50 ms", "ranker alone p50 ms"],
+            rerank_rows,
+        )
     if index_rows:
         print_table(
             "Item index on the largest catalogue, 100 encoded queries, top-100",
