@@ -180,7 +180,7 @@ def serve_rows(bundle_dir: Path, n: int, requests: int, levels: list[int]) -> tu
     def one_request(i: int) -> float:
         start = time.perf_counter()
         q = builder.build(RecommendRequest(user_id=users[i % len(users)], k=10))
-        ranker.rank(encoder.encode([q.text])[0], q)
+        ranker.rank(encoder.encode([q])[0], q)
         return 1000 * (time.perf_counter() - start)
 
     for i in range(10):
@@ -203,7 +203,7 @@ def hybrid_recall(ranker: Any, bundle: Any, data: Synthetic, users: int, n: int 
     got = []
     for user in sorted(bundle.histories)[:users]:
         q = builder.build(RecommendRequest(user_id=user, k=n))
-        vec = encoder.encode([q.text])
+        vec = encoder.encode([q])
         hist = [[ranker.index[i] for i in q.history]]
         parts = [
             hybrid.scores(vec, hist, np.arange(lo, min(lo + 200_000, total)))[0]

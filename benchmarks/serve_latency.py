@@ -21,7 +21,10 @@ In the same run:
   for each request (no precomputed item embeddings);
 - FAISS HNSW against exact search on the largest catalogue: recall@100 and search time;
 - where the CPU goes at the highest concurrency: CPU time per request of each Serve process,
-  the load client and the rest.
+  the load client and the rest;
+- the cost of re-ranking (``--rerank``, on by default): the same requests with diversity,
+  calibration, a long-tail share and a cap per category, against plain, p50 over HTTP at
+  concurrency 1 and of the ranker alone.
 
 Item embeddings: the first ``--encoded`` generated items are encoded with the model's item
 tower; the others are noisy copies of those (encoding 100,000 texts takes ~17 minutes on a
@@ -134,10 +137,11 @@ def catalogue_table(n: int, seed: int = 0) -> Any:
 
 
 def make_bundle(
-    source: Path, n: int, encoded: int, out: Path, scorer: Any, known_users: int = 1
+    source: Path, n: int, encoded: int, out: Path, towers: Any, known_users: int = 1
 ) -> Path:
     """The source bundle with a generated ``n``-item catalogue, ``known_users`` users with
-    5-item histories (``bench-u00000``, ...) and no hybrid part."""
+    5-item histories (``bench-u00000``, ...) and no hybrid part. ``encoded`` items get their
+    vector from the version's item tower; the rest are noisy copies of those."""
     import pandas as pd
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -145,13 +149,13 @@ def make_bundle(
 
     shutil.copytree(source, out, ignore=shutil.ignore_patterns("hybrid"))
     table = catalogue_table(n)
-    texts = Catalogue.from_table(table).texts()
-    base = scorer.encode(texts[:encoded], kind="item").numpy()
+    cat = Catalogue.from_table(table)
+    base = towers.encode_new_items([cat.items[i] for i in cat.ids[:encoded]])
     rng = np.random.default_rng(1)
     rest = base[rng.integers(0, len(base), n - len(base))]
-    rest = rest + 0.05 * rng.standard_normal(rest.shape).astype(np.float32)
+    spread = 0.05 * float(np.linalg.norm(base, axis=1).mean()) / np.sqrt(base.shape[1])
+    rest = rest + spread * rng.standard_normal(rest.shape).astype(np.float32)
     emb = np.concatenate([base, rest]).astype(np.float32)
-    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
     table = table.append_column(
         "embedding", pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1)), emb.shape[1])
     )
@@ -318,6 +322,42 @@ def cpu_per_request(
     return sorted(rows, key=lambda r: -r[1])
 
 
+RERANK = {"diversity": 0.3, "calibration": 0.5, "tail_share": 0.3, "max_per": {"categories": 3}}
+"""The re-ranking a request asks for in the cost rows (every re-ranker at once)."""
+
+
+def ranker_p50(builder: Any, encoder: Any, ranker: Any, reqs: list[dict[str, Any]]) -> float:
+    """p50 ms of the ranker alone (index, hybrid, filters, re-ranking) on encoded queries."""
+    from llmrec.serving import RecommendRequest
+
+    queries = [builder.build(RecommendRequest(**body)) for body in reqs]
+    vectors = encoder.encode(queries)
+    times = []
+    for vec, q in zip(vectors, queries, strict=True):
+        start = time.perf_counter()
+        ranker.rank(vec, q)
+        times.append(1000 * (time.perf_counter() - start))
+    return stats(times)[0]
+
+
+def rerank_cost(
+    label: str, url: str, reqs: list[dict[str, Any]], parts: tuple[Any, Any, Any]
+) -> list[tuple[object, ...]]:
+    """Rows: p50 with and without re-ranking, HTTP at concurrency 1 and the ranker alone,
+    alternating plain and re-ranked runs so that drift hits both."""
+    shaped = [{**body, **RERANK} for body in reqs]
+    http: dict[str, list[float]] = {"plain": [], "re-ranked": []}
+    alone: dict[str, list[float]] = {"plain": [], "re-ranked": []}
+    for _ in range(2):
+        for name, bodies_ in (("plain", reqs), ("re-ranked", shaped)):
+            http[name].append(load_http(url, bodies_, 1)["lat"][0])
+            alone[name].append(ranker_p50(*parts, bodies_))
+    return [
+        (label, name, float(np.mean(http[name])), float(np.mean(alone[name])))
+        for name in ("plain", "re-ranked")
+    ]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -332,7 +372,16 @@ def main() -> int:
     parser.add_argument("--encoded", type=int, default=2000)
     parser.add_argument("--naive-items", type=int, default=1000)
     parser.add_argument(
-        "--known-users", type=int, default=1000, help="users in the logs (cache on/off run)"
+        "--known-users",
+        type=int,
+        default=1000,
+        help="users in the logs (cache on/off run)",
+    )
+    parser.add_argument(
+        "--rerank",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="measure the cost of per-request re-ranking (p50 with and without)",
     )
     args = parser.parse_args()
     quiet()
@@ -359,7 +408,8 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="llmrec-bench-"))
     tracking = f"sqlite:///{tmp / 'mlflow.db'}"
     cfg = RegistryConfig(tracking_uri=tracking, artifact_location=str(tmp / "art"))
-    scorer = ModelBundle(source).load_scorer()
+    towers = ModelBundle(source).load_towers()
+    scorer = towers.scorer
     sizes = [int(s) for s in args.sizes.split(",")]
     levels = [int(c) for c in args.concurrency.split(",")]
 
@@ -383,10 +433,11 @@ def main() -> int:
     index_rows: list[tuple[object, ...]] = []
     cpu_rows: list[tuple[object, ...]] = []
     known_rows: list[tuple[object, ...]] = []
+    rerank_rows: list[tuple[object, ...]] = []
     for n in sizes:
         t0 = time.perf_counter()
         bdir = make_bundle(
-            source, n, min(args.encoded, n), tmp / f"bundle-{n}", scorer, args.known_users
+            source, n, min(args.encoded, n), tmp / f"bundle-{n}", towers, args.known_users
         )
         name = f"bench-{n}"
         version = registry.log_and_register(
@@ -408,12 +459,12 @@ def main() -> int:
         reqs = bodies(n, args.requests)
         for body in reqs[:20]:  # warm-up
             q = builder.build(RecommendRequest(**body))
-            ranker.rank(encoder.encode([q.text])[0], q)
+            ranker.rank(encoder.encode([q])[0], q)
         times = []
         for body in reqs:
             start = time.perf_counter()
             q = builder.build(RecommendRequest(**body))
-            ranker.rank(encoder.encode([q.text])[0], q)
+            ranker.rank(encoder.encode([q])[0], q)
             times.append(1000 * (time.perf_counter() - start))
         floor = stats(times)
         floor_rps = 1000 * len(times) / sum(times)
@@ -422,7 +473,7 @@ def main() -> int:
         for i in range(0, len(reqs), args.batch):
             b0 = time.perf_counter()
             qs = [builder.build(RecommendRequest(**body)) for body in reqs[i : i + args.batch]]
-            ranker.rank_many(encoder.encode([q.text for q in qs]), qs)
+            ranker.rank_many(encoder.encode(qs), qs)
             batch_times.append(1000 * (time.perf_counter() - b0))
         batched_rps = len(reqs) / (time.perf_counter() - start)
         bstats = stats(batch_times)
@@ -486,6 +537,8 @@ def main() -> int:
                     f"batched floor {0.7 * batched_rps:.1f}/s: {'met' if ok else 'NOT met'}"
                 )
             checks.append(f"{n:,} items, concurrency {c}: {res['errors']} errors")
+        if args.rerank:
+            rerank_rows += rerank_cost(label, url, reqs[:40], (builder, encoder, ranker))
         serve.delete("bench")
         print(f"[{n:,} items: catalogue + registration {prepared:.0f} s]", flush=True)
         if n == min(sizes):
@@ -503,7 +556,7 @@ def main() -> int:
             checks += known_checks
 
         if n == max(sizes):
-            qv = encoder.encode([builder.build(RecommendRequest(**b)).text for b in reqs[:100]])
+            qv = encoder.encode([builder.build(RecommendRequest(**b)) for b in reqs[:100]])
             exact = ExactIndex(bundle.item_embeddings)
             hnsw = HNSWIndex(bundle.item_embeddings, m=s.hnsw_m, ef_search=s.hnsw_ef_search)
             for name_, idx, build in (
@@ -581,6 +634,13 @@ def main() -> int:
         ["design", "p50 ms", "requests"],
         [("encode query + all items per request", float(np.median(naive)), len(naive))],
     )
+    if rerank_rows:
+        print_table(
+            f"Re-ranking cost: {RERANK} against plain, 40 requests, concurrency 1, two "
+            "alternating runs each (p50 ms, mean of the runs)",
+            ["catalogue", "requests", "HTTP p50 ms", "ranker alone p50 ms"],
+            rerank_rows,
+        )
     if index_rows:
         print_table(
             "Item index on the largest catalogue, 100 encoded queries, top-100",

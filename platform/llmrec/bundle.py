@@ -8,7 +8,8 @@ Layout::
                          projection and ID embeddings, and a tuned text adapter if any)
     tokenizer/           the tokenizer files
     items.parquet        item_id, title, text, categories, embedding (the item tower's
-                         vectors, catalogue order)
+                         vectors, catalogue order), and the catalogue's attribute columns
+                         (provider, ...)
     histories.parquet    user_id, items (time order): what the user has seen
     hybrid/              hybrid weights (tuned on validation), the CF model in compact form
                          (dense/sparse item-item matrix or item factors), popularity
@@ -73,6 +74,13 @@ def write_bundle(
             "text": [catalogue.items[i].text for i in catalogue.ids],
             "categories": [list(catalogue.items[i].categories) for i in catalogue.ids],
             "embedding": pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1)), emb.shape[1]),
+            # attribute columns (provider, ...): what per-request caps (max_per) read
+            **{
+                name: pa.array(
+                    [list(by_item[i]) for i in catalogue.ids], type=pa.list_(pa.string())
+                )
+                for name, by_item in catalogue.attributes.items()
+            },
         }
     )
     pq.write_table(items, d / "items.parquet")

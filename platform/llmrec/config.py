@@ -356,19 +356,30 @@ class RankConfig:
     sparse_max_items: int = 200000
     """Largest catalogue ``auto`` gives the sparse neighbourhood EASE (``O(n k^2)`` lookups to
     fit); ALS above."""
-    diversity: Literal["none", "mmr", "dpp"] = "none"
-    """Diversity re-ranking of the top ``rerank_depth`` candidates."""
+    diversity: Literal["none", "mmr", "msd", "dpp"] = "none"
+    """Diversity re-ranking of the top ``rerank_depth`` candidates (``msd``: max-sum
+    diversification, the best trade-off on ml-100k; see docs/beyond-accuracy.md)."""
     diversity_strength: float = 0.0
     """Trade-off knob in [0, 1]: 0 = relevance order, 1 = only diversity."""
     rerank_depth: int = 50
-    """Candidates the diversity re-ranker chooses from."""
+    """Candidates the re-rankers choose from."""
     similarity: Literal["embedding", "categories"] = "embedding"
     """Item similarity for re-ranking: item-tower embeddings or category vectors."""
+    calibration: float = 0.0
+    """Calibrated re-ranking (Steck 2018) in [0, 1]: 0 = off; the list's category mix moves
+    toward the user's history. A request's ``"calibration"`` overrides it."""
+    tail_share: float = 0.0
+    """Minimum share of long-tail items per list (outside the most popular 20% of items by
+    training interactions), in [0, 1]. A request's ``"tail_share"`` overrides it."""
+    max_per: dict[str, int] = field(default_factory=dict)
+    """At most this many items per value of an item attribute per list, e.g.
+    ``{provider: 2}`` or ``{categories: 3}``. A request's ``"max_per"`` replaces it."""
 
     def problems(self) -> list[str]:
         out = []
-        if not 0.0 <= self.diversity_strength <= 1.0:
-            out.append(f"rank.diversity_strength must be in [0, 1], got {self.diversity_strength}")
+        for name in ("diversity_strength", "calibration", "tail_share"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                out.append(f"rank.{name} must be in [0, 1], got {getattr(self, name)}")
         for name in (
             "cf_neighbours",
             "cf_factors",
@@ -378,6 +389,9 @@ class RankConfig:
         ):
             if getattr(self, name) < 1:
                 out.append(f"rank.{name} must be >= 1, got {getattr(self, name)}")
+        for attr, cap in self.max_per.items():
+            if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
+                out.append(f"rank.max_per.{attr} must be an integer >= 1, got {cap!r}")
         return out
 
 
@@ -573,6 +587,9 @@ def _coerce(value: Any, hint: Any) -> tuple[Any, bool]:
         if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
             return value, False
         return tuple(value), True
+    if origin is dict:
+        ok = isinstance(value, Mapping) and all(isinstance(k, str) for k in value)
+        return (dict(value) if ok else value), ok
     if origin in (typing.Union, types.UnionType):
         return value, True
     if hint is bool:
@@ -600,5 +617,7 @@ def _type_name(hint: Any) -> str:
         return "a list of strings"
     if hint is float:
         return "a finite number"
+    if typing.get_origin(hint) is dict:
+        return "a mapping of names to values"
     name = getattr(hint, "__name__", str(hint))
     return f"an {name}" if name[0] in "aeiou" else f"a {name}"

@@ -35,7 +35,8 @@ from llmrec.modeling.scorer import HEAD_FILE
 from llmrec.modeling.sequential import load_trained
 from llmrec.modeling.towers import Towers
 from llmrec.ranking.hybrid import HybridScorer
-from llmrec.training import designs, offline
+from llmrec.training import designs, offline, reports
+from llmrec.training.metrics import target_ranks
 from llmrec.training.trainer import run_training
 
 
@@ -95,7 +96,9 @@ def finetune(cfg: Config, log: Any = print) -> FinetuneResult:
         item_emb = torch.as_tensor(vectors)
         index = catalogue.index
         rows = torch.as_tensor([index[i] for i in protocol.catalogue.ids], dtype=torch.long)
-        table, fit = evaluation_table(cfg, protocol, towers, item_emb[rows].numpy())
+        table, fit, groups_md = evaluation_table(
+            cfg, protocol, towers, item_emb[rows].numpy(), prepared.users
+        )
         metrics = {
             ("" if r["method"] == "llm" else f"{r['method']}_") + f"{r['split']}_{k}": float(v)
             for r in table.to_dict("records")
@@ -154,7 +157,7 @@ def finetune(cfg: Config, log: Any = print) -> FinetuneResult:
                 },
             },
             extra_texts={
-                "evaluation/table.md": offline.to_markdown(table),
+                "evaluation/table.md": offline.to_markdown(table) + "\n\n" + groups_md,
                 "evaluation/table.csv": table.to_csv(index=False),
             },
         )
@@ -169,10 +172,15 @@ def finetune(cfg: Config, log: Any = print) -> FinetuneResult:
 
 
 def evaluation_table(
-    cfg: Config, protocol: offline.Protocol, towers: Towers, item_emb: np.ndarray
-) -> tuple[pd.DataFrame, offline.HybridFit | None]:
+    cfg: Config,
+    protocol: offline.Protocol,
+    towers: Towers,
+    item_emb: np.ndarray,
+    users: Any = None,
+) -> tuple[pd.DataFrame, offline.HybridFit | None, str]:
     """The trained model, and the hybrid tuned on validation (``rank.hybrid``), on
-    validation and test: accuracy and beyond-accuracy measures."""
+    validation and test: accuracy and beyond-accuracy measures; and the test quality per
+    user group (activity, and ``users``' attributes) as a Markdown section."""
     parts = {name: protocol.part(name) for name in ("val", "test")}
     queries = {name: offline.user_vectors(towers, part) for name, part in parts.items()}
     rows = []
@@ -191,7 +199,10 @@ def evaluation_table(
             )
             if name == "test" and len(part.cold_rows):
                 rows.append(offline.cold_row(protocol, part, by_part[name], method))
-    return pd.DataFrame(rows), fit
+    test = parts["test"]
+    ranks = {m: target_ranks(s["test"], test.targets, test.histories) for m, s in scored.items()}
+    groups_md, _ = reports.group_section(protocol, reports.users_frame(users), ranks)
+    return pd.DataFrame(rows), fit, groups_md
 
 
 def serving_hybrid(

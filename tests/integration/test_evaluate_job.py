@@ -61,7 +61,8 @@ def test_evaluate_a_registered_version_on_demo_data(trained, capsys):
     args = [a for o in demo for a in ("--set", o)]
     model = ["--model", "models:/llmrec-scorer@champion"]
     backends = ["--encoder-backend", "torch", "--encoder-backend", "int8"]
-    assert evaluate.main([*model, "--diversity-sweep", *backends, *args]) == 0
+    sweep = ["--rerank-sweep", "--depths", "20,40", "--groups"]
+    assert evaluate.main([*model, *sweep, *backends, *args]) == 0
     out = capsys.readouterr().out
     assert "| llm llmrec-scorer/1 | test |" in out
     assert "| hybrid llmrec-scorer/1 | test |" in out
@@ -71,7 +72,9 @@ def test_evaluate_a_registered_version_on_demo_data(trained, capsys):
         float(rows[f"llm llmrec-scorer/1{suffix}"].split("|")[4]) for suffix in ("", " int8")
     )
     assert abs(int8 - fp32) <= 0.25 * fp32, (fp32, int8)
-    assert "chosen on validation: " in out
+    assert "## Re-ranking sweep: hybrid llmrec-scorer/1" in out
+    assert "(chosen on validation): test" in out
+    assert "## Quality across user groups (test split)" in out
     assert "items held out of training" in out and "| llm llmrec-scorer/1 | test_cold |" in out
     client, run = _eval_run(trained["tracking_uri"])
     m = run.data.metrics
@@ -85,14 +88,26 @@ def test_evaluate_a_registered_version_on_demo_data(trained, capsys):
     hybrid, llm = (m[f"{k}_llmrec-scorer_1/val/ndcg_at_10"] for k in ("hybrid", "llm"))
     assert hybrid >= llm - 0.005
     plots = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
-    assert plots == {"plots/diversity_sweep.png"}
-    sweep = client.download_artifacts(run.info.run_id, "evaluation/diversity_sweep.csv")
-    table = pd.read_csv(sweep)
-    assert set(table["method"]) == {"mmr", "dpp"} and set(table["split"]) == {"val", "test"}
-    for _, rows in table[table["split"] == "test"].groupby("method"):
-        rows = rows.sort_values("strength")
-        # the strongest setting is more diverse than none
-        assert rows["diversity"].iloc[-1] > rows["diversity"].iloc[0]
+    assert plots == {
+        "plots/rerank_diversity.png",
+        "plots/rerank_miscalibration.png",
+        "plots/rerank_tail_share.png",
+    }
+    path = client.download_artifacts(run.info.run_id, "evaluation/rerank_sweep.csv")
+    table = pd.read_csv(path)
+    assert set(table["reranker"]) == {"none", "mmr", "msd", "dpp", "cap", "calibrated", "tail"}
+    assert set(table["split"]) == {"val", "test"} and set(table["depth"]) == {10, 20, 40}
+    test = table[(table["split"] == "test") & (table["depth"] == 40)]
+    base = table[(table["split"] == "test") & (table["reranker"] == "none")].iloc[0]
+    strongest = {r: rows.sort_values("knob").iloc[-1] for r, rows in test.groupby("reranker")}
+    # each re-ranker at its strongest moves its own measure the way it should
+    for name in ("mmr", "msd", "dpp"):
+        assert strongest[name]["diversity"] > base["diversity"]
+    assert strongest["calibrated"]["miscalibration"] < base["miscalibration"]
+    assert strongest["tail"]["tail_share"] == 1.0  # 100% tail: enough tail in the top 40
+    gaps = pd.read_csv(client.download_artifacts(run.info.run_id, "evaluation/group_gaps.csv"))
+    assert set(gaps["attribute"]) == {"activity"}  # the demo has no user table
+    assert (gaps["ci_low"] <= gaps["gap"]).all() and (gaps["gap"] <= gaps["ci_high"]).all()
 
 
 def test_a_catalogue_without_categories_evaluates_once_prepared(tmp_path, capsys):

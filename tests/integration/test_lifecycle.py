@@ -81,6 +81,11 @@ def test_version_card_tags_and_evaluation_table(trained):
     assert f"fingerprint `{version.tags['dataset_fingerprint']}`" in card
     table = mlflow.artifacts.load_text(f"runs:/{version.run_id}/evaluation/table.md")
     assert "| llm | val |" in table and "| llm | test |" in table and "coverage" in table
+    assert "miscalibration" in table and "tail_share" in table
+    # the group section: activity quartiles of the 120 demo users (30 each), per method
+    assert "## Quality across user groups (test split)" in table
+    assert table.count("| activity | Q") == 8  # 4 quartiles x (NDCG@10 and HR@10 tables)
+    assert "| activity | NDCG@10 | hybrid |" in table
     workers = mlflow.artifacts.load_dict(f"runs:/{version.run_id}/train/workers.json")
     assert [len(e["workers"]) for e in workers["epochs"]] == [2, 2]
 

@@ -197,6 +197,35 @@ def test_diversity_knob_spreads_the_list_over_categories(server):
     assert genres(diverse) > genres(plain)
 
 
+def test_calibration_tail_share_and_caps_per_request(server):
+    from llmrec.ranking import long_tail
+    from llmrec.ranking.rerank import category_distribution
+    from llmrec.training.metrics import miscalibration
+
+    bundle = server["bundle"]
+    cat, index = bundle.catalogue, bundle.catalogue.index
+    user, seen = list(bundle.histories.items())[3]
+    plain = ids_of(post(server, {"user_id": user, "k": 10}))
+    body = {"user_id": user, "k": 10, "tail_share": 0.5, "max_per": {"provider": 2}}
+    r = post(server, body)
+    assert r.status_code == 200, r.text
+    shaped = ids_of(r)
+    assert len(shaped) == 10 == len(set(shaped)) and not set(shaped) & set(seen)
+    tail = long_tail(bundle.hybrid.popularity_counts)
+    assert sum(tail[index[i]] for i in shaped) >= 5
+    providers = [cat.attributes["provider"][i][0] for i in shaped]
+    assert max(providers.count(p) for p in set(providers)) <= 2  # 5 providers, 10 slots
+    # calibration: the list's genre mix moves toward the user's history
+    genres = category_distribution(cat.category_vectors())
+    history = [[index[i] for i in seen]]
+    calibrated = ids_of(post(server, {"user_id": user, "k": 10, "calibration": 0.8}))
+
+    def kl(ids):
+        return miscalibration(np.array([[index[i] for i in ids]]), history, genres)
+
+    assert kl(calibrated) < kl(plain)
+
+
 @pytest.mark.parametrize(
     ("body", "status", "message"),
     [
@@ -212,6 +241,14 @@ def test_diversity_knob_spreads_the_list_over_categories(server):
         ({"query": " \n"}, 422, "give a user_id, a non-empty history or a query"),
         ({"query": "x", "k": "5"}, 422, "valid integer"),
         ({"query": "x", "diversity": 2}, 422, "less than or equal to 1"),
+        ({"query": "x", "calibration": -0.5}, 422, "greater than or equal to 0"),
+        ({"query": "x", "tail_share": 1.5}, 422, "less than or equal to 1"),
+        ({"query": "x", "max_per": {"provider": 0}}, 422, "greater than or equal to 1"),
+        (
+            {"query": "x", "max_per": {"colour": 2}},
+            404,
+            "unknown attributes in max_per: 'colour' (known: categories, provider)",
+        ),
         ({"query": "x", "colour": "red"}, 422, "Extra inputs are not permitted"),
         ({"user_id": "u0001", "history": ["i0001"]}, 422, "either user_id or history"),
     ],

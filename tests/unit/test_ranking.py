@@ -3,7 +3,7 @@ import pytest
 import torch
 from llmrec.modeling.losses import in_batch_softmax
 from llmrec.ranking.hybrid import HybridScorer, HybridWeights, standardize, tune_weights
-from llmrec.ranking.rerank import dpp, mmr, rerank
+from llmrec.ranking.rerank import dpp, mmr, msd, rerank
 from llmrec.training.metrics import beyond_accuracy
 
 RNG = np.random.default_rng(0)
@@ -73,15 +73,22 @@ def _ild(picked: np.ndarray) -> float:
     return beyond_accuracy(top, 20, GROUPS, np.ones(20), 1)["diversity"]
 
 
-@pytest.mark.parametrize("method", [mmr, dpp])
-def test_rerankers_raise_diversity_on_a_constructed_case(method):
+# MSD's penalty is the mean similarity to the list so far: with 4 groups in the list, a
+# 5th item from the first group costs 0.25 of a duplicate, so spreading needs a larger knob
+# (at 0.7 item 1 wins: 0.3 * 0.947 - 0.7 * 0.25 = 0.11 > 0.3 * 0.158 for item 16)
+@pytest.mark.parametrize(("method", "strength"), [(mmr, 0.7), (msd, 0.9), (dpp, 0.7)])
+def test_rerankers_raise_diversity_on_a_constructed_case(method, strength):
     plain = method(RELEVANCE, GROUPS, 5, 0.0)
     assert plain.tolist() == [0, 1, 2, 3, 4]  # strength 0 keeps relevance order
-    diverse = method(RELEVANCE, GROUPS, 5, 0.7)
+    diverse = method(RELEVANCE, GROUPS, 5, strength)
     assert diverse[0] == 0  # the most relevant item still comes first
     assert len(set(diverse.tolist())) == 5
     assert sorted(d // 4 for d in diverse) == [0, 1, 2, 3, 4]  # one item per group
     assert _ild(diverse) > 2 * _ild(plain)
+
+
+def test_msd_at_0_7_takes_a_second_item_of_the_first_group_last():
+    assert msd(RELEVANCE, GROUPS, 5, 0.7).tolist() == [0, 4, 8, 12, 1]
 
 
 def test_dpp_fills_the_list_when_the_kernel_runs_out_of_rank():

@@ -4,12 +4,14 @@ from llmrec.data.catalogue import Catalogue
 from llmrec.data.contract import (
     INTERACTIONS_SCHEMA,
     ITEMS_SCHEMA,
+    USERS_SCHEMA,
     Checked,
     ContractError,
     DataError,
     DataSourceError,
     check_interactions,
     check_items,
+    check_users,
 )
 from llmrec.data.demo import generate_demo
 from llmrec.data.files import Read, read_rows
@@ -20,6 +22,7 @@ from llmrec.data.text import ItemText, render_item, render_user
 __all__ = [
     "INTERACTIONS_SCHEMA",
     "ITEMS_SCHEMA",
+    "USERS_SCHEMA",
     "Catalogue",
     "Checked",
     "ContractError",
@@ -30,6 +33,7 @@ __all__ = [
     "Split",
     "check_interactions",
     "check_items",
+    "check_users",
     "generate_demo",
     "k_core",
     "leave_one_out",

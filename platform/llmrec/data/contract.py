@@ -42,9 +42,14 @@ ITEMS_SCHEMA = pa.schema(
 """Item catalogue contract; extra columns are kept. ``categories`` may also arrive as one
 ``|``-separated string (CSV)."""
 
+USERS_SCHEMA = pa.schema([pa.field("user_id", pa.string(), nullable=False)])
+"""Optional user table contract: ``user_id`` plus any attribute columns (``gender``,
+``age``, ``country``...), kept as they come; the group report reads them as text."""
+
 _REQUIRED = {
     "interactions": ("user_id", "item_id", "timestamp"),
     "items": ("item_id", "title"),
+    "users": ("user_id",),
 }
 REJECTED_REASON = "rejected_reason"
 """Column of a rejected row's reason. Rejected rows keep every column of the input; when the
@@ -189,12 +194,34 @@ def check_items(table: pa.Table, source: str) -> Checked:
     return _split([*columns, *(table.column(c) for c in extra)], schema, table, rows, source, [])
 
 
+def check_users(table: pa.Table, source: str) -> Checked:
+    """Check a user table against :data:`USERS_SCHEMA`; attribute columns are kept.
+
+    Rejected reasons: ``null_user_id``, ``duplicate_user_id`` (the first usable row of an id
+    is kept).
+
+    Raises:
+        ContractError: ``user_id`` is missing or has an unusable type.
+    """
+    table = _plain(table, "users", source)
+    rows = _Reasons(table.num_rows)
+    ids = _ids(table, "user_id", source)
+    rows.reject(_blank(ids), "null_user_id")
+    usable = pd.Series(ids.to_pylist(), dtype=object)[~rows.bad]
+    dup = np.zeros(table.num_rows, dtype=bool)
+    dup[usable.index[usable.duplicated(keep="first").to_numpy()]] = True
+    rows.reject(dup, "duplicate_user_id")
+    extra = [c for c in table.column_names if c != "user_id"]
+    schema = pa.schema([*USERS_SCHEMA, *(table.schema.field(c) for c in extra)])
+    return _split([ids, *(table.column(c) for c in extra)], schema, table, rows, source, [])
+
+
 def _plain(table: pa.Table, kind: str, source: str) -> pa.Table:
     """Without pandas' index columns and metadata, dictionaries decoded, names checked."""
     names = table.column_names
     for name in sorted({n for n in names if names.count(n) > 1}):
         raise DataError(f"{source}: column {name!r} appears {names.count(name)} times")
-    schema = INTERACTIONS_SCHEMA if kind == "interactions" else ITEMS_SCHEMA
+    schema = {"interactions": INTERACTIONS_SCHEMA, "items": ITEMS_SCHEMA}.get(kind, USERS_SCHEMA)
     for col in _REQUIRED[kind]:
         if col not in names:
             raise ContractError(source, col, str(schema.field(col).type), "no such column")

@@ -9,6 +9,7 @@ the demo is small but not trivial (15% of interactions are exploration outside t
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -69,6 +70,9 @@ GENRES: dict[str, dict[str, list[str]]] = {
     },
 }
 _FORMS = ["novel", "guide", "documentary", "memoir", "series", "collection"]
+PROVIDERS = ["Northwind Press", "Blue Owl Media", "Harbor House", "Kite Studios", "Quill & Co"]
+"""Who publishes each demo item (an attribute column: ``max_per: {"provider": 2}``)."""
+ITEMS_WITH_PROVIDER = ITEMS_SCHEMA.append(pa.field("provider", pa.string()))
 
 
 @dataclass(frozen=True)
@@ -138,7 +142,8 @@ def generate_demo(
         },
         schema=INTERACTIONS_SCHEMA,
     )
-    return DemoData(interactions=interactions, items=pa.Table.from_pylist(item_rows, ITEMS_SCHEMA))
+    items = pa.Table.from_pylist(item_rows, ITEMS_WITH_PROVIDER)
+    return DemoData(interactions=interactions, items=items)
 
 
 def _items(
@@ -171,6 +176,8 @@ def _items(
                 "title": title,
                 "text": text,
                 "categories": [genres[k] for k in g],
+                # from the title, not the generator: the demo's other columns stay as they were
+                "provider": PROVIDERS[zlib.crc32(title.encode()) % len(PROVIDERS)],
             }
         )
         item_genres.append(g)

@@ -23,6 +23,7 @@ from llmrec.data.contract import (
     DataError,
     check_interactions,
     check_items,
+    check_users,
 )
 from llmrec.data.demo import generate_demo
 from llmrec.data.files import Read
@@ -45,6 +46,8 @@ class Prepared:
     rejected: dict[str, dict[str, int]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     read: dict[str, int] = field(default_factory=dict)
+    users: pa.Table | None = None
+    """The optional user table (``user_id`` + attributes), when the source has one."""
 
     @property
     def catalogue(self) -> Catalogue:
@@ -53,6 +56,8 @@ class Prepared:
     def summary(self) -> str:
         """Human-readable counts of rows read, kept and rejected, and the readers' notes."""
         kept = {"items": self.items.num_rows, "interactions": self.interactions.num_rows}
+        if self.users is not None:
+            kept["users"] = self.users.num_rows
         lines = [
             ", ".join(
                 f"{name}: {n} kept" + (f" of {self.read[name]} read" if name in self.read else "")
@@ -125,7 +130,8 @@ def output_dir(out_dir: str | Path) -> Path:
 
 
 def prepare(raw: RawData, out_dir: str | Path) -> Prepared:
-    """Check both tables, write ``items.parquet``, ``interactions.parquet`` and ``rejected/``.
+    """Check the tables, write ``items.parquet``, ``interactions.parquet``,
+    ``users.parquet`` (when the source has users) and ``rejected/``.
 
     Every row read is either kept or in ``rejected/`` with its reason, file and row.
 
@@ -145,6 +151,11 @@ def prepare(raw: RawData, out_dir: str | Path) -> Prepared:
     # back (`list<item: null>[pyarrow]`); pandas and pyarrow read these files either way.
     pq.write_table(items.table.replace_schema_metadata(None), out / "items.parquet")
     pq.write_table(interactions.table.replace_schema_metadata(None), out / "interactions.parquet")
+    if raw.users is not None:
+        checked["users"] = check_users(raw.users, raw.users_source or "users")
+        pq.write_table(checked["users"].table.replace_schema_metadata(None), out / "users.parquet")
+    elif (out / "users.parquet").exists():
+        (out / "users.parquet").unlink()
     rejected_dir = out / "rejected"
     for name, c in checked.items():
         target = rejected_dir / f"{name}.parquet"
@@ -153,10 +164,15 @@ def prepare(raw: RawData, out_dir: str | Path) -> Prepared:
             c.rejected.to_parquet(target, index=False)
         elif target.exists():
             target.unlink()
-    sources = {"items": raw.items_source, "interactions": raw.interactions_source}
+    sources = {
+        "items": raw.items_source,
+        "interactions": raw.interactions_source,
+        "users": raw.users_source or "users",
+    }
     for name, c in checked.items():
-        if c.table.num_rows == 0:
+        if c.table.num_rows == 0 and name != "users":
             raise DataError(f"{sources[name]}: no usable {name}: {_nothing_kept(c, rejected_dir)}")
+    users = checked.get("users")
     return Prepared(
         out,
         interactions.table,
@@ -164,6 +180,7 @@ def prepare(raw: RawData, out_dir: str | Path) -> Prepared:
         {name: c.counts() for name, c in checked.items()},
         raw.notes + items.notes + interactions.notes,
         {name: c.read for name, c in checked.items()},
+        users.table if users is not None else None,
     )
 
 

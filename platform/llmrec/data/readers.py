@@ -68,7 +68,8 @@ _ML100K_GENRES = [
 
 @dataclass
 class RawData:
-    """Raw interactions and items, with where each came from (for error messages).
+    """Raw interactions and items (and users, when the source has a user table), with where
+    each came from (for error messages).
 
     ``interactions_read``/``items_read`` trace rows to their files when they were read
     from contract files; ``notes`` say what the readers decided (e.g. several files read).
@@ -81,6 +82,8 @@ class RawData:
     interactions_read: Read | None = None
     items_read: Read | None = None
     notes: list[str] = field(default_factory=list)
+    users: pa.Table | None = None
+    users_source: str = ""
 
 
 def read_table(uri: str) -> pa.Table:
@@ -115,24 +118,27 @@ def read_contract_folder(uri: str, strict: bool = False) -> RawData:
             "(Parquet or CSV), or a MovieLens folder or zip"
         )
     entries = sorted(fs.get_file_info(pafs.FileSelector(path)), key=lambda e: e.path)
-    found: dict[str, list[pafs.FileInfo]] = {"interactions": [], "items": []}
+    found: dict[str, list[pafs.FileInfo]] = {"interactions": [], "items": [], "users": []}
     for entry in entries:
         stem = Path(entry.path).name.split(".")[0]
         if stem in found and (entry.type == pafs.FileType.Directory or file_format(entry.path)):
             found[stem].append(entry)
-    missing = sorted(k for k, v in found.items() if not v)
+    missing = sorted(k for k, v in found.items() if not v and k != "users")
     if missing:
         raise DataSourceError(
             f"{uri}: expected interactions.(parquet|csv) and items.(parquet|csv), missing {missing}"
         )
     reads, notes = {}, []
     for kind, matched in found.items():
+        if not matched:
+            continue
         named = [(e.path, display(uri, path, e.path)) for e in matched]
         reads[kind] = read_paths(fs, named, strict)
         if len(matched) > 1:
             names = ", ".join(Path(e.path).name for e in matched)
             notes.append(f"{kind}: read {len(matched)} files as one table: {names}")
-    first = {k: display(uri, path, v[0].path) for k, v in found.items()}
+    first = {k: display(uri, path, v[0].path) for k, v in found.items() if v}
+    users = reads.get("users")
     return RawData(
         reads["interactions"].table,
         reads["items"].table,
@@ -141,6 +147,8 @@ def read_contract_folder(uri: str, strict: bool = False) -> RawData:
         reads["interactions"],
         reads["items"],
         notes,
+        users=users.table if users is not None else None,
+        users_source=first.get("users", ""),
     )
 
 
@@ -224,7 +232,18 @@ def _ml100k(path: Path) -> RawData:
         lambda d: f"Released {d}." if isinstance(d, str) and d else None
     )
     items = movies[["item_id", "title", "text", "categories"]]
-    return _raw(ratings, items, path / "u.data", path / "u.item")
+    raw = _raw(ratings, items, path / "u.data", path / "u.item")
+    if (path / "u.user").exists():  # user id | age | gender | occupation | zip code
+        users = pd.read_csv(
+            path / "u.user",
+            sep="|",
+            names=["user_id", "age", "gender", "occupation", "zip_code"],
+            dtype=str,
+            encoding="latin-1",
+        )
+        users["age"] = users["age"].map(_age_band)
+        _with_users(raw, users[["user_id", "gender", "age", "occupation"]], path / "u.user")
+    return raw
 
 
 def _ml1m(path: Path) -> RawData:
@@ -246,12 +265,27 @@ def _ml1m(path: Path) -> RawData:
     )
     movies["categories"] = movies["genres"].fillna("").str.split("|")
     movies["text"] = None
-    return _raw(
+    raw = _raw(
         ratings,
         movies[["item_id", "title", "text", "categories"]],
         path / "ratings.dat",
         path / "movies.dat",
     )
+    if (path / "users.dat").exists():  # UserID::Gender::Age::Occupation::Zip-code
+        users = pd.read_csv(
+            path / "users.dat",
+            sep="::",
+            engine="python",
+            encoding="latin-1",
+            names=["user_id", "gender", "age", "occupation", "zip_code"],
+            dtype=str,
+        )
+        users["age"] = users["age"].map(lambda a: _ML1M_AGES.get(str(a), a))
+        users["occupation"] = users["occupation"].map(
+            lambda o: _ML1M_OCCUPATIONS[int(o)] if str(o).isdigit() and int(o) < 21 else o
+        )
+        _with_users(raw, users[["user_id", "gender", "age", "occupation"]], path / "users.dat")
+    return raw
 
 
 def _ml_csv(path: Path) -> RawData:
@@ -275,6 +309,57 @@ def _ml_csv(path: Path) -> RawData:
         path / "ratings.csv",
         path / "movies.csv",
     )
+
+
+_ML1M_AGES = {
+    "1": "Under 18",
+    "18": "18-24",
+    "25": "25-34",
+    "35": "35-44",
+    "45": "45-49",
+    "50": "50-55",
+    "56": "56+",
+}
+_ML1M_OCCUPATIONS = (
+    "other",
+    "academic/educator",
+    "artist",
+    "clerical/admin",
+    "college/grad student",
+    "customer service",
+    "doctor/health care",
+    "executive/managerial",
+    "farmer",
+    "homemaker",
+    "K-12 student",
+    "lawyer",
+    "programmer",
+    "retired",
+    "sales/marketing",
+    "scientist",
+    "self-employed",
+    "technician/engineer",
+    "tradesman/craftsman",
+    "unemployed",
+    "writer",
+)
+
+
+def _age_band(age: object) -> object:
+    """ML-100K's age in years as ML-1M's age band (``25-34``); other text unchanged."""
+    text = str(age).strip()
+    if not text.isdigit():
+        return age
+    years = int(text)
+    for low, band in ((56, "56+"), (50, "50-55"), (45, "45-49"), (35, "35-44"), (25, "25-34")):
+        if years >= low:
+            return band
+    return "18-24" if years >= 18 else "Under 18"
+
+
+def _with_users(raw: RawData, users: pd.DataFrame, source: Path) -> None:
+    raw.users = pa.Table.from_pandas(users, preserve_index=False)
+    raw.users_source = str(source)
 
 
 def _raw(ratings: pd.DataFrame, items: pd.DataFrame, rsrc: Path, isrc: Path) -> RawData:

@@ -1,7 +1,21 @@
-"""Ranking shared by offline evaluation and serving: hybrid scores, diversity re-ranking and
-the item index (exact or FAISS)."""
+"""Ranking shared by offline evaluation and serving: hybrid scores, re-ranking for
+diversity, calibration and exposure (one :class:`Reranker` interface), and the item index
+(exact or FAISS)."""
 
 from llmrec.ranking.hybrid import HybridScorer, HybridWeights
-from llmrec.ranking.rerank import dpp, mmr, rerank
+from llmrec.ranking.rerank import SlateSpec, calibrated, dpp, greedy, mmr, rerank
+from llmrec.ranking.slate import ItemFacts, Reranker, long_tail
 
-__all__ = ["HybridScorer", "HybridWeights", "dpp", "mmr", "rerank"]
+__all__ = [
+    "HybridScorer",
+    "HybridWeights",
+    "ItemFacts",
+    "Reranker",
+    "SlateSpec",
+    "calibrated",
+    "dpp",
+    "greedy",
+    "long_tail",
+    "mmr",
+    "rerank",
+]

@@ -4,7 +4,8 @@ The work of a request is split the way the scoring graph is: :class:`QueryBuilde
 request into text, a history and the items to leave out (cheap, at the edge),
 :class:`QueryEncoder` runs the language model (the expensive, batchable part),
 :class:`CandidateRanker` finds candidates in the item index, scores them with the version's
-hybrid scorer, filters them and re-ranks them for diversity.
+hybrid scorer, filters them and re-ranks them (diversity, calibration, long-tail share, caps
+per attribute value: one :class:`~llmrec.ranking.slate.Reranker`, as offline).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import torch
 
 from llmrec.bundle import ModelBundle
 from llmrec.ranking.index import ItemIndex, build_index, choose_index
-from llmrec.ranking.rerank import rerank
+from llmrec.ranking.rerank import SlateSpec
+from llmrec.ranking.slate import ItemFacts, Reranker
 from llmrec.serving.backends import query_scorer
 from llmrec.serving.history import HistoryStore
 from llmrec.serving.schemas import RecommendedItem, RecommendRequest
@@ -49,6 +51,10 @@ class Query:
     k: int
     categories: tuple[str, ...] = ()
     diversity: float | None = None
+    calibration: float | None = None
+    tail_share: float | None = None
+    max_per: tuple[tuple[str, int], ...] | None = None
+    """Caps per attribute value; None: the version's default (``rank.max_per``)."""
 
 
 def _listed(ids: Sequence[str], what: str) -> str:
@@ -114,6 +120,15 @@ class QueryBuilder:
                 _listed(bad, "unknown categories") + f" (known: {', '.join(self.categories)})",
                 "categories",
             )
+        attributes = self.catalogue.attribute_names
+        unknown_attrs = [a for a in (req.max_per or {}) if a not in attributes]
+        if unknown_attrs:
+            raise RequestError(
+                404,
+                _listed(unknown_attrs, "unknown attributes in max_per")
+                + f" (known: {', '.join(attributes)})",
+                "max_per",
+            )
         return Query(
             history=tuple(history),
             request=req.query if req.query and req.query.strip() else None,
@@ -121,6 +136,9 @@ class QueryBuilder:
             k=req.k,
             categories=tuple(req.categories),
             diversity=req.diversity,
+            calibration=req.calibration,
+            tail_share=req.tail_share,
+            max_per=None if req.max_per is None else tuple(sorted(req.max_per.items())),
         )
 
     def _user(self, user_id: str) -> tuple[list[str], frozenset[str] | tuple[str, ...]]:
@@ -168,7 +186,14 @@ class QueryEncoder:
 
 
 class CandidateRanker:
-    """Candidates from the item index, hybrid scores, filters, diversity re-ranking."""
+    """Candidates from the item index, hybrid scores, filters, re-ranking.
+
+    The version's ``rank.*`` settings are the re-ranking defaults; a query's ``diversity``,
+    ``calibration``, ``tail_share`` and ``max_per`` replace them for that request.
+
+    Raises:
+        ValueError: the version's ``rank.max_per`` names an attribute its catalogue lacks.
+    """
 
     def __init__(self, bundle: ModelBundle, settings: ServeSettings | None = None) -> None:
         s = settings or ServeSettings()
@@ -186,10 +211,25 @@ class CandidateRanker:
         )
         self.candidates = s.candidates
         rank = bundle.config.rank
-        self.method = rank.diversity if rank.diversity != "none" else "mmr"
-        self.default_strength = rank.diversity_strength if rank.diversity != "none" else 0.0
         self.depth = rank.rerank_depth
-        self.vectors = cat.category_vectors() if rank.similarity == "categories" else emb
+        vectors = cat.category_vectors() if rank.similarity == "categories" else emb
+        counts: np.ndarray
+        if self.hybrid.popularity_counts is not None:
+            counts = self.hybrid.popularity_counts
+        else:  # no hybrid popularity: count the version's training logs
+            rows = [self.index[i] for h in bundle.histories.values() for i in h if i in self.index]
+            counts = np.bincount(np.asarray(rows, dtype=np.int64), minlength=len(self.ids))
+        self.reranker = Reranker(ItemFacts.build(cat, vectors, counts))
+        self.defaults = SlateSpec(
+            rank.diversity if rank.diversity != "none" else "mmr",
+            diversity=rank.diversity_strength if rank.diversity != "none" else 0.0,
+            calibration=rank.calibration,
+            tail_share=rank.tail_share,
+            max_per=dict(rank.max_per),
+        )
+        problems = self.reranker.problems(self.defaults)
+        if problems:
+            raise ValueError(f"{bundle.path}: rank settings: {'; '.join(problems)}")
         by_cat: dict[str, list[int]] = {}
         for row, item_id in enumerate(self.ids):
             for c in cat.items[item_id].categories:
@@ -204,6 +244,17 @@ class CandidateRanker:
 
     def describe(self) -> str:
         return f"{self.items.kind} ({self.num_items} items)"
+
+    def spec(self, q: Query) -> SlateSpec:
+        """The re-ranking of one query: the version's defaults, replaced where it asks."""
+        d = self.defaults
+        return SlateSpec(
+            d.method,
+            diversity=d.diversity if q.diversity is None else q.diversity,
+            calibration=d.calibration if q.calibration is None else q.calibration,
+            tail_share=d.tail_share if q.tail_share is None else q.tail_share,
+            max_per=d.max_per if q.max_per is None else dict(q.max_per),
+        )
 
     def rank(self, query: np.ndarray, q: Query) -> list[RecommendedItem]:
         """The top ``q.k`` items for one query embedding."""
@@ -227,14 +278,14 @@ class CandidateRanker:
             excluded = np.array(
                 [self.index[i] for i in q.exclude if i in self.index], dtype=np.int64
             )
-            strength = self.default_strength if q.diversity is None else q.diversity
-            depth = max(q.k, self.depth) if strength > 0 else q.k
+            spec = self.spec(q)
+            depth = max(q.k, self.depth) if spec.reorders else q.k
             if u not in scored:
                 vec, history = vecs[u : u + 1], histories[u : u + 1]
                 subset = self._candidate_rows(vec, history, q.categories, depth + len(excluded))
                 scored[u] = (subset, self.hybrid.scores(vec, history, subset)[0])
             subset, scores = scored.pop(u)
-            out.append(self._top(subset, scores, excluded, q.k, depth, strength))
+            out.append(self._top(subset, scores, excluded, q.k, depth, spec, histories[u]))
         return out
 
     def _top(
@@ -244,10 +295,11 @@ class CandidateRanker:
         excluded: np.ndarray,
         k: int,
         depth: int,
-        strength: float,
+        spec: SlateSpec,
+        history: list[int],
     ) -> list[RecommendedItem]:
         """Filter the scored rows (``None``: every item), keep the best ``depth``, re-rank
-        them for diversity when ``strength`` > 0, answer the first ``k``."""
+        them under ``spec`` when it can change the order, answer the first ``k``."""
         rows = np.arange(self.num_items) if subset is None else subset
         keep = ~np.isin(rows, excluded) if len(excluded) else np.ones(len(rows), dtype=bool)
         rows, scores = rows[keep], scores[keep]
@@ -256,9 +308,9 @@ class CandidateRanker:
         depth = min(depth, len(rows))
         top = np.argpartition(-scores, depth - 1)[:depth]
         top = top[np.argsort(-scores[top], kind="stable")]
-        if strength > 0:
-            order = rerank(self.method, scores[top], self.vectors[rows[top]], k, strength)
-            top = top[order]
+        if spec.reorders:
+            order = self.reranker.rerank(rows[top][None], scores[top][None], k, spec, [history])
+            top = top[order[0]]
         top = top[:k]
         return [
             RecommendedItem(item_id=self.ids[r], score=float(scores[t]), title=self.titles[r])

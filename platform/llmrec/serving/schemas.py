@@ -9,13 +9,24 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 MAX_K = 100
 MAX_QUERY_CHARS = 1000
 MAX_HISTORY = 200
 MAX_EXCLUDE = 1000
 MAX_EVENTS = 100
+
+MAX_CAPS = 10
+Attribute = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+Cap = Annotated[int, Field(ge=1, le=MAX_K, strict=True)]
 
 EventKind = Literal["view", "click", "like", "purchase", "rating", "dislike", "skip"]
 
@@ -82,8 +93,32 @@ class RecommendRequest(BaseModel):
         None,
         ge=0.0,
         le=1.0,
+        allow_inf_nan=False,
         description="Diversity re-ranking strength (0 = relevance order); default: the "
-        "model version's setting.",
+        "model version's setting (rank.diversity_strength).",
+    )
+    calibration: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        allow_inf_nan=False,
+        description="Calibrated re-ranking (Steck 2018): 0 = off, 1 = the list's category mix "
+        "as close as possible to the user's history; default: the version's rank.calibration.",
+    )
+    tail_share: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        allow_inf_nan=False,
+        description="Minimum share of long-tail items (outside the most popular 20%) in the "
+        "list; default: the version's rank.tail_share.",
+    )
+    max_per: dict[Attribute, Cap] | None = Field(
+        None,
+        max_length=MAX_CAPS,
+        description="At most this many items per value of an item attribute, e.g. "
+        '{"provider": 2} or {"categories": 3}; {} lifts the version\'s caps; default: the '
+        "version's rank.max_per.",
     )
 
     @model_validator(mode="after")

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from llmrec.ranking.rerank import SMOOTHING, history_distribution
+
 
 def target_ranks(
     scores: np.ndarray, targets: np.ndarray, exclude: Sequence[Sequence[int]]
@@ -65,8 +67,13 @@ def beyond_accuracy(
     item_features: np.ndarray | None,
     item_counts: np.ndarray,
     num_users: int,
+    *,
+    genres: np.ndarray | None = None,
+    histories: Sequence[Sequence[int]] | np.ndarray | None = None,
+    tail: np.ndarray | None = None,
 ) -> dict[str, float]:
-    """Coverage, intra-list diversity, novelty and Gini of exposure of top-k lists.
+    """Coverage, intra-list diversity, novelty and Gini of exposure of top-k lists; with
+    ``genres`` and ``histories`` also miscalibration, with ``tail`` the long-tail share.
 
     Args:
         top: ``[users, k]`` recommended item indices.
@@ -78,17 +85,26 @@ def beyond_accuracy(
             ``item_features`` is None: an undefined measure is not a number.
         item_counts: Training interactions per item (popularity).
         num_users: Users in the training data (popularity share = count / users).
+        genres: ``[items, g]`` category distribution of each item (:func:`miscalibration`).
+        histories: Per user, the history's item indices, or ``[users, g]`` their category
+            distributions (:func:`miscalibration`).
+        tail: ``[items]`` long-tail flags (:func:`tail_share`).
     """
     exposure = np.bincount(top.ravel(), minlength=num_items).astype(np.float64)
     coverage = float((exposure > 0).mean())
     share = np.clip(item_counts.astype(np.float64) / max(num_users, 1), 1e-12, None)
     novelty = float((-np.log2(share[top])).mean())
-    return {
+    out = {
         "coverage": coverage,
         "diversity": intra_list_diversity(top, item_features),
         "novelty": novelty,
         "gini": gini(exposure),
     }
+    if genres is not None and histories is not None:
+        out["miscalibration"] = miscalibration(top, histories, genres)
+    if tail is not None:
+        out["tail_share"] = tail_share(top, tail)
+    return out
 
 
 def intra_list_diversity(top: np.ndarray, item_features: np.ndarray | None) -> float:
@@ -109,6 +125,43 @@ def intra_list_diversity(top: np.ndarray, item_features: np.ndarray | None) -> f
         return float("nan")
     distance = np.where(ok, 1.0 - sims, 0.0).sum(axis=(1, 2))
     return float((distance[pairs > 0] / pairs[pairs > 0]).mean())
+
+
+def miscalibration(
+    top: np.ndarray, histories: Sequence[Sequence[int]] | np.ndarray, genres: np.ndarray
+) -> float:
+    """Steck's (2018) miscalibration: the mean over users of ``KL(p || q~)``, with ``p``
+    the category distribution of the user's history, ``q`` that of the list (items
+    weighted equally, each item's categories equally) and ``q~ = 0.99 q + 0.01 p``. 0 =
+    every list mirrors its user's history; users without categorised history are skipped.
+    ``histories``: item indices per user, or ``[users, g]`` their category distributions.
+    """
+    if isinstance(histories, np.ndarray) and histories.ndim == 2:
+        p = histories.astype(np.float64)
+    else:
+        p = history_distribution(genres, list(histories))
+    q = np.asarray(genres, dtype=np.float64)[top].mean(1)
+    q = (1.0 - SMOOTHING) * q + SMOOTHING * p
+    ratio = np.divide(p, q, out=np.ones_like(p), where=p > 0)
+    kl = (p * np.log(ratio)).sum(1)
+    has = p.sum(1) > 0
+    return float(kl[has].mean()) if has.any() else 0.0
+
+
+def tail_share(top: np.ndarray, tail: np.ndarray) -> float:
+    """Share of the list slots given to long-tail items (all lists together)."""
+    return float(np.asarray(tail, dtype=bool)[top].mean()) if top.size else 0.0
+
+
+def exposure_by_value(
+    top: np.ndarray, codes: np.ndarray, values: Sequence[str]
+) -> dict[str, float]:
+    """Per value of an attribute, the share of list slots held by an item with that value
+    (``codes`` ``[items, m]``, -1 pads; multi-valued attributes can sum above 1)."""
+    slots = max(top.size, 1)
+    held = codes[top.ravel()]  # [slots, m]
+    counts = np.bincount(held[held >= 0], minlength=len(values))
+    return {v: float(c / slots) for v, c in zip(values, counts, strict=True)}
 
 
 def gini(values: np.ndarray) -> float:

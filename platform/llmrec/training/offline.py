@@ -3,7 +3,7 @@
 A method is anything that scores every catalogue item for a batch of users given their
 histories (item indices). Each row of the table holds HR@10/20, NDCG@10/20, MRR and the
 beyond-accuracy measures of the top-10 lists (coverage, intra-list diversity over category
-vectors, novelty, Gini of exposure).
+vectors, novelty, Gini of exposure, miscalibration, long-tail share).
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from llmrec.modeling.baselines import EASE, ItemKNN, ItemScorer, Popularity, int
 from llmrec.modeling.cf import CFModel, CFParams, choose_cf, fit_cf
 from llmrec.modeling.towers import Towers
 from llmrec.ranking.hybrid import HybridScorer, HybridWeights, tune_weights
-from llmrec.ranking.rerank import Method, rerank
+from llmrec.ranking.rerank import category_distribution
+from llmrec.ranking.slate import long_tail
 from llmrec.training.metrics import beyond_accuracy, ranking_metrics, target_ranks, top_k_lists
 
 ScoreFn = Callable[[list[list[int]], pd.DataFrame], np.ndarray]
@@ -57,6 +58,11 @@ class EvalPart:
             [self.fit_histories[r] for r in take],
             np.zeros(0, dtype=np.int64),
         )
+
+    def counts(self, num_items: int) -> np.ndarray:
+        """Interactions per item in the part's histories (what its users were trained on)."""
+        flat = [i for h in self.histories for i in h]
+        return np.bincount(np.asarray(flat, dtype=np.int64), minlength=num_items)
 
 
 def sample_users(part: EvalPart, max_users: int, seed: int = 0) -> EvalPart:
@@ -134,16 +140,35 @@ class Protocol:
         return self.catalogue.category_vectors()
 
 
+def list_metrics(
+    protocol: Protocol, part: EvalPart, top: np.ndarray, history: np.ndarray | None = None
+) -> dict[str, float]:
+    """Beyond-accuracy measures of top-k lists ``[users, k]`` of one split part: coverage,
+    diversity, novelty, Gini, miscalibration and long-tail share (the tail and popularity
+    from the part's histories; ``history``: their category distributions when known)."""
+    n = len(protocol.catalogue)
+    counts = part.counts(n)
+    genres = None
+    if protocol.catalogue.categories:  # miscalibration is undefined without categories
+        genres = category_distribution(protocol.category_vectors())
+    return beyond_accuracy(
+        top,
+        n,
+        protocol.diversity_vectors,
+        counts,
+        len(part.histories),
+        genres=genres,
+        histories=part.histories if history is None else history,
+        tail=long_tail(counts),
+    )
+
+
 def evaluate(protocol: Protocol, part: EvalPart, scores: np.ndarray) -> dict[str, float]:
     """Accuracy and beyond-accuracy metrics of one score matrix on one split part."""
     ranks = target_ranks(scores, part.targets, part.histories)
-    out = ranking_metrics(ranks)
-    top = top_k_lists(scores, part.histories, 10)
-    counts = np.bincount([i for h in part.histories for i in h], minlength=len(protocol.catalogue))
-    out |= beyond_accuracy(
-        top, len(protocol.catalogue), protocol.diversity_vectors, counts, len(part.histories)
+    return ranking_metrics(ranks) | list_metrics(
+        protocol, part, top_k_lists(scores, part.histories, 10)
     )
-    return out
 
 
 def fit_score(model: ItemScorer, part: EvalPart, num_items: int) -> np.ndarray:
@@ -168,10 +193,10 @@ def tune_ease(
     return max(tried, key=lambda lam: tried[lam]), tried
 
 
-def baseline_table(protocol: Protocol, ease_lambda: float) -> pd.DataFrame:
-    """Popularity, ItemKNN and EASE on validation and test."""
-    rows: list[dict[str, object]] = []
+def baseline_scores(protocol: Protocol, ease_lambda: float) -> dict[str, dict[str, np.ndarray]]:
+    """Popularity, ItemKNN and EASE scores on validation and test: label -> part -> scores."""
     n = len(protocol.catalogue)
+    out: dict[str, dict[str, np.ndarray]] = {}
     for part_name in ("val", "test"):
         full = protocol.part(part_name)
         part = protocol.scored(full)
@@ -179,10 +204,64 @@ def baseline_table(protocol: Protocol, ease_lambda: float) -> pd.DataFrame:
             label = f"ease (lambda={ease_lambda:g})" if model.name == "ease" else model.name
             x = interaction_matrix(full.fit_histories, n)
             scores = model.fit(x).score(interaction_matrix(part.histories, n))
+            out.setdefault(label, {})[part_name] = scores
+    return out
+
+
+def score_table(protocol: Protocol, scored: dict[str, dict[str, np.ndarray]]) -> pd.DataFrame:
+    """One row per method and part (and ``test_cold`` rows under the cold-start protocol);
+    ``scored`` holds the scores of the protocol's scored users (:meth:`Protocol.scored`)."""
+    rows: list[dict[str, object]] = []
+    for part_name in ("val", "test"):
+        part = protocol.scored(protocol.part(part_name))
+        for label, by_part in scored.items():
+            scores = by_part[part_name]
             rows.append({"method": label, "split": part_name, **evaluate(protocol, part, scores)})
             if part_name == "test" and len(part.cold_rows):
                 rows.append(cold_row(protocol, part, scores, label))
     return pd.DataFrame(rows)
+
+
+def baseline_table(protocol: Protocol, ease_lambda: float) -> pd.DataFrame:
+    """Popularity, ItemKNN and EASE on validation and test."""
+    return score_table(protocol, baseline_scores(protocol, ease_lambda))
+
+
+POPULARITY_WEIGHTS = (0.0, 0.05, 0.1, 0.25, 0.5, 1.0)
+
+
+def ease_popularity(
+    protocol: Protocol, ease_lambda: float
+) -> tuple[HybridWeights, dict[str, np.ndarray]]:
+    """The hybrid without a language model: standardised EASE + a popularity prior whose
+    weight is tuned on validation NDCG@10 (the :class:`HybridScorer` the platform serves,
+    with the LLM weight at 0). Returns the weights and the scores per part."""
+    n = len(protocol.catalogue)
+    scorers = {}
+    for name in ("val", "test"):
+        part = protocol.part(name)
+        x = interaction_matrix(part.fit_histories, n)
+        scorers[name] = HybridScorer(
+            np.zeros((n, 1), dtype=np.float32),
+            cf=EASE(ease_lambda).fit(x).weights,
+            popularity=Popularity().fit(x).counts,
+        )
+    val = protocol.scored(protocol.part("val"))
+    s = scorers["val"]
+
+    def ndcg(scores: np.ndarray) -> float:
+        return ranking_metrics(target_ranks(scores, val.targets, val.histories))["ndcg_at_10"]
+
+    cf = s.cf_part(val.histories)
+    grid = [HybridWeights(0.0, 1.0, p) for p in POPULARITY_WEIGHTS]
+    weights = tune_weights(np.zeros_like(cf), cf, s.popularity_part(), ndcg, grid).weights
+    scores = {}
+    for name, scorer in scorers.items():
+        part = protocol.scored(protocol.part(name))
+        scores[name] = scorer.with_weights(weights).scores(
+            np.zeros((len(part.targets), 1)), part.histories
+        )
+    return weights, scores
 
 
 def cold_row(
@@ -369,56 +448,3 @@ def fit_hybrid(
         tuned.value,
         {name: sc.with_weights(tuned.weights) for name, sc in scorers.items()},
     )
-
-
-SWEEP_STRENGTHS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
-
-
-def diversity_sweep(
-    protocol: Protocol,
-    part: EvalPart,
-    scores: np.ndarray,
-    vectors: np.ndarray,
-    methods: Sequence[Method] = ("mmr", "dpp"),
-    strengths: Sequence[float] = SWEEP_STRENGTHS,
-    depth: int = 50,
-    k: int = 10,
-) -> pd.DataFrame:
-    """Accuracy (@k) and beyond-accuracy of re-ranked top-k lists across the knob.
-
-    Each user's top ``depth`` candidates (history masked) are re-ranked with ``vectors``
-    (``[items, f]``) as item similarity; a target outside the re-ranked list is a miss.
-    """
-    cand = top_k_lists(scores, part.histories, depth)
-    counts = np.bincount([i for h in part.histories for i in h], minlength=len(protocol.catalogue))
-    cats = protocol.diversity_vectors
-    rows = []
-    for method in methods:
-        for strength in strengths:
-            top = np.stack(
-                [
-                    c[rerank(method, scores[u, c], vectors[c], k, strength)]
-                    for u, c in enumerate(cand)
-                ]
-            )
-            hit = top == part.targets[:, None]
-            ranks = np.where(hit.any(1), hit.argmax(1), k)
-            metrics = ranking_metrics(ranks, ks=(k,))
-            rows.append(
-                {
-                    "method": method,
-                    "strength": float(strength),
-                    f"hr_at_{k}": metrics[f"hr_at_{k}"],
-                    f"ndcg_at_{k}": metrics[f"ndcg_at_{k}"],
-                    **beyond_accuracy(top, len(protocol.catalogue), cats, counts, len(top)),
-                }
-            )
-    return pd.DataFrame(rows)
-
-
-def choose_diversity(sweep: pd.DataFrame, max_loss: float = 0.05, k: int = 10) -> pd.Series:
-    """The row with the highest intra-list diversity whose NDCG@k is within ``max_loss``
-    (relative) of the un-re-ranked lists (strength 0)."""
-    base = sweep.loc[sweep["strength"] == 0.0, f"ndcg_at_{k}"].max()
-    ok = sweep[sweep[f"ndcg_at_{k}"] >= (1.0 - max_loss) * base]
-    return ok.sort_values(["diversity", "strength"], ascending=[False, True]).iloc[0]
