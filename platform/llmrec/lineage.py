@@ -20,15 +20,27 @@ from llmrec.training.trainer import TrainOutcome
 
 
 def objective_name(cfg: Config) -> str:
-    """``contrastive (in-batch + catalogue negatives)``, ``rating (MSE)``, ..."""
+    """The training objective in words: ``next-item softmax over the catalogue, every
+    position`` (sequential design), ``contrastive (in-batch negatives)`` (text design), ...
+    """
     t = cfg.train
-    negatives = "in-batch + catalogue negatives" if t.catalogue_negatives else "in-batch negatives"
-    if t.logq_correction:
-        negatives += ", logQ-corrected"
+    if cfg.model.architecture == "sequential":
+        ranking = (
+            "next-item softmax over the catalogue, every position"
+            if t.negatives <= 0
+            else f"next-item softmax over {t.negatives} sampled items, every position"
+        )
+    else:
+        negatives = (
+            "in-batch + catalogue negatives" if t.catalogue_negatives else "in-batch negatives"
+        )
+        if t.logq_correction:
+            negatives += ", logQ-corrected"
+        ranking = f"contrastive ({negatives})"
     return {
-        "contrastive": f"contrastive ({negatives})",
+        "contrastive": ranking,
         "rating": "rating (MSE of a score head)",
-        "both": f"contrastive ({negatives}) + {t.rating_weight:g} x rating MSE",
+        "both": f"{ranking} + {t.rating_weight:g} x rating MSE",
     }[t.objective]
 
 
@@ -106,7 +118,7 @@ def model_card(
     command = " ".join(shlex.quote(a) for a in sys.argv) if sys.argv and sys.argv[0] else "n/a"
     return (
         f"# {cfg.registry.model_name}\n\n"
-        f"**Model**: {describe_model(cfg)}; {params:,} trained parameters "
+        f"**Model**: {describe_model(cfg)}; {params:,} trainable parameters "
         f"({params * 4 / 2**20:.1f} MiB), {objective_name(cfg)} objective"
         + (f", initialised from `{cfg.train.init_from}`" if cfg.train.init_from else "")
         + ".\n\n"

@@ -189,7 +189,9 @@ def evaluation_table(
     if cfg.rank.hybrid:
         fit = offline.fit_hybrid(protocol, item_emb, queries["val"], cfg.rank.cf, rank=cfg.rank)
         scored["hybrid"] = {
-            name: fit.scorers[name].scores(queries[name], part.histories)
+            name: fit.scorers[name].scores(
+                queries[name], part.histories, requests=offline.requests_of(part)
+            )
             for name, part in parts.items()
         }
     for method, by_part in scored.items():
@@ -219,7 +221,7 @@ def serving_hybrid(
     histories = [[index[i] for i in items] for _, items in df.groupby("user_id")["item_id"]]
     x = interaction_matrix(histories, len(catalogue))
     counts = Popularity().fit(x).counts
-    return HybridScorer(item_emb, fit.weights, fit.refit(x), counts)
+    return HybridScorer(item_emb, fit.weights, fit.refit(x), counts, fit.request_weights)
 
 
 def init_weights(cfg: Config, catalogue: Catalogue) -> dict[str, torch.Tensor]:

@@ -530,13 +530,18 @@ def test_http_proxy_listens_on_localhost_only(server):
 
 def _second_version(server, tmp: Path) -> Path:
     """A genuinely different model: the champion's item vectors rescaled item by item (the
-    user tower reads its history through them, so users move too)."""
+    user tower reads its history through them, so users move too), and hybrid weights that
+    give the model's term its say (on the demo data validation may pick the CF model alone)."""
     bundle = server["bundle"]
     new = tmp / "v2"
     shutil.copytree(bundle.path, new)
     rng = np.random.default_rng(0)
     scale = rng.uniform(0.2, 3.0, size=(len(bundle.catalogue), 1))
     emb = (bundle.item_embeddings * scale).astype(np.float32)
+    weights = new / "hybrid" / "weights.json"  # the model's own term counts in this version
+    meta = json.loads(weights.read_text())
+    meta["weights"] = meta["request_weights"] = {"llm": 1.0, "cf": 0.25, "popularity": 0.0}
+    weights.write_text(json.dumps(meta))
     items = pq.read_table(new / "items.parquet")
     column = pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1)), emb.shape[1])
     items = items.set_column(items.schema.get_field_index("embedding"), "embedding", column)

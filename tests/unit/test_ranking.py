@@ -118,3 +118,31 @@ def test_catalogue_negatives_raise_the_loss_and_skip_the_own_item():
     # a catalogue of only the positives adds the other rows' items again, never the own one
     only_own = in_batch_softmax(q, i, ids, scale, i)
     assert torch.isfinite(only_own)
+
+
+def test_a_typed_request_counts_even_where_validation_chose_the_cf_model_alone(tmp_path):
+    """Weights that drop the model's term would ignore what a user typed: requests are
+    scored with request_weights (by default the model's weight raised to 1), saved and
+    loaded with the version."""
+    from llmrec.ranking.hybrid import HybridScorer, HybridWeights
+
+    rng = np.random.default_rng(0)
+    items = rng.normal(size=(30, 8)).astype(np.float32)
+    cf = rng.normal(size=(30, 30)).astype(np.float32)
+    scorer = HybridScorer(items, HybridWeights(0.0, 1.0, 0.0), cf)
+    assert scorer.request_weights == HybridWeights(1.0, 1.0, 0.0)
+    queries = rng.normal(size=(2, 8)).astype(np.float32)
+    other = rng.normal(size=(2, 8)).astype(np.float32)
+    history = [[1, 2], [1, 2]]
+    plain = scorer.scores(queries, history)
+    assert np.allclose(plain, scorer.scores(other, history))  # the request is ignored...
+    asked = scorer.scores(queries, history, requests=[True, False])
+    assert not np.allclose(asked[0], plain[0]) and np.allclose(asked[1], plain[1])  # ...unless
+    scorer.save(tmp_path)
+    back = HybridScorer.load(tmp_path, items)
+    assert back.request_weights == scorer.request_weights
+    assert np.allclose(
+        back.scores(queries, history, requests=[True, True]),
+        scorer.scores(queries, history, requests=[True, True]),
+        atol=1e-5,
+    )

@@ -53,6 +53,13 @@ def weight_grid() -> list[HybridWeights]:
     return grid
 
 
+def with_model(weights: HybridWeights) -> HybridWeights:
+    """``weights`` with the model's term at 1 or more: a typed request reaches the ranking
+    only through the model, so it must count even where the CF model alone won on
+    validation."""
+    return HybridWeights(max(weights.llm, 1.0), weights.cf, weights.popularity)
+
+
 def standardize(scores: np.ndarray) -> np.ndarray:
     """Per row: subtract the mean, divide by the standard deviation (rows with no spread
     become zeros)."""
@@ -73,6 +80,9 @@ class HybridScorer:
             array is taken as an item-item matrix (a user's CF scores are their binary history
             vector times it).
         popularity: ``[items]`` interaction counts.
+        request_weights: The weights for users who typed a request (their text reaches the
+            ranking only through the model's term); None: ``weights`` with the model's weight
+            raised to at least 1.
     """
 
     def __init__(
@@ -81,10 +91,12 @@ class HybridScorer:
         weights: HybridWeights = HybridWeights(),
         cf: CFModel | np.ndarray | None = None,
         popularity: np.ndarray | None = None,
+        request_weights: HybridWeights | None = None,
     ) -> None:
         items = np.asarray(item_embeddings)
         self.items = items if items.dtype == np.float16 else items.astype(np.float32)
         self.weights = weights
+        self.request_weights = request_weights or with_model(weights)
         self.cf: CFModel | None = (
             ItemItemCF("ease", cf.astype(np.float32), {}) if isinstance(cf, np.ndarray) else cf
         )
@@ -109,7 +121,8 @@ class HybridScorer:
 
     @property
     def uses_history(self) -> bool:
-        return self.weights.cf != 0.0 and self.cf is not None
+        weighted = self.weights.cf != 0.0 or self.request_weights.cf != 0.0
+        return weighted and self.cf is not None
 
     def llm_part(self, queries: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
         """Standardised LLM scores of ``queries`` ``[B, dim]`` for all items, or for the item
@@ -147,21 +160,33 @@ class HybridScorer:
         queries: np.ndarray,
         histories: Sequence[Sequence[int]],
         rows: np.ndarray | None = None,
+        requests: Sequence[bool] | None = None,
     ) -> np.ndarray:
-        """``[B, items]`` hybrid scores (or ``[B, len(rows)]`` for candidate rows)."""
-        w = self.weights
-        out = w.llm * self.llm_part(queries, rows)
-        if w.cf and self.cf is not None:
-            out = out + w.cf * self.cf_part(histories, rows)
-        if w.popularity and self.popularity is not None:
+        """``[B, items]`` hybrid scores (or ``[B, len(rows)]`` for candidate rows); the users
+        flagged in ``requests`` (they typed a request) are scored with ``request_weights``."""
+        picked = [
+            self.request_weights if asked else self.weights
+            for asked in (requests if requests is not None else [False] * len(histories))
+        ]
+        w = {
+            part: np.array([getattr(p, part) for p in picked], dtype=np.float32)[:, None]
+            for part in ("llm", "cf", "popularity")
+        }
+        out = w["llm"] * self.llm_part(queries, rows)
+        if w["cf"].any() and self.cf is not None:
+            out = out + w["cf"] * self.cf_part(histories, rows)
+        if w["popularity"].any() and self.popularity is not None:
             pop = self.popularity if rows is None else self.popularity[rows]
-            out = out + w.popularity * pop[None, :]
+            out = out + w["popularity"] * pop[None, :]
         return out.astype(np.float32)
 
-    def with_weights(self, weights: HybridWeights) -> HybridScorer:
+    def with_weights(
+        self, weights: HybridWeights, request_weights: HybridWeights | None = None
+    ) -> HybridScorer:
         """The same parts under other weights (no recomputation of the statistics)."""
         other = copy.copy(self)
         other.weights = weights
+        other.request_weights = request_weights or with_model(weights)
         return other
 
     def save(self, directory: str | Path, meta: dict[str, object] | None = None) -> None:
@@ -171,9 +196,9 @@ class HybridScorer:
         the bundle."""
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
-        (d / WEIGHTS_FILE).write_text(
-            json.dumps({"weights": asdict(self.weights), **(meta or {})}, indent=2)
-        )
+        weights = {"weights": asdict(self.weights)}
+        weights["request_weights"] = asdict(self.request_weights)
+        (d / WEIGHTS_FILE).write_text(json.dumps({**weights, **(meta or {})}, indent=2))
         if self.cf is not None:
             self.cf.save(d)
         if self.popularity_counts is not None:
@@ -185,7 +210,9 @@ class HybridScorer:
         d = Path(directory)
         meta = json.loads((d / WEIGHTS_FILE).read_text())
         pop = np.load(d / POPULARITY_FILE) if (d / POPULARITY_FILE).exists() else None
-        return cls(item_embeddings, HybridWeights(**meta["weights"]), load_cf(d), pop)
+        asked = meta.get("request_weights")
+        request = HybridWeights(**asked) if asked else None
+        return cls(item_embeddings, HybridWeights(**meta["weights"]), load_cf(d), pop, request)
 
 
 def _moments(items: np.ndarray, chunk: int = 65536) -> tuple[np.ndarray, np.ndarray]:

@@ -270,8 +270,13 @@ class CandidateRanker:
         histories = [[self.index[i] for i in q.history if i in self.index] for q in qs]
         together = [u for u, q in enumerate(qs) if self.items.kind == "exact" and not q.categories]
         scored: dict[int, tuple[np.ndarray | None, np.ndarray]] = {}
+        asked = [q.request is not None for q in qs]  # a typed request is scored with the model
         if together:
-            full = self.hybrid.scores(vecs[together], [histories[u] for u in together])
+            full = self.hybrid.scores(
+                vecs[together],
+                [histories[u] for u in together],
+                requests=[asked[u] for u in together],
+            )
             scored = {u: (None, full[j]) for j, u in enumerate(together)}
         out = []
         for u, q in enumerate(qs):
@@ -283,7 +288,7 @@ class CandidateRanker:
             if u not in scored:
                 vec, history = vecs[u : u + 1], histories[u : u + 1]
                 subset = self._candidate_rows(vec, history, q.categories, depth + len(excluded))
-                scored[u] = (subset, self.hybrid.scores(vec, history, subset)[0])
+                scored[u] = (subset, self.hybrid.scores(vec, history, subset, [asked[u]])[0])
             subset, scores = scored.pop(u)
             out.append(self._top(subset, scores, excluded, q.k, depth, spec, histories[u]))
         return out

@@ -26,7 +26,6 @@ MAX_EVENTS = 100
 
 MAX_CAPS = 10
 Attribute = Annotated[str, StringConstraints(min_length=1, max_length=100)]
-Cap = Annotated[int, Field(ge=1, le=MAX_K, strict=True)]
 
 EventKind = Literal["view", "click", "like", "purchase", "rating", "dislike", "skip"]
 
@@ -40,6 +39,10 @@ def _integral(value: Any) -> Any:
 
 JsonInt = Annotated[int, BeforeValidator(_integral)]
 """An integer as JSON Schema defines it, checked strictly otherwise."""
+
+Cap = Annotated[int, Field(ge=1, le=MAX_K), BeforeValidator(_integral)]
+"""A per-value cap of ``max_per`` (``2`` or ``2.0``, as JSON Schema counts integers; the
+bounds before the validator, so that the schema says ``minimum``/``maximum``)."""
 
 NONBLANK = r"[^ \t\n\r\f\v]"
 """A query counts when it holds a character other than ASCII white space; the same regular

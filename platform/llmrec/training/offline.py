@@ -22,7 +22,7 @@ from llmrec.data.splits import Split
 from llmrec.modeling.baselines import EASE, ItemKNN, ItemScorer, Popularity, interaction_matrix
 from llmrec.modeling.cf import CFModel, CFParams, choose_cf, fit_cf
 from llmrec.modeling.towers import Towers
-from llmrec.ranking.hybrid import HybridScorer, HybridWeights, tune_weights
+from llmrec.ranking.hybrid import HybridScorer, HybridWeights, tune_weights, weight_grid
 from llmrec.ranking.rerank import category_distribution
 from llmrec.ranking.slate import long_tail
 from llmrec.training.metrics import beyond_accuracy, ranking_metrics, target_ranks, top_k_lists
@@ -388,6 +388,9 @@ class HybridFit:
     cf_params: CFParams
     val_ndcg_at_10: float
     scorers: dict[str, HybridScorer]
+    request_weights: HybridWeights | None = None
+    """The weights for users who typed a request (tuned on the validation users whose target
+    came with one, when there are enough; see :func:`fit_hybrid`)."""
 
     @property
     def ease_lambda(self) -> float:
@@ -404,6 +407,9 @@ class HybridFit:
             "ease_lambda": self.ease_lambda,
             "val_ndcg_at_10": self.val_ndcg_at_10,
             "tuned_on": "validation NDCG@10",
+            "request_weights_tuned_on": (
+                "validation users with a request" if self.request_weights else "none (default)"
+            ),
         }
 
 
@@ -438,13 +444,33 @@ def fit_hybrid(
     def ndcg(scores: np.ndarray) -> float:
         return ranking_metrics(target_ranks(scores, val.targets, val.histories))["ndcg_at_10"]
 
-    tuned = tune_weights(
-        s.llm_part(val_queries), s.cf_part(val.histories), s.popularity_part(), ndcg
-    )
+    llm, cf_scores, pop = s.llm_part(val_queries), s.cf_part(val.histories), s.popularity_part()
+    tuned = tune_weights(llm, cf_scores, pop, ndcg)
+    request = None
+    asked = np.flatnonzero(requests_of(val))
+    if len(asked) >= MIN_REQUEST_USERS:  # enough validation users who typed a request
+        sub = val.subset(asked, val.name)
+
+        def ndcg_asked(scores: np.ndarray) -> float:
+            ranks = target_ranks(scores, sub.targets, sub.histories)
+            return ranking_metrics(ranks)["ndcg_at_10"]
+
+        grid = [w for w in weight_grid() if w.llm > 0]  # the request must count
+        request = tune_weights(llm[asked], cf_scores[asked], pop, ndcg_asked, grid).weights
     return HybridFit(
         tuned.weights,
         kind,
         params,
         tuned.value,
-        {name: sc.with_weights(tuned.weights) for name, sc in scorers.items()},
+        {name: sc.with_weights(tuned.weights, request) for name, sc in scorers.items()},
+        request,
     )
+
+
+MIN_REQUEST_USERS = 30
+"""Validation users with a typed request needed to tune the hybrid's weights for requests."""
+
+
+def requests_of(part: EvalPart) -> list[bool]:
+    """Per user of ``part``: whether a request came with the target."""
+    return [isinstance(q, str) and bool(q.strip()) for q in part.rows["target_query"]]

@@ -192,7 +192,8 @@ def _add_model(
     )
     scored[f"llm {label}"] = {p: queries[p] @ items.T for p in parts}
     scored[f"hybrid {label}"] = {
-        p: fit.scorers[p].scores(queries[p], part.histories) for p, part in parts.items()
+        p: fit.scorers[p].scores(queries[p], part.histories, requests=offline.requests_of(part))
+        for p, part in parts.items()
     }
 
 
