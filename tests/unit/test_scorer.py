@@ -56,6 +56,21 @@ def test_last_token_pooling_for_decoders(tiny_base, tmp_path):
     assert torch.allclose(short[0], padded[0], atol=1e-5)
 
 
+def test_a_tuned_text_encoder_gets_its_adapter_on_the_top_layers_only(tiny_base, tmp_path):
+    """The sequential design tunes the top ``adapter_layers`` of any base: by regex on BERT,
+    by peft's layers_to_transform for named modules (a decoder here)."""
+    from transformers import AutoTokenizer, GPT2Config, GPT2Model
+
+    tok = AutoTokenizer.from_pretrained(tiny_base)
+    cfg = GPT2Config(vocab_size=tok.vocab_size, n_embd=32, n_layer=3, n_head=2, n_positions=64)
+    GPT2Model(cfg).save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    for base, targets, top in ((str(tmp_path), ("c_attn",), ".h.2."), (tiny_base, (), ".layer.1.")):
+        scorer = _scorer(base, target_modules=targets, text_tuning="adapter", adapter_layers=1)
+        tuned = {n for n, p in scorer.named_parameters() if p.requires_grad and "lora" in n}
+        assert tuned and all(top in n for n in tuned), tuned
+
+
 def test_in_batch_softmax_masks_duplicate_positives():
     q = torch.nn.functional.normalize(torch.tensor([[1.0, 0.0], [1.0, 0.0]]), dim=-1)
     items = torch.nn.functional.normalize(torch.tensor([[1.0, 0.0], [1.0, 0.0]]), dim=-1)

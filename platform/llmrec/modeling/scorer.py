@@ -230,6 +230,11 @@ class LLMScorer(nn.Module):
         )
 
 
+LAYER_PATTERNS = ["layers", "layer", "h", "blocks"]
+"""Where bases keep their transformer blocks (Llama/Qwen, BERT, GPT-2, others): how peft finds
+the layer index of a named module when the adapter goes on the top layers only."""
+
+
 def adapter_config(cfg: ModelConfig, base_config: Any, total_steps: int = 1000) -> Any:
     """The peft config of ``cfg.adapter`` for this base.
 
@@ -242,7 +247,7 @@ def adapter_config(cfg: ModelConfig, base_config: Any, total_steps: int = 1000) 
 
     bert = getattr(base_config, "model_type", "") == "bert"
     targets: Any = list(cfg.target_modules) or None
-    layers = r"\d+"
+    layers, top = r"\d+", range(0)
     if cfg.architecture == "sequential" and cfg.text_tuning == "adapter":
         total = int(getattr(base_config, "num_hidden_layers", 0) or 0)
         top = range(max(total - cfg.adapter_layers, 0), total)
@@ -255,6 +260,9 @@ def adapter_config(cfg: ModelConfig, base_config: Any, total_steps: int = 1000) 
         return IA3Config(target_modules=targets, feedforward_modules=feed_forward)
     if targets is None and bert:
         targets = rf".*encoder\.layer\.{layers}\..*(query|key|value|dense)"
+    top_layers: dict[str, Any] = {}
+    if layers != r"\d+" and isinstance(targets, list):  # named modules: the top layers only
+        top_layers = {"layers_to_transform": list(top), "layers_pattern": LAYER_PATTERNS}
     if cfg.adapter == "adalora":
         return AdaLoraConfig(
             init_r=max(cfg.lora_r * 3 // 2, cfg.lora_r + 1),
@@ -266,6 +274,7 @@ def adapter_config(cfg: ModelConfig, base_config: Any, total_steps: int = 1000) 
             tinit=max(total_steps // 10, 1),
             tfinal=max(total_steps // 5, 1),
             deltaT=max(total_steps // 20, 1),
+            **top_layers,
         )
     return LoraConfig(
         r=cfg.lora_r,
@@ -273,6 +282,7 @@ def adapter_config(cfg: ModelConfig, base_config: Any, total_steps: int = 1000) 
         lora_dropout=cfg.lora_dropout,
         target_modules=targets,
         bias="none",
+        **top_layers,
     )
 
 

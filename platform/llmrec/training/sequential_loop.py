@@ -162,6 +162,7 @@ def _train_epoch(
     progress = progress if progress is not None else {"step": 0}
     text = objective.text
     adalora = getattr(text.model.base_model, "update_and_allocate", None) if text else None
+    autocast = cfg.use_gpu and torch.cuda.is_available() and text is not None
     objective.train()
     total, steps, seen, waited = 0.0, 0, 0, 0.0
     start = time.perf_counter()
@@ -182,7 +183,8 @@ def _train_epoch(
         windows = [list(w) for w in batch["items"]]
         queries = [list(q) for q in batch["queries"]]
         values = [list(v) for v in batch["values"]] if cfg.objective != "contrastive" else None
-        loss = model(windows, queries, values)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
+            loss = model(windows, queries, values)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
