@@ -163,9 +163,9 @@ class ModelConfig:
 class TrainConfig:
     """The Ray Train run: workers, optimisation, checkpoints."""
 
-    epochs: int = 40
+    epochs: int = 50
     """Passes over the training examples (the ``text`` design needs 2 to 3)."""
-    batch_size: int = 64
+    batch_size: int = 32
     """Examples per worker per step: user windows (``sequential``; every position of a window
     is scored) or (user, item) pairs (``text``; the other items of a batch are the
     negatives)."""

@@ -110,7 +110,9 @@ class TextTable(nn.Module):
     ) -> None:
         super().__init__()
         self.texts = list(texts)
-        self.register_buffer("cache", torch.as_tensor(np.asarray(cache, dtype=np.float32)))
+        # a copy: the driver's array arrives read-only from the object store, and a tuned
+        # encoder writes re-encoded rows into the cache
+        self.register_buffer("cache", torch.tensor(np.asarray(cache, dtype=np.float32)))
         self.encoder = encoder
         self.kind = kind
         self.budget = budget
@@ -171,7 +173,7 @@ class SequenceObjective(nn.Module):
         self.text = text
         self.items = TextTable(inputs.item_texts, inputs.item_text, text, "item", budget)
         self.queries = TextTable(inputs.query_texts, inputs.query_text, text, "query", budget)
-        self.register_buffer("known", torch.as_tensor(np.asarray(inputs.known, dtype=bool)))
+        self.register_buffer("known", torch.tensor(np.asarray(inputs.known, dtype=bool)))
         self.model = SequentialRecommender(
             model_cfg,
             inputs.item_text.shape[1],
