@@ -61,6 +61,9 @@ QUIET_ENV = {
     "RAY_DATA_DISABLE_PROGRESS_BARS": "1",
     "RAY_DATA_LOG_LEVEL": "WARNING",  # "Starting execution of Dataset ..." per epoch
     "RAY_DEDUP_LOGS_SKIP_REGEX": "|".join(NOISE),
+    # PyTorch's C++ warnings (DDP's "find_unused_parameters=True ... did not find any unused
+    # parameters" once per worker): they bypass Python's warnings module
+    "TORCH_CPP_LOG_LEVEL": "ERROR",
 }
 """Environment that silences library chatter (not set with ``--verbose``)."""
 

@@ -289,7 +289,9 @@ def evaluate_sequential(
     objective.eval()
     with torch.no_grad():
         vectors = objective.item_vectors()
-        query = torch.as_tensor(np.asarray(data.query_text, dtype=np.float32))
+        # a copy: the rows of typed requests are overwritten below, and an array handed over
+        # by Ray's object store is read-only
+        query = torch.tensor(np.asarray(data.query_text, dtype=np.float32))
         has_query = torch.tensor([isinstance(q, str) and bool(q.strip()) for q in data.queries])
         if objective.text is not None and bool(has_query.any()):
             asked = [i for i, h in enumerate(has_query.tolist()) if h]
