@@ -71,6 +71,8 @@ QUIET_LOGGERS = {
     # Ray's driver-side start-up notes ("Started a local Ray instance", token set-up).
     "ray._private.worker": logging.WARNING,
     "ray._private.authentication": logging.ERROR,
+    # "Progress bars disabled. To enable, set ..." (we disabled them)
+    "ray.data._internal.progress": logging.ERROR,
 }
 """Logger levels set by default (the loggers' owners do not reset them later)."""
 

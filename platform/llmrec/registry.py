@@ -9,9 +9,13 @@ set when the registered model has none yet.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import re
 import shutil
+import sys
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -21,6 +25,7 @@ import mlflow
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
+from llmrec import console
 from llmrec.config import DEFAULT_MODEL_NAME, RegistryConfig
 
 PYFUNC_CODE = Path(__file__).parent / "serving" / "pyfunc_model.py"
@@ -109,13 +114,14 @@ def log_and_register(
             mlflow.log_dict(payload, name)
         for name, text in (extra_texts or {}).items():
             mlflow.log_text(text, name)
-        info = mlflow.pyfunc.log_model(
-            name="model",
-            python_model=str(PYFUNC_CODE),
-            artifacts={"bundle": str(bundle_dir)},
-            registered_model_name=cfg.model_name,
-            pip_requirements=_requirements(),
-        )
+        with _without_registration_notes():
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=str(PYFUNC_CODE),
+                artifacts={"bundle": str(bundle_dir)},
+                registered_model_name=cfg.model_name,
+                pip_requirements=_requirements(),
+            )
     version = str(info.registered_model_version)
     client.update_model_version(cfg.model_name, version, description=model_card)
     for key, value in tags.items():
@@ -124,6 +130,30 @@ def log_and_register(
     if current_champion(cfg.model_name) is None:
         set_champion(cfg.model_name, version)
     return get_version(cfg.model_name, version, run_id=run.info.run_id)
+
+
+_REGISTRATION_NOTES = ("Successfully registered model", "Created version")
+
+
+@contextlib.contextmanager
+def _without_registration_notes() -> Iterator[None]:
+    """Drop the notes MLflow prints to stderr when it registers a version (the jobs print
+    their own line); everything else it writes there goes through, and all of it with
+    ``--verbose``."""
+    if console.is_verbose():
+        yield
+        return
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(captured):
+            yield
+    finally:
+        kept = [
+            line
+            for line in captured.getvalue().splitlines(keepends=True)
+            if not line.startswith(_REGISTRATION_NOTES)
+        ]
+        sys.stderr.write("".join(kept))
 
 
 def get_version(name: str, version: str, run_id: str | None = None) -> RegisteredVersion:
