@@ -24,7 +24,10 @@ In the same run:
   the load client and the rest;
 - the cost of re-ranking (``--rerank``, on by default): the same requests with diversity,
   calibration, a long-tail share and a cap per category, against plain, p50 over HTTP at
-  concurrency 1 and of the ranker alone.
+  concurrency 1 and of the ranker alone;
+- the cost of query parsing and of explanations (``--explain``, on by default): the same
+  requests with ``parse_query`` off, on (the default) and with ``"explain": true``, p50
+  over HTTP at concurrency 1 and in this process.
 
 Item embeddings: the first ``--encoded`` generated items are encoded with the model's item
 tower; the others are noisy copies of those (encoding 100,000 texts takes ~17 minutes on a
@@ -358,6 +361,37 @@ def rerank_cost(
     ]
 
 
+def explain_cost(
+    label: str, url: str, reqs: list[dict[str, Any]], parts: tuple[Any, Any, Any]
+) -> list[tuple[object, ...]]:
+    """Rows: p50 with query parsing off, on (the default) and with explanations on top,
+    HTTP at concurrency 1 and in this process (builder + encoder + ranker), alternating the
+    three so that drift hits each; the same requests."""
+    from llmrec.serving import RecommendRequest
+
+    builder, encoder, ranker = parts
+    variants = {
+        "query parsing off": [{**b, "parse_query": False} for b in reqs],
+        "query parsing on (default)": reqs,
+        '+ "explain": true': [{**b, "explain": True} for b in reqs],
+    }
+    http: dict[str, list[float]] = {k: [] for k in variants}
+    alone: dict[str, list[float]] = {k: [] for k in variants}
+    for _ in range(2):
+        for name, bodies_ in variants.items():
+            http[name].append(load_http(url, bodies_, 1)["lat"][0])
+            times = []
+            for body in bodies_:
+                start = time.perf_counter()
+                q = builder.build(RecommendRequest(**body))
+                ranker.rank(encoder.encode([q]), q)
+                times.append(1000 * (time.perf_counter() - start))
+            alone[name].append(stats(times)[0])
+    return [
+        (label, name, float(np.mean(http[name])), float(np.mean(alone[name]))) for name in variants
+    ]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -382,6 +416,12 @@ def main() -> int:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="measure the cost of per-request re-ranking (p50 with and without)",
+    )
+    parser.add_argument(
+        "--explain",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="measure the cost of query parsing and of explanations (p50 with and without)",
     )
     args = parser.parse_args()
     quiet()
@@ -434,6 +474,7 @@ def main() -> int:
     cpu_rows: list[tuple[object, ...]] = []
     known_rows: list[tuple[object, ...]] = []
     rerank_rows: list[tuple[object, ...]] = []
+    explain_rows: list[tuple[object, ...]] = []
     for n in sizes:
         t0 = time.perf_counter()
         bdir = make_bundle(
@@ -454,7 +495,9 @@ def main() -> int:
         prepared = time.perf_counter() - t0
         bundle = ModelBundle(bdir)
         s = ServeSettings.from_args(settings)
-        builder, encoder = QueryBuilder(bundle, settings=s), QueryEncoder(bundle, args.threads)
+        encoder = QueryEncoder(bundle, args.threads)
+        parser_ = encoder.parser(s.intent_title_vectors)  # what the served version reads with
+        builder = QueryBuilder(bundle, settings=s, parser=parser_)
         ranker = CandidateRanker(bundle, s)
         reqs = bodies(n, args.requests)
         for body in reqs[:20]:  # warm-up
@@ -539,6 +582,8 @@ def main() -> int:
             checks.append(f"{n:,} items, concurrency {c}: {res['errors']} errors")
         if args.rerank:
             rerank_rows += rerank_cost(label, url, reqs[:40], (builder, encoder, ranker))
+        if args.explain:
+            explain_rows += explain_cost(label, url, reqs[:40], (builder, encoder, ranker))
         serve.delete("bench")
         print(f"[{n:,} items: catalogue + registration {prepared:.0f} s]", flush=True)
         if n == min(sizes):
@@ -640,6 +685,14 @@ def main() -> int:
             "alternating runs each (p50 ms, mean of the runs)",
             ["catalogue", "requests", "HTTP p50 ms", "ranker alone p50 ms"],
             rerank_rows,
+        )
+    if explain_rows:
+        print_table(
+            "Query parsing and explanations: the same 40 requests (5-item history + query) "
+            "with parsing off, on, and explained; concurrency 1, two alternating runs each "
+            "(p50 ms, mean of the runs)",
+            ["catalogue", "requests", "HTTP p50 ms", "in process p50 ms"],
+            explain_rows,
         )
     if index_rows:
         print_table(

@@ -20,7 +20,8 @@ popularity, weights tuned on validation). --cf lists CF options alone:
 category, calibration, long-tail share) across its knob and candidate depths, chooses each
 knob on validation, prints one table and logs one plot per objective. --groups adds NDCG@10
 and HR@10 per user group (activity quartile, the user table's attributes) and the largest
-gap with its bootstrap interval. See docs/beyond-accuracy.md.
+gap with its bootstrap interval. See docs/beyond-accuracy.md. --explain measures how
+faithful each model's explanations are (docs/explanations.md).
 """
 
 from __future__ import annotations
@@ -80,6 +81,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--groups", action="store_true", help="quality per user group")
     parser.add_argument(
+        "--explain",
+        action="store_true",
+        help="faithfulness of each --model's explanations on test users: the rank drop of\n"
+        "the top item without its top `because` item vs without a random history item",
+    )
+    parser.add_argument(
         "--encoder-backend",
         choices=("torch", "int8"),
         action="append",
@@ -130,6 +137,7 @@ def run(args: Any, cfg: Any, lambdas: tuple[float, ...], depths: tuple[int, ...]
         depths=depths,
         similarity=args.similarity,
         groups=args.groups,
+        explain=args.explain,
         backends=tuple(args.encoder_backend or ["torch"]),
     )
     source = args.data or cfg.data.source

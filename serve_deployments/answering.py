@@ -23,6 +23,8 @@ from llmrec.serving import (
     ServeSettings,
 )
 from llmrec.serving.cache import UserVectorCache, fingerprint
+from llmrec.serving.intent import IntentParser
+from llmrec.serving.recommender import blocks
 from llmrec.serving.resilience import RetryPolicy, caused_by, retry
 from ray.exceptions import ActorUnavailableError, RayActorError
 from ray.serve.handle import DeploymentHandle, DeploymentResponse
@@ -123,13 +125,27 @@ class Answerer:
         ]
         missing = [i for i, v in enumerate(found) if v is None]
         if missing:
-            fresh = await self._encode(uri, [group[i][0] for i in missing])
-            for i, vector in zip(missing, fresh, strict=True):
-                found[i] = vector
+            asked = [group[i][0] for i in missing]
+            fresh = blocks(await self._encode(uri, asked), asked)
+            for i, block in zip(missing, fresh, strict=True):
+                found[i] = block
                 user = group[i][1]
                 if user:
-                    self.cache.put(uri, user, keys[i], vector)
-        return np.stack([np.asarray(v, dtype=np.float32) for v in found])
+                    self.cache.put(uri, user, keys[i], block[0])
+        return np.concatenate([np.atleast_2d(np.asarray(v, dtype=np.float32)) for v in found])
+
+    async def read_phrases(self, uri: str, parser: IntentParser, text: str) -> None:
+        """Embed (in the encoder, with the version's language model) the phrases of ``text``
+        that ``parser`` will compare with the catalogue and does not hold yet."""
+        missing = parser.missing(text)
+        if missing:
+            vectors = await retry(
+                lambda: self.encoder.embed.remote(uri, missing),
+                is_replica_death,
+                self.retry,
+                "embed phrases",
+            )
+            parser.remember(missing, vectors)
 
     def switched(self, active: Active) -> None:
         """``active`` is served from now on: other versions' vectors go, and its known

@@ -5,6 +5,7 @@ from typing import Any
 
 import numpy as np
 from llmrec.serving import QueryEncoder, ServeSettings
+from llmrec.serving.recommender import blocks
 from llmrec.serving.versions import VersionCache, open_version
 from ray import serve
 
@@ -46,20 +47,32 @@ class QueryEncoderDeployment:
         await self.versions.get(model_uri)
         return model_uri
 
+    async def vocabulary(self, model_uri: str) -> tuple[np.ndarray, np.ndarray | None]:
+        """The language model's embeddings of the version's category names and titles
+        (computed once per version), for reading queries in the ingress."""
+        encoder = await self.versions.get(model_uri)
+        limit = self.settings.intent_title_vectors
+        return await asyncio.to_thread(encoder.vocabulary, limit)
+
+    async def embed(self, model_uri: str, texts: list[str]) -> np.ndarray:
+        """The language model's embeddings of phrases of a query."""
+        encoder = await self.versions.get(model_uri)
+        return await asyncio.to_thread(encoder.text_vectors, texts)
+
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.0, batch_size_fn=_inputs_in)
     async def encode(self, requests: list[tuple[str, list[Any]]]) -> list[np.ndarray]:
         """``(model_uri, inputs)`` calls -> ``[len(inputs), dim]`` embeddings each; concurrent
         calls (from every ingress replica) share one forward pass per version, of at most
-        ``max_batch_size`` inputs. Each input is what ``QueryEncoder.encode`` takes."""
+        ``max_batch_size`` inputs. Each input is what ``QueryEncoder.encode`` takes; a query
+        that asks for explanations gets its occlusion rows after its own (``blocks``)."""
         out: list[Any] = [None] * len(requests)
         for uri in dict.fromkeys(u for u, _ in requests):
             encoder = await self.versions.get(uri)
             calls = [i for i, (u, _) in enumerate(requests) if u == uri]
             inputs = [x for i in calls for x in requests[i][1]]
             vectors = await asyncio.to_thread(encoder.encode, inputs)
-            start = 0
+            per_input = iter(blocks(vectors, inputs))
             for i in calls:
-                n = len(requests[i][1])
-                out[i] = vectors[start : start + n]
-                start += n
+                parts = [next(per_input) for _ in requests[i][1]]
+                out[i] = np.concatenate(parts) if parts else vectors[:0]
         return out

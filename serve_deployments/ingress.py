@@ -25,6 +25,9 @@ from llmrec.serving import settings as serving_settings
 from llmrec.serving.edge import BearerAuth, EdgeMiddleware, openapi_document, sha256
 from llmrec.serving.errors import ApiError, error_responses, install_error_handlers
 from llmrec.serving.history import Event, FeedbackLog, HistoryStore
+from llmrec.serving.intent import IntentParser
+from llmrec.serving.lexicon import Lexicon
+from llmrec.serving.query import understood
 from llmrec.serving.resilience import RetryPolicy, Unavailable, retry
 from llmrec.serving.schemas import (
     FeedbackEvent,
@@ -126,8 +129,11 @@ class Ingress:
         """Load ``uri`` everywhere (history seeded, encoder and ranker loaded) before use."""
         version, bundle = await asyncio.to_thread(open_version, uri, self.settings.tracking_uri)
         await asyncio.to_thread(self.store.seed, uri, bundle.histories)
-        builder = QueryBuilder(bundle, self.store, self.settings)
         await retry(lambda: self.encoder.load.remote(uri), is_replica_death, self.retry, "load")
+        lexicon = await asyncio.to_thread(Lexicon.build, bundle.catalogue)
+        vectors = await retry(lambda: self.encoder.vocabulary.remote(uri), is_replica_death)
+        parser = IntentParser(lexicon, *vectors)
+        builder = QueryBuilder(bundle, self.store, self.settings, parser)
         info = await retry(lambda: self.ranker.load.remote(uri), is_replica_death, self.retry)
         return Active(uri, version, builder, info)
 
@@ -172,23 +178,31 @@ class Ingress:
     @api.post(
         "/recommend",
         response_model=RecommendResponse,
+        response_model_exclude_none=True,
         responses=error_responses(404, 413, 415, 422, 503),
     )
     async def recommend(self, req: RecommendRequest) -> RecommendResponse:
-        """Top-k items for a known user, or for a history and/or a free-text query;
-        optionally excluding items, within categories, re-ranked for diversity."""
+        """Top-k items for a known user, or for a history and/or a free-text query (read
+        into constraints: `understood`); optionally excluding items, within categories,
+        re-ranked for diversity, each item explained."""
         active = self.active  # one version for the whole request
         try:
+            if req.query and req.parse_query and len(req.query) <= self.settings.max_query_chars:
+                await self.answers.read_phrases(active.uri, active.builder.parser, req.query)
             query = active.builder.build(req)
         except RequestError as exc:
             loc = ("body", exc.field) if exc.field else ("body",)
             raise ApiError(exc.status, exc.message, loc) from None
-        user = req.user_id if req.query is None else None  # its vector can be cached
+        except Unavailable as exc:
+            raise ApiError(503, str(exc), headers={"Retry-After": "1"}) from None
+        # a known user's vector can be cached (not with a query, nor with occlusion rows)
+        user = req.user_id if req.query is None and not req.explain else None
         try:
             items = await self.answers(active.uri, query, user)
         except Unavailable as exc:
             raise ApiError(503, str(exc), headers={"Retry-After": "1"}) from None
-        return RecommendResponse(items=items, model_version=active.version)
+        read = understood(query.intent, query.strict, active.builder.catalogue)
+        return RecommendResponse(items=items, model_version=active.version, understood=read)
 
     # -- feedback and users -----------------------------------------------------------------
 

@@ -100,8 +100,9 @@ def test_known_user_gets_k_unseen_items_from_the_champion(server):
 def test_answer_equals_the_bare_model_with_the_versions_hybrid(server):
     bundle = server["bundle"]
     req = {"history": list(bundle.catalogue.ids[:4]), "query": "castles", "k": 10}
-    query = QueryBuilder(bundle).build(RecommendRequest(**req))
-    vec = QueryEncoder(bundle).encode([query])[0]
+    encoder = QueryEncoder(bundle)  # the query is read with the version's model, as served
+    query = QueryBuilder(bundle, parser=encoder.parser()).build(RecommendRequest(**req))
+    vec = encoder.encode([query])[0]
     expected = [i.item_id for i in CandidateRanker(bundle).rank(vec, query)]
     assert ids_of(post(server, req)) == expected
     weights = bundle.hybrid.weights
@@ -251,6 +252,10 @@ def test_calibration_tail_share_and_caps_per_request(server):
         ),
         ({"query": "x", "colour": "red"}, 422, "Extra inputs are not permitted"),
         ({"user_id": "u0001", "history": ["i0001"]}, 422, "either user_id or history"),
+        ({"query": "x", "explain": "yes"}, 422, "valid boolean"),
+        ({"query": "x", "strict": 1}, 422, "valid boolean"),
+        ({"query": "x", "parse_query": None}, 422, "valid boolean"),
+        ({"query": "nothing romantic " * 60}, 422, "at most 1000 characters"),
     ],
 )
 def test_bad_requests_get_a_4xx_that_says_why(server, body, status, message):
@@ -258,6 +263,54 @@ def test_bad_requests_get_a_4xx_that_says_why(server, body, status, message):
     assert r.status_code == status
     errors = ErrorBody.model_validate(r.json()).detail  # the one documented shape
     assert any(message in e.msg for e in errors), r.text
+
+
+def test_a_query_is_read_into_constraints_that_rank(server):
+    """ "a mystery but nothing romantic": Mystery wanted, Romance filtered out of the top 10,
+    alone and with a user's history; the answer says how the query was read."""
+    bundle = server["bundle"]
+    cats = bundle.catalogue.items
+    user = list(bundle.histories)[5]
+    for body in (
+        {"query": "a mystery but nothing romantic", "k": 10},
+        {"user_id": user, "query": "A mystery, but nothing romantic!", "k": 10},
+    ):
+        r = post(server, body)
+        assert r.status_code == 200, r.text
+        read = r.json()["understood"]
+        assert read["categories"] == ["Mystery"] and read["without"] == ["Romance"]
+        assert read["text"].lower().startswith("a mystery") and read["strict"] is False
+        ids = ids_of(r)
+        assert len(ids) == 10 and not any("Romance" in cats[i].categories for i in ids)
+        assert sum("Mystery" in cats[i].categories for i in ids) >= 7  # boosted
+    strict = post(server, {"query": "a mystery", "strict": True, "k": 10})
+    assert all("Mystery" in cats[i].categories for i in ids_of(strict))
+    title = bundle.catalogue.title(bundle.catalogue.ids[12])
+    r = post(server, {"query": f"something like {title.lower()}", "k": 10})
+    like = r.json()["understood"]["like"]
+    assert like == [{"item_id": bundle.catalogue.ids[12], "title": title}]
+    assert bundle.catalogue.ids[12] not in ids_of(r)
+    off = post(server, {"query": "a mystery but nothing romantic", "parse_query": False})
+    assert off.status_code == 200 and "understood" not in off.json()
+
+
+def test_explanations_add_up_to_the_score_and_name_the_history(server):
+    bundle = server["bundle"]
+    user, seen = list(bundle.histories.items())[4]
+    plain = post(server, {"user_id": user, "k": 5})
+    assert all("explanation" not in i for i in plain.json()["items"])  # off by default
+    r = post(server, {"user_id": user, "k": 5, "explain": True, "query": "no romance"})
+    assert r.status_code == 200, r.text
+    items = r.json()["items"]
+    assert len(items) == 5
+    for item in items:
+        why = item["explanation"]
+        assert sum(why["parts"].values()) == pytest.approx(item["score"], abs=1e-3)
+        assert {b["item_id"] for b in why["because"]} <= set(seen)
+        assert "not Romance" in why["matched"] and why["text"].endswith(".")
+    assert any(i["explanation"]["because"] for i in items)
+    again = post(server, {"user_id": user, "k": 5, "explain": True})
+    assert [i["item_id"] for i in again.json()["items"]] == ids_of(plain)
 
 
 def test_non_ascii_ids_and_text_are_ordinary_input(server):

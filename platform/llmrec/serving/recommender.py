@@ -6,12 +6,18 @@ request into text, a history and the items to leave out (cheap, at the edge),
 :class:`CandidateRanker` finds candidates in the item index, scores them with the version's
 hybrid scorer, filters them and re-ranks them (diversity, calibration, long-tail share, caps
 per attribute value: one :class:`~llmrec.ranking.slate.Reranker`, as offline).
+
+A request's free text is read into an :class:`~llmrec.serving.intent.Intent` by the builder
+(items it refers to join the history the user tower reads); the ranker applies the intent
+(:class:`~llmrec.serving.constraints.Constraints`) and, on request, explains each item
+(:class:`~llmrec.serving.explain.Explainer`) from the user vectors without each history
+item, which the encoder computes in the same call as the user vector (:func:`user_inputs`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -21,40 +27,14 @@ from llmrec.ranking.index import ItemIndex, build_index, choose_index
 from llmrec.ranking.rerank import SlateSpec
 from llmrec.ranking.slate import ItemFacts, Reranker
 from llmrec.serving.backends import query_scorer
+from llmrec.serving.constraints import Constraints
+from llmrec.serving.explain import Explainer, occlusion_targets
 from llmrec.serving.history import HistoryStore
+from llmrec.serving.intent import IntentParser
+from llmrec.serving.lexicon import Lexicon
+from llmrec.serving.query import Query, RequestError, blocks, user_inputs
 from llmrec.serving.schemas import RecommendedItem, RecommendRequest
 from llmrec.serving.settings import ServeSettings
-
-
-class RequestError(ValueError):
-    """A request that cannot be served as asked; ``status`` is the HTTP status to answer,
-    ``field`` the request field at fault (None: the request as a whole)."""
-
-    def __init__(self, status: int, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.field = field
-
-
-@dataclass(frozen=True)
-class Query:
-    """A request resolved against the model version: what to encode and how to rank.
-
-    ``history`` (item ids, oldest first) and ``request`` (the free text typed, if any) are
-    what the user tower encodes; the rest says how to rank.
-    """
-
-    history: tuple[str, ...]
-    request: str | None
-    exclude: tuple[str, ...]
-    k: int
-    categories: tuple[str, ...] = ()
-    diversity: float | None = None
-    calibration: float | None = None
-    tail_share: float | None = None
-    max_per: tuple[tuple[str, int], ...] | None = None
-    """Caps per attribute value; None: the version's default (``rank.max_per``)."""
 
 
 def _listed(ids: Sequence[str], what: str) -> str:
@@ -67,7 +47,8 @@ class QueryBuilder:
     """Resolves users, histories and filters against one model version's catalogue.
 
     Known users' histories come from ``store`` (training logs + feedback) when given, else
-    from the logs shipped with the version.
+    from the logs shipped with the version. Text is read by ``parser``; without one, by a
+    parser over the catalogue's words alone (:meth:`IntentParser.build`).
     """
 
     def __init__(
@@ -75,6 +56,7 @@ class QueryBuilder:
         bundle: ModelBundle,
         store: HistoryStore | None = None,
         settings: ServeSettings | None = None,
+        parser: IntentParser | None = None,
     ) -> None:
         self.catalogue = bundle.catalogue
         self.histories = bundle.histories
@@ -83,6 +65,16 @@ class QueryBuilder:
         self.max_query_chars = s.max_query_chars
         self.max_request_history = s.max_history
         self.categories = self.catalogue.categories
+        cfg = bundle.config
+        read = cfg.data.max_history if cfg.model.architecture == "text" else cfg.model.seq_len
+        self.window = min(read, s.explain_max_occlusions)
+        if parser is not None:
+            self.parser = parser
+
+    @cached_property
+    def parser(self) -> IntentParser:
+        """The request reader (the catalogue's words alone unless one was given)."""
+        return IntentParser(Lexicon.build(self.catalogue))
 
     def build(self, req: RecommendRequest) -> Query:
         """Raises RequestError 404 for an unknown user, item or category (well-formed, but
@@ -129,16 +121,26 @@ class QueryBuilder:
                 + f" (known: {', '.join(attributes)})",
                 "max_per",
             )
+        request = req.query if req.query and req.query.strip() else None
+        intent = None
+        if request is not None and req.parse_query:
+            intent = self.parser.parse(request)
+            history = [*history, *(i for i in intent.like if i not in history)]
+            request = intent.text
         return Query(
             history=tuple(history),
-            request=req.query if req.query and req.query.strip() else None,
-            exclude=tuple(dict.fromkeys([*seen, *req.exclude])),
+            request=request,
+            exclude=tuple(dict.fromkeys([*seen, *req.exclude, *(intent.like if intent else ())])),
             k=req.k,
             categories=tuple(req.categories),
             diversity=req.diversity,
             calibration=req.calibration,
             tail_share=req.tail_share,
             max_per=None if req.max_per is None else tuple(sorted(req.max_per.items())),
+            intent=intent,
+            strict=req.strict,
+            explain=req.explain,
+            occlude=occlusion_targets(history, self.window) if req.explain else (),
         )
 
     def _user(self, user_id: str) -> tuple[list[str], frozenset[str] | tuple[str, ...]]:
@@ -177,12 +179,38 @@ class QueryEncoder:
         towers = bundle.load_towers().to(self.device)
         towers.use_scorer(query_scorer(towers.scorer, backend, self.device))
         self.towers = towers
+        self.catalogue = bundle.catalogue
+        self._vocabulary: tuple[np.ndarray | None, np.ndarray | None] | None = None
 
     def encode(self, queries: Sequence[Query]) -> np.ndarray:
-        """``[len(queries), dim]`` float32 user vectors, one forward pass for the batch."""
-        return self.towers.encode_users(
-            [q.history for q in queries], [q.request for q in queries]
-        ).astype(np.float32)
+        """Float32 user vectors, one call of the user tower for the batch: one row per
+        query, followed by one per item it asks to ``occlude`` (:func:`user_inputs`;
+        ``[len(queries), dim]`` when none does)."""
+        histories, requests = user_inputs(queries)
+        return self.towers.encode_users(histories, requests).astype(np.float32)
+
+    def text_vectors(self, texts: Sequence[str]) -> np.ndarray:
+        """``[len(texts), dim]`` the version's language model's embeddings of short texts
+        (category names, titles, phrases of requests)."""
+        if not texts:
+            return np.zeros((0, 1), dtype=np.float32)
+        out = self.towers.scorer.encode(list(texts), kind="query", batch_size=64)
+        return out.numpy().astype(np.float32)
+
+    def vocabulary(self, max_titles: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Embeddings of the catalogue's category names and (up to ``max_titles`` items)
+        titles, computed once per version (:meth:`IntentParser.build`)."""
+        if self._vocabulary is None:
+            lexicon = Lexicon.build(self.catalogue)
+            parser = IntentParser.build(lexicon, self.text_vectors, max_titles)
+            self._vocabulary = (parser.category_vectors, parser.title_vectors)
+        return self._vocabulary
+
+    def parser(self, max_titles: int = 20_000) -> IntentParser:
+        """A query reader that uses this version's language model (in this process: offline
+        jobs, tests; the serving ingress asks the encoder deployment instead)."""
+        lexicon = Lexicon.build(self.catalogue)
+        return IntentParser(lexicon, *self.vocabulary(max_titles), embed=self.text_vectors)
 
 
 class CandidateRanker:
@@ -237,6 +265,8 @@ class CandidateRanker:
         self.category_rows = {c: np.array(r, dtype=np.int64) for c, r in by_cat.items()}
         pop = self.hybrid.popularity_part()
         self.popular_rows = np.argsort(-pop, kind="stable")[: self.candidates]
+        self.constraints = Constraints(cat, s.query_boost)
+        self.explainer = Explainer(self.hybrid, cat, self.constraints)
 
     @property
     def num_items(self) -> int:
@@ -257,16 +287,19 @@ class CandidateRanker:
         )
 
     def rank(self, query: np.ndarray, q: Query) -> list[RecommendedItem]:
-        """The top ``q.k`` items for one query embedding."""
-        return self.rank_many(np.asarray(query).reshape(1, -1), [q])[0]
+        """The top ``q.k`` items for one query's user vector (``[dim]``, or its
+        :func:`blocks` block when it asks for explanations)."""
+        return self.rank_many(np.atleast_2d(np.asarray(query)), [q])[0]
 
     def rank_many(self, queries: np.ndarray, qs: Sequence[Query]) -> list[list[RecommendedItem]]:
-        """The top items of each query (``queries`` is ``[len(qs), dim]``).
+        """The top items of each query (``queries``: the encoder's rows for ``qs``, in
+        :func:`user_inputs` order; ``[len(qs), dim]`` when none asks for explanations).
 
         Over an exact index, the queries without a category filter are scored against the
         whole catalogue in one matrix product; the others one at a time on their candidates.
         """
-        vecs = np.asarray(queries, dtype=np.float32).reshape(len(qs), -1)
+        parts = blocks(queries, qs)
+        vecs = np.stack([b[0] for b in parts]) if parts else np.zeros((0, 1), np.float32)
         histories = [[self.index[i] for i in q.history if i in self.index] for q in qs]
         together = [u for u, q in enumerate(qs) if self.items.kind == "exact" and not q.categories]
         scored: dict[int, tuple[np.ndarray | None, np.ndarray]] = {}
@@ -283,15 +316,41 @@ class CandidateRanker:
             excluded = np.array(
                 [self.index[i] for i in q.exclude if i in self.index], dtype=np.int64
             )
+            ruled_out, boosts = self.constraints.effect(q.intent, q.strict)
             spec = self.spec(q)
             depth = max(q.k, self.depth) if spec.reorders else q.k
             if u not in scored:
                 vec, history = vecs[u : u + 1], histories[u : u + 1]
-                subset = self._candidate_rows(vec, history, q.categories, depth + len(excluded))
+                share = len(ruled_out) / max(self.num_items, 1)
+                n = int((depth + len(excluded)) / max(1.0 - share, 0.05)) + 1
+                subset = self._candidate_rows(vec, history, self._filter_categories(q), n)
                 scored[u] = (subset, self.hybrid.scores(vec, history, subset, [asked[u]])[0])
             subset, scores = scored.pop(u)
-            out.append(self._top(subset, scores, excluded, q.k, depth, spec, histories[u]))
+            if boosts is not None:
+                scores = scores + (boosts if subset is None else boosts[subset])
+            if len(ruled_out):
+                excluded = np.union1d(excluded, ruled_out)
+            rows, top = self._top(subset, scores, excluded, q.k, depth, spec, histories[u])
+            items = [
+                RecommendedItem(item_id=self.ids[r], score=float(v), title=self.titles[r])
+                for r, v in zip(rows, top, strict=True)
+            ]
+            if q.explain and len(rows):
+                boost = None if boosts is None else boosts[rows]
+                whys = self.explainer.explain(parts[u], q, rows, boost)
+                for item, why in zip(items, whys, strict=True):
+                    item.explanation = why
+            out.append(items)
         return out
+
+    def _filter_categories(self, q: Query) -> tuple[str, ...]:
+        """The categories that restrict a query's candidates: the request's filter, else a
+        strict intent's wanted categories."""
+        if q.categories:
+            return q.categories
+        if q.strict and q.intent is not None:
+            return tuple(c for c in q.intent.categories if c in self.category_rows)
+        return ()
 
     def _top(
         self,
@@ -302,14 +361,14 @@ class CandidateRanker:
         depth: int,
         spec: SlateSpec,
         history: list[int],
-    ) -> list[RecommendedItem]:
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Filter the scored rows (``None``: every item), keep the best ``depth``, re-rank
-        them under ``spec`` when it can change the order, answer the first ``k``."""
+        them under ``spec`` when it can change the order; the first ``k`` rows and scores."""
         rows = np.arange(self.num_items) if subset is None else subset
         keep = ~np.isin(rows, excluded) if len(excluded) else np.ones(len(rows), dtype=bool)
         rows, scores = rows[keep], scores[keep]
         if len(rows) == 0:
-            return []
+            return rows, scores
         depth = min(depth, len(rows))
         top = np.argpartition(-scores, depth - 1)[:depth]
         top = top[np.argsort(-scores[top], kind="stable")]
@@ -317,10 +376,7 @@ class CandidateRanker:
             order = self.reranker.rerank(rows[top][None], scores[top][None], k, spec, [history])
             top = top[order[0]]
         top = top[:k]
-        return [
-            RecommendedItem(item_id=self.ids[r], score=float(scores[t]), title=self.titles[r])
-            for t, r in zip(top, rows[top], strict=True)
-        ]
+        return rows[top], scores[top]
 
     def _candidate_rows(
         self, vec: np.ndarray, history: list[list[int]], categories: tuple[str, ...], n: int

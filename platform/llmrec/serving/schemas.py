@@ -123,6 +123,23 @@ class RecommendRequest(BaseModel):
         '{"provider": 2} or {"categories": 3}; {} lifts the version\'s caps; default: the '
         "version's rank.max_per.",
     )
+    explain: bool = Field(
+        False,
+        description="Add to each item an `explanation`: the score split into its parts, the "
+        "history items that drove it (with their share), the request's constraints it meets "
+        "and one sentence.",
+    )
+    parse_query: bool = Field(
+        True,
+        description="Read the `query` into constraints (wanted and unwanted categories, "
+        "items referred to, years), returned as `understood` and applied to the ranking; "
+        "false: the query is only encoded by the language model.",
+    )
+    strict: bool = Field(
+        False,
+        description="Wanted categories, years and attribute values from the query filter "
+        "instead of boosting (unwanted ones always filter).",
+    )
 
     @model_validator(mode="after")
     def _something_to_go_on(self) -> RecommendRequest:
@@ -138,15 +155,77 @@ def has_text(query: str | None) -> bool:
     return query is not None and re.search(NONBLANK, query) is not None
 
 
+class ScoreParts(BaseModel):
+    """An item's score split into the terms that add up to it."""
+
+    llm: float = Field(description="The model's standardised score times its weight.")
+    cf: float = Field(description="The collaborative model's standardised score times its weight.")
+    popularity: float = Field(description="Standardised log popularity times its weight.")
+    query: float = Field(description="The boost of the query's wanted constraints the item meets.")
+
+
+class BecauseItem(BaseModel):
+    """An item of the user's history (or one the query referred to) that drove a
+    recommendation."""
+
+    item_id: str
+    title: str
+    share: float = Field(description="Its share of what the history adds to the score (0-1).")
+    source: Literal["history", "query"] = Field(
+        description="history: the user's; query: referred to in the query ('like X')."
+    )
+
+
+class Explanation(BaseModel):
+    """Why an item is recommended, computed from its score."""
+
+    parts: ScoreParts
+    because: list[BecauseItem] = Field(description="Up to 3 items, largest share first.")
+    matched: list[str] = Field(description="The query's constraints the item meets.")
+    text: str = Field(description="One sentence for people.")
+
+
 class RecommendedItem(BaseModel):
     item_id: str
     score: float
     title: str
+    explanation: Explanation | None = Field(default=None, description='With `"explain": true`.')
+
+
+class ReferredItem(BaseModel):
+    item_id: str
+    title: str
+
+
+class YearRange(BaseModel):
+    first: int
+    last: int
+
+
+class Understood(BaseModel):
+    """What the query was read as, and applied to the ranking."""
+
+    categories: list[str] = Field(description="Wanted categories (boosted; filtered if strict).")
+    without: list[str] = Field(description="Unwanted categories (filtered out).")
+    like: list[ReferredItem] = Field(
+        description="Items referred to: read as history by the model, never recommended."
+    )
+    years: YearRange | None = Field(default=None, description="Wanted years, inclusive.")
+    without_years: YearRange | None = Field(
+        default=None, description="Unwanted years (filtered out)."
+    )
+    attributes: dict[str, list[str]] = Field(description="Wanted attribute values.")
+    without_attributes: dict[str, list[str]] = Field(description="Unwanted attribute values.")
+    text: str | None = Field(default=None, description="What the language model read of the query.")
+    strict: bool
 
 
 class RecommendResponse(BaseModel):
     items: list[RecommendedItem]
     model_version: str = Field(description="The registered version that computed this answer.")
+    understood: Understood | None = Field(
+        default=None, description="How the query was read (when there is a query and parse_query)."
+    )
 
 
 class FeedbackEvent(BaseModel):

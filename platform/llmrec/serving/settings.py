@@ -68,6 +68,27 @@ class ServeSettings(BaseModel):
     hnsw_ef_search: int = Field(default=128, ge=1)
     candidates: int = Field(default=200, ge=1, description="ANN candidates scored by the hybrid.")
     max_query_chars: int = Field(default=1000, ge=1, le=1000)
+    query_boost: float = Field(
+        default=2.0,
+        ge=0.0,
+        le=100.0,
+        description="What each wanted category, year range or attribute value read from a "
+        "query adds to a matching item's score (the hybrid's units); strict requests filter.",
+    )
+    intent_title_vectors: int = Field(
+        default=20000,
+        ge=0,
+        description="Embed the titles of catalogues up to this many items once per version, "
+        "so that the language model helps recognise titles in queries; larger catalogues "
+        "match titles by their words alone.",
+    )
+    explain_max_occlusions: int = Field(
+        default=50,
+        ge=0,
+        le=200,
+        description="Explanations re-encode the user without each of at most this many most "
+        "recent history items (the items the user tower reads).",
+    )
     max_history: int = Field(default=200, ge=1, le=200)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     history_db: str = "runs/serve/history.sqlite"

@@ -23,6 +23,7 @@ from llmrec.ranking.slate import ItemFacts, Reranker
 from llmrec.serving.backends import query_scorer
 from llmrec.training import groups as group_stats
 from llmrec.training import offline, sweep
+from llmrec.training.faithfulness import faithfulness
 from llmrec.training.metrics import target_ranks, top_k_lists
 
 SWEEP_METHODS = ("hybrid", "llm", "ease", "ease+popularity", "itemknn", "popularity")
@@ -47,6 +48,8 @@ class EvalOptions:
     """Item similarity of MMR/MSD/DPP: ``categories`` or ``embedding`` (needs a model)."""
     groups: bool = False
     max_loss: float = 0.05
+    explain: bool = False
+    """Measure how faithful each model's explanations are (:mod:`faithfulness`)."""
 
 
 @dataclass
@@ -106,6 +109,7 @@ def evaluate_all(
     scored = offline.baseline_scores(protocol, best)
     names: list[str] = []
     embeddings = None
+    explained: list[str] = []
     for uri in opts.models:
         assert load_model is not None
         name, bundle = load_model(uri)
@@ -120,6 +124,10 @@ def evaluate_all(
             label = name if backend == "torch" else f"{name} {backend}"
             _add_model(cfg, protocol, opts, label, towers, backend, items, scored, log)
         names.append(name)
+        if opts.explain:
+            found = faithfulness(bundle, protocol, protocol.scored(protocol.part("test")))
+            explained.append(found.table(name))
+            log(f"faithfulness of {name}: explained / random rank drop {found.ratio:.2f}x")
     if opts.method == "ease+popularity":
         weights, scored["ease + popularity"] = offline.ease_popularity(protocol, best)
         log(f"ease + popularity tuned on validation: {weights.describe()}")
@@ -141,6 +149,9 @@ def evaluate_all(
     out = Evaluation(
         table, [offline.to_markdown(table)], params={"ease_lambda": best, "diversity": basis}
     )
+    for n, md in enumerate(explained):
+        out.sections.append(md)
+        out.texts[f"evaluation/faithfulness_{n}.md"] = md
     lists: dict[str, np.ndarray] = {}
     base = None
     if opts.rerank_sweep or (opts.groups and opts.method):
