@@ -143,10 +143,12 @@ class SequentialTowers:
         asked = [i for i, q in enumerate(queries) if isinstance(q, str) and q.strip()]
         query = None
         has_query = torch.zeros(len(rows), dtype=torch.bool)
-        if asked:
-            encoded = self.text.encode([str(queries[i]) for i in asked], kind="query")
+        if asked:  # each distinct text once (explanations repeat a request per variant)
+            texts = list(dict.fromkeys(str(queries[i]) for i in asked))
+            encoded = self.text.encode(texts, kind="query")
+            where = {t: n for n, t in enumerate(texts)}
             query = torch.zeros(len(rows), encoded.shape[1])
-            query[asked] = encoded
+            query[asked] = encoded[[where[str(queries[i])] for i in asked]]
             has_query[asked] = True
         return user_vectors(self.model, self.vectors, rows, query, has_query).numpy()
 
