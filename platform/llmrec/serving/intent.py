@@ -27,6 +27,7 @@ from rapidfuzz.distance import OSA
 
 from llmrec.serving.lexicon import Lexicon, tokens
 from llmrec.serving.phrases import (
+    PUNCT,
     TITLE_END,
     Match,
     Tokens,
@@ -34,6 +35,7 @@ from llmrec.serving.phrases import (
     bracketed_year,
     candidate_phrases,
     common_prefix,
+    inside_title,
     is_trigger,
     negated_positions,
     reference_spans,
@@ -41,7 +43,6 @@ from llmrec.serving.phrases import (
 )
 from llmrec.serving.query import Intent
 
-_STOP_TITLE = frozenset("(),;.!?:")
 Embed = Callable[[list[str]], np.ndarray]
 """Texts -> ``[len(texts), dim]`` embeddings by the version's language model."""
 
@@ -151,9 +152,9 @@ class IntentParser:
         toks: Tokens = tokens(query)
         used = [False] * len(toks)
         matches: list[Match] = []
+        matches += self._references(query, toks, used)  # before years: "like 2001: A ..."
         if self.lexicon.has_years:
             matches += year_matches(toks, used, self.lexicon.year_span, self.lexicon.years)
-        matches += self._references(query, toks, used)
         matches += self._attributes(toks, used)
         matches += self._categories(toks, used)
         negated = negated_positions(toks)
@@ -181,7 +182,9 @@ class IntentParser:
         lex = self.lexicon
         best: tuple[float, int, int, list[tuple[str, float, int]]] | None = None
         for end in range(start + 1, min(stop, start + 12) + 1):
-            if toks[end - 1][0] in _STOP_TITLE:
+            if toks[end - 1][0] in "()" or (
+                toks[end - 1][0] in PUNCT and not inside_title(toks, end - 1)
+            ):
                 break
             text = " ".join(t for t, _, _ in toks[start:end])
             found = process.extract(
@@ -205,22 +208,26 @@ class IntentParser:
         self, text: str, found: list[tuple[str, float, int]], year: int
     ) -> int | None:
         """The item among the lexical candidates (alias, score, alias index): the words'
-        score, the embeddings' agreement and a year given in parentheses decide."""
+        score (or one slip in a short title, two in a long one), the embeddings' agreement,
+        a year given in parentheses, and popularity among equals decide."""
         lex, s = self.lexicon, self.settings
         rows = [int(lex.alias_rows[i]) for _, _, i in found]
         scores = np.array([score for _, score, _ in found], dtype=np.float32)
+        slips = np.array([OSA.distance(text, alias) for alias, _, _ in found])
+        allowed = np.array([2 if len(a) >= 10 else 1 if len(a) >= 5 else 0 for a, _, _ in found])
         cos = np.zeros(len(rows), dtype=np.float32)
-        exact = scores.max() >= 100.0 and (scores == 100.0).sum() == 1
-        if self.title_vectors is not None and not exact:
+        if self.title_vectors is not None and scores.max() < 100.0:
             vec = self._vector(text)
             if vec is not None:
                 cos = self.title_vectors[rows] @ vec
         if year:
             scores = scores + np.where(lex.years[rows] == year, 5.0, 0.0).astype(np.float32)
-        ok = (scores >= s.title_min) | ((scores >= s.title_with_embedding) & (cos >= 0.8))
+        ok = (scores >= s.title_min) | (slips <= allowed)
+        ok |= (scores >= s.title_with_embedding) & (cos >= 0.8)
         if not ok.any():
             return None
-        combined = np.where(ok, scores + 20.0 * cos, -np.inf)
+        known = 0.01 * np.log1p(lex.popularity[rows]) if len(lex.popularity) else 0.0
+        combined = np.where(ok, scores + 20.0 * cos + known, -np.inf)
         return rows[int(np.argmax(combined))]
 
     def _attributes(self, toks: Tokens, used: list[bool]) -> list[Match]:
@@ -265,7 +272,7 @@ class IntentParser:
         aliases = self.lexicon.category_aliases
         if text in aliases:
             return aliases[text]
-        if len(text) < 5 or not re.search(r"[^\W\d]", text):
+        if len(text) < 4 or not re.search(r"[^\W\d]", text):
             return None
         near = process.extractOne(text, self._aliases, scorer=OSA.distance, score_cutoff=2)
         if near is not None:

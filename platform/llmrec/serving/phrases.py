@@ -201,13 +201,25 @@ def reference_spans(toks: Tokens, used: list[bool], query: str) -> list[tuple[in
             continue
         start = stop = i + n
         while stop < len(toks) and stop - start < 14 and not used[stop]:
-            if toks[stop][0] in PUNCT:
+            if toks[stop][0] in PUNCT and not inside_title(toks, stop):
                 break
             stop += 1
         if stop > start and not any(a <= start < b for a, b in out):
             out.append((start, stop))
         i = max(stop, i + 1)
     return out
+
+
+def inside_title(toks: Tokens, i: int) -> bool:
+    """Whether punctuation token ``i`` can belong to a title: a colon (``Star Trek: The
+    Wrath of Khan``) or the full stop of an abbreviation (``The People vs. Larry Flynt``)."""
+    word = toks[i][0]
+    if word == ":":
+        return True
+    if word != "." or i == 0 or i + 1 >= len(toks):
+        return False
+    previous = toks[i - 1]
+    return previous[2] == toks[i][1] and len(previous[0]) <= 3 and previous[0].isalpha()
 
 
 def candidate_phrases(toks: Tokens, used: list[bool]) -> list[tuple[str, range]]:
@@ -407,6 +419,7 @@ __all__ = [
     "candidate_phrases",
     "clause_text",
     "common_prefix",
+    "inside_title",
     "is_trigger",
     "negated_positions",
     "reference_spans",
