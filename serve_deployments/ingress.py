@@ -130,7 +130,7 @@ class Ingress:
         version, bundle = await asyncio.to_thread(open_version, uri, self.settings.tracking_uri)
         await asyncio.to_thread(self.store.seed, uri, bundle.histories)
         await retry(lambda: self.encoder.load.remote(uri), is_replica_death, self.retry, "load")
-        lexicon = await asyncio.to_thread(Lexicon.build, bundle.catalogue)
+        lexicon = await asyncio.to_thread(Lexicon.build, bundle.catalogue, bundle.histories)
         vectors = await retry(lambda: self.encoder.vocabulary.remote(uri), is_replica_death)
         parser = IntentParser(lexicon, *vectors)
         builder = QueryBuilder(bundle, self.store, self.settings, parser)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -128,6 +128,8 @@ class Lexicon:
         titles: Every item's title, in catalogue order.
         years: ``[items]`` release year of each item (0: unknown).
         attributes: Attribute name -> normalised value -> the value as the catalogue has it.
+        popularity: ``[items]`` interactions per item in the version's logs (which of two
+            items with the same title a request means); empty when unknown.
     """
 
     ids: tuple[str, ...]
@@ -138,10 +140,14 @@ class Lexicon:
     titles: tuple[str, ...]
     years: np.ndarray
     attributes: dict[str, dict[str, str]]
+    popularity: np.ndarray
 
     @classmethod
-    def build(cls, catalogue: Catalogue) -> Lexicon:
-        """The lexicon of ``catalogue`` (string work only: about a second per 100,000 items)."""
+    def build(
+        cls, catalogue: Catalogue, histories: Mapping[str, Sequence[str]] | None = None
+    ) -> Lexicon:
+        """The lexicon of ``catalogue`` (string work only: about a second per 100,000 items);
+        ``histories`` (user -> items) count each item's popularity."""
         aliases: dict[str, str] = {}
         for name in catalogue.categories:  # a category's own name wins over another's form
             aliases.setdefault(normalise(name), name)
@@ -163,6 +169,7 @@ class Lexicon:
             titles=titles,
             years=item_years(catalogue),
             attributes=_attribute_values(catalogue),
+            popularity=_counts(catalogue, histories),
         )
 
     @property
@@ -195,6 +202,16 @@ def item_years(catalogue: Catalogue) -> np.ndarray:
         else:
             out[row] = title_year(catalogue.title(item_id))
     return out
+
+
+def _counts(catalogue: Catalogue, histories: Mapping[str, Sequence[str]] | None) -> np.ndarray:
+    if histories is None:
+        return np.zeros(0, dtype=np.float32)
+    index = catalogue.index
+    rows = [index[i] for items in histories.values() for i in items if i in index]
+    return np.bincount(np.asarray(rows, dtype=np.int64), minlength=len(catalogue)).astype(
+        np.float32
+    )
 
 
 def _attribute_values(catalogue: Catalogue) -> dict[str, dict[str, str]]:

@@ -25,8 +25,8 @@ class LLMRecModel(PythonModel):
 
     def load_context(self, context: PythonModelContext) -> None:
         bundle = ModelBundle(Path(context.artifacts["bundle"]))
-        self.builder = QueryBuilder(bundle)
         self.encoder = QueryEncoder(bundle)
+        self.builder = QueryBuilder(bundle, parser=self.encoder.parser())  # as served
         self.ranker = CandidateRanker(bundle)
 
     def predict(
@@ -46,8 +46,7 @@ class LLMRecModel(PythonModel):
                 clean["history"] = list(clean["history"])
             req = RecommendRequest.model_validate(clean, strict=False)
             query = self.builder.build(req)
-            vec = self.encoder.encode([query])[0]
-            items = self.ranker.rank(vec, query)
+            items = self.ranker.rank(self.encoder.encode([query]), query)
             rows.append({"items": [i.item_id for i in items], "scores": [i.score for i in items]})
         return pd.DataFrame(rows)
 

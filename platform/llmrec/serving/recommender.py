@@ -74,7 +74,7 @@ class QueryBuilder:
     @cached_property
     def parser(self) -> IntentParser:
         """The request reader (the catalogue's words alone unless one was given)."""
-        return IntentParser(Lexicon.build(self.catalogue))
+        return IntentParser(Lexicon.build(self.catalogue, self.histories))
 
     def build(self, req: RecommendRequest) -> Query:
         """Raises RequestError 404 for an unknown user, item or category (well-formed, but
@@ -180,6 +180,7 @@ class QueryEncoder:
         towers.use_scorer(query_scorer(towers.scorer, backend, self.device))
         self.towers = towers
         self.catalogue = bundle.catalogue
+        self.bundle = bundle
         self._vocabulary: tuple[np.ndarray | None, np.ndarray | None] | None = None
 
     def encode(self, queries: Sequence[Query]) -> np.ndarray:
@@ -209,7 +210,7 @@ class QueryEncoder:
     def parser(self, max_titles: int = 20_000) -> IntentParser:
         """A query reader that uses this version's language model (in this process: offline
         jobs, tests; the serving ingress asks the encoder deployment instead)."""
-        lexicon = Lexicon.build(self.catalogue)
+        lexicon = Lexicon.build(self.catalogue, self.bundle.histories)
         return IntentParser(lexicon, *self.vocabulary(max_titles), embed=self.text_vectors)
 
 
