@@ -135,16 +135,18 @@ def build_query_set(
             values["year"] = str(year)
             first = int(years[years > 0].min())
             span = (first, year - 1) if "before" in kind else (year, year)
-        has_typo = rng.random() < typo_share
-        if has_typo:
-            slot = str(
-                rng.choice([k for k in ("c1", "C1", "c2", "C2", "t") if "{" + k + "}" in template])
-            )
-            words = values[slot].split(" ")
-            long = [i for i, w in enumerate(words) if len(w) >= 5] or [0]
-            w = int(rng.choice(long))
-            words[w] = typo(words[w], rng)
-            values[slot] = " ".join(words)
+        has_typo = False
+        if rng.random() < typo_share:  # a slip in a word of 5+ letters of one slot
+            slots = [k for k in ("c1", "C1", "c2", "C2", "t") if "{" + k + "}" in template]
+            spots = [
+                (k, i) for k in slots for i, w in enumerate(values[k].split(" ")) if len(w) >= 5
+            ]
+            if spots:
+                slot, w = spots[int(rng.integers(len(spots)))]
+                words = values[slot].split(" ")
+                words[w] = typo(words[w], rng)
+                values[slot] = " ".join(words)
+                has_typo = True
         text = re.sub(r"\ba ([aeiou])", r"an \1", template.format(**values))
         lower = rng.random() < lower_share
         if lower:
