@@ -1,6 +1,7 @@
 """A tiny but real model version for serving tests without Ray: a random 2-layer BERT, a
 small sequential user tower, MovieLens-style titles with years and genres, and a hybrid
-with an EASE term and popularity (written by ``write_bundle``, read back by ``ModelBundle``)."""
+with an EASE term and popularity, other weights for typed requests (written by
+``write_bundle``, read back by ``ModelBundle``)."""
 
 from __future__ import annotations
 
@@ -104,7 +105,9 @@ def make_bundle(root: Path, tiny_base: str, cf_kind: str = "ease") -> ModelBundl
     x = interaction_matrix([[index[i] for i in h] for h in logs.values()], N)
     cf = fit_cf(cf_kind, x, CFParams(ease_lambda=5.0, neighbours=10, factors=4, iterations=3))
     counts = np.asarray(x.sum(axis=0)).ravel() + 1.0
-    hybrid = HybridScorer(vectors.numpy(), HybridWeights(1.0, 0.5, 0.25), cf, counts)
+    # typed requests get other weights than history alone (as ``request_weights`` may)
+    request = HybridWeights(1.5, 0.25, 0.25)
+    hybrid = HybridScorer(vectors.numpy(), HybridWeights(1.0, 0.5, 0.25), cf, counts, request)
     path = write_bundle(
         root, cfg, towers, catalogue, vectors, interactions, "test card", hybrid, {}
     )

@@ -3,12 +3,16 @@ hybrid), without Ray: parts add up to the score, ``because`` names only the hist
 collaborative split is exact, occlusion rides in the one encoder call of the request."""
 
 import numpy as np
+import pandas as pd
 import pytest
+from llmrec.data.splits import leave_one_out
 from llmrec.serving import CandidateRanker, QueryBuilder, QueryEncoder, RecommendRequest
 from llmrec.serving.explain import Explainer, occlusion_targets, sentence
 from llmrec.serving.schemas import BecauseItem, ScoreParts
+from llmrec.training.faithfulness import faithfulness
+from llmrec.training.offline import Protocol
 
-from tests.unit.serving_bundle import make_bundle
+from tests.unit.serving_bundle import histories, make_bundle
 
 
 @pytest.fixture(scope="module")
@@ -126,6 +130,26 @@ def test_the_collaborative_split_adds_up_to_the_cf_part(tmp_path, tiny_base, kin
         assert np.corrcoef(summed, parts["cf"])[0, 1] > 0.5
     else:
         assert np.allclose(summed, parts["cf"], atol=1e-4)
+
+
+def test_removing_the_explained_item_moves_the_recommendation_down_more(version):
+    """jobs/evaluate.py --explain on the tiny version: every test user with 2+ history items
+    is explained or counted as skipped; the item the explanation names matters more than a
+    random history item."""
+    bundle = version[0]
+    logs = histories()
+    rows = [(u, i, t, 1.0, None) for u, items in logs.items() for t, i in enumerate(items)]
+    columns = ["user_id", "item_id", "timestamp", "value", "query"]
+    split = leave_one_out(pd.DataFrame(rows, columns=columns), 2)
+    protocol = Protocol.create(split, bundle.catalogue)
+    part = protocol.part("test")
+    found = faithfulness(bundle, protocol, part, batch=8)
+    assert found.users + found.skipped == sum(len(h) >= 2 for h in part.histories) > 20
+    assert len(found.explained) == len(found.random) == found.users
+    assert found.explained.mean() > found.random.mean() >= 0
+    table = found.table("tiny/1")
+    assert "| the top `because` item | " in table and "| a random item | " in table
+    assert f"explained / random: {found.ratio:.2f}x" in table
 
 
 def test_sentences_say_why_in_words():
