@@ -15,6 +15,7 @@ from llmrec.serving.constraints import Constraints, years_label
 from llmrec.serving.intent import IntentParser
 from llmrec.serving.lexicon import Lexicon, category_forms, display_title, title_forms
 from llmrec.serving.query import Intent, understood
+from llmrec.training.queries import TEMPLATES, build_query_set, typo
 
 from tests.unit.serving_bundle import GENRES, item_table
 from tests.unit.test_serving_rerank import make_bundle
@@ -213,3 +214,26 @@ def test_referred_items_join_the_history_and_are_never_recommended(tmp_path):
     off = builder.build(RecommendRequest(history=["i05"], query="like title 3", parse_query=False))
     assert off.intent is None and off.history == ("i05",) and off.request == "like title 3"
     assert understood(off.intent, False, bundle.catalogue) is None
+
+
+def test_the_labelled_query_set_is_built_from_the_catalogue():
+    """jobs/query_eval.py's query set: every template, labels drawn from the catalogue and
+    visible in the text, a share lower-cased and a share with one typo, reproducible."""
+    queries = build_query_set(CATALOGUE, 90, seed=3, typo_share=0.3, lower_share=0.4)
+    assert len(queries) == 90 and queries == build_query_set(CATALOGUE, 90, seed=3)
+    assert {q.template for q in queries} == {t for _, t in TEMPLATES}  # titles carry years
+    for q in queries:
+        assert set(q.categories) | set(q.without) <= set(GENRES)
+        assert not set(q.categories) & set(q.without)
+        assert set(q.like) <= set(CATALOGUE.ids) and len(q.like) == ("{t}" in q.template)
+        assert q.text == q.text.lower() if q.lower else q.text[0].isupper()
+        if q.like and not q.typo:
+            assert display_title(CATALOGUE.title(q.like[0])).lower() in q.text.lower()
+        if q.years is not None:
+            assert 1970 <= q.years[0] <= q.years[1] <= 2019  # the catalogue's decades
+    typos, lower = sum(q.typo for q in queries), sum(q.lower for q in queries)
+    assert 10 <= typos <= 45 and 20 <= lower <= 55
+    clean = [q for q in queries if not q.typo and q.template == "{C1} without {c2}"]
+    assert clean and all(read(q.text)["without"] == q.without for q in clean)
+    assert typo("Mystery", np.random.default_rng(0)) != "Mystery"
+    assert typo("Sci", np.random.default_rng(0)) == "Sci"  # too short to slip

@@ -83,6 +83,20 @@ def typo(word: str, rng: np.random.Generator) -> str:
     return word[:i] + near.get(word[i].lower(), "e") + word[i + 1 :]
 
 
+def _slip(values: dict[str, str], template: str, rng: np.random.Generator) -> bool:
+    """Put a typo into a word of 5+ letters of one of the template's slots (in ``values``);
+    False when no slot has such a word."""
+    slots = [k for k in ("c1", "C1", "c2", "C2", "t") if "{" + k + "}" in template]
+    spots = [(k, i) for k in slots for i, w in enumerate(values[k].split(" ")) if len(w) >= 5]
+    if not spots:
+        return False
+    slot, w = spots[int(rng.integers(len(spots)))]
+    words = values[slot].split(" ")
+    words[w] = typo(words[w], rng)
+    values[slot] = " ".join(words)
+    return True
+
+
 def build_query_set(
     catalogue: Catalogue,
     n: int = 400,
@@ -135,18 +149,7 @@ def build_query_set(
             values["year"] = str(year)
             first = int(years[years > 0].min())
             span = (first, year - 1) if "before" in kind else (year, year)
-        has_typo = False
-        if rng.random() < typo_share:  # a slip in a word of 5+ letters of one slot
-            slots = [k for k in ("c1", "C1", "c2", "C2", "t") if "{" + k + "}" in template]
-            spots = [
-                (k, i) for k in slots for i, w in enumerate(values[k].split(" ")) if len(w) >= 5
-            ]
-            if spots:
-                slot, w = spots[int(rng.integers(len(spots)))]
-                words = values[slot].split(" ")
-                words[w] = typo(words[w], rng)
-                values[slot] = " ".join(words)
-                has_typo = True
+        has_typo = rng.random() < typo_share and _slip(values, template, rng)
         text = re.sub(r"\ba ([aeiou])", r"an \1", template.format(**values))
         lower = rng.random() < lower_share
         if lower:
