@@ -86,7 +86,9 @@ def explain(cfg: Config, args: argparse.Namespace) -> int:
         fail(exc.message)
     items = CandidateRanker(bundle).rank(encoder.encode([q]), q)
     who = f"user {args.user}" if args.user else f"history of {len(q.history)} items"
-    print(f"{version.name}/{version.version}, {who}, hybrid {bundle.hybrid.weights.describe()}\n")
+    hybrid = bundle.hybrid  # a typed request is scored with the request weights
+    weights = hybrid.request_weights if q.request is not None else hybrid.weights
+    print(f"{version.name}/{version.version}, {who}, hybrid {weights.describe()}\n")
     print(answer_table(items, understood(q.intent, q.strict, bundle.catalogue)))
     return 0
 
