@@ -131,7 +131,9 @@ class Ingress:
         await asyncio.to_thread(self.store.seed, uri, bundle.histories)
         await retry(lambda: self.encoder.load.remote(uri), is_replica_death, self.retry, "load")
         lexicon = await asyncio.to_thread(Lexicon.build, bundle.catalogue, bundle.histories)
-        vectors = await retry(lambda: self.encoder.vocabulary.remote(uri), is_replica_death)
+        vectors = await retry(
+            lambda: self.encoder.vocabulary.remote(uri), is_replica_death, self.retry, "vocabulary"
+        )
         parser = IntentParser(lexicon, *vectors)
         builder = QueryBuilder(bundle, self.store, self.settings, parser)
         info = await retry(lambda: self.ranker.load.remote(uri), is_replica_death, self.retry)
