@@ -6,6 +6,7 @@ from typing import Any
 import numpy as np
 from llmrec.serving import QueryEncoder, ServeSettings
 from llmrec.serving.recommender import blocks
+from llmrec.serving.catalogue_state import CatalogueState, LiveItem, sync
 from llmrec.serving.versions import VersionCache, open_version
 from ray import serve
 
@@ -35,6 +36,7 @@ class QueryEncoderDeployment:
         self.settings = ServeSettings(**settings)
         self.versions: VersionCache[QueryEncoder] = VersionCache(self._load)
         self.versions.put(model_uri, self._load(model_uri))
+        self.catalogue = CatalogueState(self.settings.catalogue_path)
         self.encode.set_max_batch_size(self.settings.max_batch_size)
         self.encode.set_batch_wait_timeout_s(self.settings.batch_wait_timeout_s)
 
@@ -59,6 +61,11 @@ class QueryEncoderDeployment:
         encoder = await self.versions.get(model_uri)
         return await asyncio.to_thread(encoder.text_vectors, texts)
 
+    async def embed_items(self, model_uri: str, items: list[LiveItem]) -> np.ndarray:
+        """The version's item tower on items added live: ``[len(items), dim]``."""
+        encoder = await self.versions.get(model_uri)
+        return await asyncio.to_thread(encoder.embed_items, items)
+
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.0, batch_size_fn=_inputs_in)
     async def encode(self, requests: list[tuple[str, list[Any]]]) -> list[np.ndarray]:
         """``(model_uri, inputs)`` calls -> ``[len(inputs), dim]`` embeddings each; concurrent
@@ -68,6 +75,7 @@ class QueryEncoderDeployment:
         out: list[Any] = [None] * len(requests)
         for uri in dict.fromkeys(u for u, _ in requests):
             encoder = await self.versions.get(uri)
+            sync(self.catalogue, uri, encoder)  # histories may hold items added live
             calls = [i for i, (u, _) in enumerate(requests) if u == uri]
             inputs = [x for i in calls for x in requests[i][1]]
             vectors = await asyncio.to_thread(encoder.encode, inputs)

@@ -22,6 +22,7 @@ from llmrec.serving import (
     ServeSettings,
 )
 from llmrec.serving import settings as serving_settings
+from llmrec.serving.catalogue_state import CatalogueState, LiveCatalogue, LiveItem, sync
 from llmrec.serving.edge import BearerAuth, EdgeMiddleware, openapi_document, sha256
 from llmrec.serving.errors import ApiError, error_responses, install_error_handlers
 from llmrec.serving.history import Event, FeedbackLog, HistoryStore
@@ -30,12 +31,15 @@ from llmrec.serving.lexicon import Lexicon
 from llmrec.serving.query import understood
 from llmrec.serving.resilience import RetryPolicy, Unavailable, retry
 from llmrec.serving.schemas import (
+    CatalogueChange,
     FeedbackEvent,
     FeedbackRequest,
     FeedbackResponse,
     Health,
+    NewItems,
     Ready,
     ReloadResponse,
+    RetireItems,
     UserHistory,
 )
 from llmrec.serving.versions import open_version
@@ -99,6 +103,8 @@ class Ingress:
         self.answers = Answerer(encoder, ranker, self.settings)
         self.store = HistoryStore(self.settings.history_db, self.settings.max_history)
         self.feedback_log = FeedbackLog(self.settings.feedback_dir)
+        self.catalogue = CatalogueState(self.settings.catalogue_path)
+        self.live = LiveCatalogue(self.catalogue, self._embed_items)
         self.swap_lock = asyncio.Lock()
         serving_settings.EDGE["max_body_bytes"] = self.settings.max_body_bytes
         serving_settings.EDGE["secured"] = self.auth.enabled
@@ -137,7 +143,15 @@ class Ingress:
         parser = IntentParser(lexicon, *vectors)
         builder = QueryBuilder(bundle, self.store, self.settings, parser)
         info = await retry(lambda: self.ranker.load.remote(uri), is_replica_death, self.retry)
+        embedded = await self.live.prepare(uri)  # live items, with this version's item tower
+        if embedded:
+            logger.info("llmrec: %d live items embedded for %s", embedded, uri)
         return Active(uri, version, builder, info)
+
+    async def _embed_items(self, uri: str, items: list[LiveItem]) -> Any:
+        return await retry(
+            lambda: self.encoder.embed_items.remote(uri, items), is_replica_death, self.retry
+        )
 
     async def check_model(self) -> bool:
         """Resolve the followed alias; switch when it names another version."""
@@ -170,6 +184,12 @@ class Ingress:
             self.target = str(config["model_uri"])
             await self.check_model()
 
+    def _sync_live(self, active: Active) -> None:
+        """Items added, updated or retired live (by any replica) are known from now on;
+        cached query vectors may have read the old item vectors: they go."""
+        if sync(self.catalogue, active.uri, active.builder):
+            self.answers.cache.clear()
+
     def _authorize(self, credentials: HTTPAuthorizationCredentials | None) -> None:
         """401 unless the bearer token matches; open when no token is configured."""
         given = f"{credentials.scheme} {credentials.credentials}" if credentials else None
@@ -188,6 +208,7 @@ class Ingress:
         into constraints: `understood`); optionally excluding items, within categories,
         re-ranked for diversity, each item explained."""
         active = self.active  # one version for the whole request
+        self._sync_live(active)
         try:
             if req.query and req.parse_query and len(req.query) <= self.settings.max_query_chars:
                 await self.answers.read_phrases(active.uri, active.builder.parser, req.query)
@@ -223,8 +244,9 @@ class Ingress:
         contract) for later training."""
         self._authorize(credentials)
         given = body.events if isinstance(body, FeedbackRequest) else [body]
-        catalogue = self.active.builder.catalogue
-        unknown = [e.item_id for e in given if e.item_id not in catalogue]
+        builder = self.active.builder
+        self._sync_live(self.active)  # feedback on live items is valid
+        unknown = [e.item_id for e in given if not builder.knows(e.item_id)]
         if unknown:
             shown = ", ".join(repr(i) for i in unknown[:10])
             raise ApiError(404, f"unknown item ids: {shown}", ("body", "item_id"))
@@ -277,6 +299,44 @@ class Ingress:
         return ReloadResponse(
             changed=changed, model_version=self.active.version, follows=self.target
         )
+
+    @api.post(
+        "/admin/items",
+        response_model=CatalogueChange,
+        responses=error_responses(401, 413, 415, 422, 503),
+    )
+    async def add_items(self, body: NewItems, credentials: Credentials) -> CatalogueChange:
+        """Add items to the served catalogue, or update existing ones: the served version's
+        item tower embeds them and they are recommendable in the next request. Durable:
+        kept across restarts and model swaps (the new version embeds them with its own
+        tower), and read by the update job as new catalogue rows."""
+        self._authorize(credentials)
+        items = [LiveItem(i.item_id, i.title, i.text, tuple(i.categories)) for i in body.unique()]
+        async with self.swap_lock:  # embedded and recorded for the version being served
+            active = self.active
+            try:
+                done = await self.live.add(active.uri, items, active.builder.knows)
+            except Unavailable as exc:
+                raise ApiError(503, str(exc), headers={"Retry-After": "1"}) from None
+        return CatalogueChange(**done.__dict__, model_version=active.version)
+
+    @api.post(
+        "/admin/items/retire",
+        response_model=CatalogueChange,
+        responses=error_responses(401, 404, 413, 415, 422),
+    )
+    async def retire_items(self, body: RetireItems, credentials: Credentials) -> CatalogueChange:
+        """Take items out of recommendations (out of stock, taken down); their history and
+        feedback stay. Posting an item again brings it back."""
+        self._authorize(credentials)
+        active = self.active
+        self._sync_live(active)
+        unknown = [i for i in body.item_ids if not active.builder.knows(i)]
+        if unknown:
+            shown = ", ".join(repr(i) for i in unknown[:10])
+            raise ApiError(404, f"unknown item ids: {shown}", ("body", "item_ids"))
+        done = await self.live.retire(body.item_ids)
+        return CatalogueChange(**done.__dict__, model_version=active.version)
 
     @api.get("/healthz", response_model=Health)
     async def healthz(self) -> Health:

@@ -4,6 +4,7 @@ from typing import Any
 
 import numpy as np
 from llmrec.serving import CandidateRanker, Query, RecommendedItem, ServeSettings
+from llmrec.serving.catalogue_state import CatalogueState, sync
 from llmrec.serving.versions import VersionCache, open_version
 from ray import serve
 
@@ -22,6 +23,7 @@ class CandidateRankerDeployment:
         self.settings = ServeSettings(**settings)
         self.versions: VersionCache[CandidateRanker] = VersionCache(self._load)
         self.versions.put(model_uri, self._load(model_uri))
+        self.catalogue = CatalogueState(self.settings.catalogue_path)
 
     def _load(self, uri: str) -> CandidateRanker:
         _, bundle = open_version(uri, self.settings.tracking_uri)
@@ -29,6 +31,7 @@ class CandidateRankerDeployment:
 
     async def load(self, model_uri: str) -> dict[str, Any]:
         ranker = await self.versions.get(model_uri)
+        sync(self.catalogue, model_uri, ranker)
         return {
             "index": ranker.describe(),
             "items": ranker.num_items,
@@ -40,4 +43,5 @@ class CandidateRankerDeployment:
     ) -> list[list[RecommendedItem]]:
         """The answers of a group of queries (``vectors`` from the same version's encoder)."""
         ranker = await self.versions.get(model_uri)
+        sync(self.catalogue, model_uri, ranker)  # items added or retired live
         return ranker.rank_many(vectors, queries)

@@ -35,6 +35,13 @@ class Towers(Protocol):
         """``[N, dim]`` vectors of items from their text alone (items added after training)."""
         ...
 
+    def add_items(
+        self, item_ids: Sequence[str], items: Sequence[ItemText], vectors: np.ndarray
+    ) -> None:
+        """Items added or updated while serving: histories that hold them are read through
+        ``vectors`` (or ``items``' text) from now on."""
+        ...
+
     @property
     def scorer(self) -> LLMScorer:
         """The language model with its adapter (and tokenizer)."""
@@ -79,6 +86,12 @@ class TextTowers:
 
     def encode_new_items(self, items: Sequence[ItemText]) -> np.ndarray:
         return self.scorer.encode([render_item(i) for i in items], kind="item").numpy()
+
+    def add_items(
+        self, item_ids: Sequence[str], items: Sequence[ItemText], vectors: np.ndarray
+    ) -> None:
+        """The user's text names these items from now on (a copy: the catalogue stays)."""
+        self.items = {**self.items, **dict(zip(item_ids, items, strict=True))}
 
     def save(self, directory: str | Path) -> None:
         """The adapter and temperature (``scorer/`` of a bundle)."""
@@ -156,6 +169,21 @@ class SequentialTowers:
     def encode_new_items(self, items: Sequence[ItemText]) -> np.ndarray:
         text = self.text.encode([render_item(i) for i in items], kind="item")
         return self.model.items(text.to(self.vectors.device)).cpu().numpy()
+
+    def add_items(
+        self, item_ids: Sequence[str], items: Sequence[ItemText], vectors: np.ndarray
+    ) -> None:
+        """Histories read these items through ``vectors`` (known ids: replaced)."""
+        vecs = torch.as_tensor(np.asarray(vectors, dtype=np.float32)).to(self.vectors.device)
+        new = [i for i, item_id in enumerate(item_ids) if item_id not in self.rows]
+        old = [i for i, item_id in enumerate(item_ids) if item_id in self.rows]
+        if old:  # a copy: the array may be the bundle's own
+            self.vectors = self.vectors.clone()
+            self.vectors[[self.rows[item_ids[i]] for i in old]] = vecs[old]
+        if new:  # the vectors first: a thread reading rows never finds a row not there
+            start = len(self.vectors)
+            self.vectors = torch.cat([self.vectors, vecs[new]])
+            self.rows.update({item_ids[i]: start + k for k, i in enumerate(new)})
 
 
 def user_vectors(

@@ -119,6 +119,22 @@ class HybridScorer:
     def num_items(self) -> int:
         return len(self.items)
 
+    def extend(self, vectors: np.ndarray) -> None:
+        """Append items added after training (live catalogue changes). The collaborative
+        model and the popularity counts know nothing of them: their CF and popularity parts
+        are 0, the catalogue's mean (neither pushed down for lacking interactions nor up);
+        the LLM part is standardised with the trained catalogue's statistics."""
+        vecs = np.asarray(vectors, dtype=self.items.dtype).reshape(-1, self.items.shape[1])
+        self.items = np.concatenate([self.items, vecs])
+        if self.popularity_counts is not None and self.popularity is not None:
+            zeros = np.zeros(len(vecs), dtype=np.float32)
+            self.popularity_counts = np.concatenate([self.popularity_counts, zeros])
+            self.popularity = np.concatenate([self.popularity, zeros])
+
+    def set_vectors(self, rows: np.ndarray, vectors: np.ndarray) -> None:
+        """Replace the vectors of existing item rows (an item re-embedded after an update)."""
+        self.items[np.asarray(rows, dtype=np.int64)] = np.asarray(vectors, dtype=self.items.dtype)
+
     @property
     def uses_history(self) -> bool:
         weighted = self.weights.cf != 0.0 or self.request_weights.cf != 0.0
@@ -142,13 +158,23 @@ class HybridScorer:
         if self.cf is None:
             width = self.num_items if rows is None else len(rows)
             return np.zeros((len(histories), width), dtype=np.float32)
-        return self.cf.part(histories, rows)
+        n = self.cf.num_items
+        if self.num_items == n:
+            return self.cf.part(histories, rows)
+        # items appended after training (:meth:`extend`) have no CF part: 0, the mean
+        rows = np.arange(self.num_items) if rows is None else np.asarray(rows, dtype=np.int64)
+        known = [[i for i in h if i < n] for h in histories]
+        out = np.zeros((len(histories), len(rows)), dtype=np.float32)
+        trained = rows < n
+        if trained.any():
+            out[:, trained] = self.cf.part(known, rows[trained])
+        return out
 
     def cf_candidates(self, histories: Sequence[Sequence[int]], n: int) -> list[np.ndarray]:
         """Per user, the rows of the ``n`` items the CF model scores highest."""
         if self.cf is None:
             return [np.zeros(0, dtype=np.int64) for _ in histories]
-        return self.cf.top(histories, n)
+        return self.cf.top([[i for i in h if i < self.cf.num_items] for h in histories], n)
 
     def popularity_part(self) -> np.ndarray:
         if self.popularity is None:

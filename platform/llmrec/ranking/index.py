@@ -32,6 +32,10 @@ class ItemIndex(Protocol):
 
     def search(self, queries: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]: ...
 
+    def add(self, vectors: np.ndarray) -> None:
+        """Append items (rows ``len(index)...``): items added while serving."""
+        ...
+
 
 @dataclass
 class ExactIndex:
@@ -49,6 +53,10 @@ class ExactIndex:
         part = np.take_along_axis(scores, top, axis=1)
         order = np.argsort(-part, axis=1, kind="stable")
         return np.take_along_axis(top, order, axis=1), np.take_along_axis(part, order, axis=1)
+
+    def add(self, vectors: np.ndarray) -> None:
+        vecs = np.asarray(vectors, dtype=self.items.dtype).reshape(-1, self.items.shape[1])
+        self.items = np.concatenate([self.items, vecs])
 
 
 class HNSWIndex:
@@ -94,6 +102,11 @@ class HNSWIndex:
         scores, rows = self.index.search(q, n)
         self.index.hnsw.efSearch = self.ef_search
         return rows, scores
+
+    def add(self, vectors: np.ndarray) -> None:
+        x = np.ascontiguousarray(np.atleast_2d(vectors), dtype=np.float32)
+        self.index.add(x)  # HNSW links new nodes into the graph; no rebuild
+        self.num_items += len(x)
 
 
 class FaissIndex:
@@ -163,6 +176,11 @@ class FaissIndex:
         scores, rows = self.index.search(q, n)
         self._set_search(self.ef_search)
         return rows, scores
+
+    def add(self, vectors: np.ndarray) -> None:
+        x = np.ascontiguousarray(np.atleast_2d(vectors), dtype=np.float32)
+        self.index.add(x)  # the quantiser / coarse lists trained at build time are kept
+        self.num_items += len(x)
 
     def save(self, directory: str | Path) -> Path:
         import faiss

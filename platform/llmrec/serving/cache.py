@@ -81,6 +81,11 @@ class UserVectorCache:
             del self._entries[(old_version, user)]
             self._unlink(old_version, user)
 
+    def clear(self) -> None:
+        """Drop every vector (the item vectors they were computed from changed)."""
+        self._entries.clear()
+        self._versions.clear()
+
     def full(self) -> bool:
         return len(self._entries) >= self.size
 

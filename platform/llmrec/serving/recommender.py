@@ -29,6 +29,7 @@ from llmrec.ranking.slate import ItemFacts, Reranker
 from llmrec.serving.backends import query_scorer
 from llmrec.serving.constraints import Constraints
 from llmrec.serving.explain import Explainer, occlusion_targets
+from llmrec.serving.catalogue_state import LiveChanges, LiveItem
 from llmrec.serving.history import HistoryStore
 from llmrec.serving.intent import IntentParser
 from llmrec.serving.lexicon import Lexicon
@@ -49,7 +50,11 @@ class QueryBuilder:
     Known users' histories come from ``store`` (training logs + feedback) when given, else
     from the logs shipped with the version. Text is read by ``parser``; without one, by a
     parser over the catalogue's words alone (:meth:`IntentParser.build`).
+    Items added live (:meth:`apply_live`) are known items like the catalogue's.
     """
+
+    live_seq = 0
+    needs_vectors = False
 
     def __init__(
         self,
@@ -68,6 +73,7 @@ class QueryBuilder:
         cfg = bundle.config
         read = cfg.data.max_history if cfg.model.architecture == "text" else cfg.model.seq_len
         self.window = min(read, s.explain_max_occlusions)
+        self.live: set[str] = set()
         if parser is not None:
             self.parser = parser
 
@@ -75,6 +81,17 @@ class QueryBuilder:
     def parser(self) -> IntentParser:
         """The request reader (the catalogue's words alone unless one was given)."""
         return IntentParser(Lexicon.build(self.catalogue, self.histories))
+
+    def knows(self, item_id: str) -> bool:
+        """Whether ``item_id`` is in the version's catalogue or was added live."""
+        return item_id in self.catalogue or item_id in self.live
+
+    def apply_live(self, changes: LiveChanges) -> None:
+        """Items added live become known items; their categories known categories."""
+        self.live.update(i.item_id for i in changes.items)
+        added = {c for i in changes.items for c in i.categories}
+        if not added <= set(self.categories):
+            self.categories = tuple(sorted(set(self.categories) | added))
 
     def build(self, req: RecommendRequest) -> Query:
         """Raises RequestError 404 for an unknown user, item or category (well-formed, but
@@ -97,11 +114,11 @@ class QueryBuilder:
                     f"history has {len(history)} items; the limit is {self.max_request_history}",
                     "history",
                 )
-            unknown = [i for i in history if i not in self.catalogue]
+            unknown = [i for i in history if not self.knows(i)]
             if unknown:
                 raise RequestError(404, _listed(unknown, "unknown item ids in history"), "history")
             seen = tuple(history)
-        unknown = [i for i in req.exclude if i not in self.catalogue]
+        unknown = [i for i in req.exclude if not self.knows(i)]
         if unknown:
             raise RequestError(404, _listed(unknown, "unknown item ids in exclude"), "exclude")
         wanted = set(self.categories)
@@ -147,7 +164,7 @@ class QueryBuilder:
         if self.store is not None:
             state = self.store.user(user_id)
             if state is not None:
-                known = [i for i in state.history if i in self.catalogue]
+                known = [i for i in state.history if self.knows(i)]
                 return known, state.seen
         elif user_id in self.histories:
             history = self.histories[user_id]
@@ -169,7 +186,11 @@ def pick_device(device: str) -> str:
 
 class QueryEncoder:
     """The user tower of a version (the language model, and the sequential model when the
-    version has one): resolved queries in, user vectors out."""
+    version has one): resolved queries in, user vectors out; and its item tower for items
+    added live (:meth:`embed_items`)."""
+
+    live_seq = 0
+    needs_vectors = True
 
     def __init__(
         self, bundle: ModelBundle, threads: int = 1, device: str = "auto", backend: str = "torch"
@@ -182,6 +203,25 @@ class QueryEncoder:
         self.catalogue = bundle.catalogue
         self.bundle = bundle
         self._vocabulary: tuple[np.ndarray | None, np.ndarray | None] | None = None
+
+    def embed_items(self, items: Sequence[LiveItem]) -> np.ndarray:
+        """``[len(items), dim]`` item vectors from the items' text. An item the version was
+        trained on keeps what training learned beyond its text (its trained vector minus
+        the tower's vector of its old text: the sequential design's ID embedding)."""
+        vectors = self.towers.encode_new_items([i.item_text() for i in items])
+        rows = self.bundle.catalogue.index
+        trained = [k for k, i in enumerate(items) if i.item_id in rows]
+        if trained:
+            old = [self.bundle.catalogue.items[items[k].item_id] for k in trained]
+            learned = self.bundle.item_embeddings[[rows[items[k].item_id] for k in trained]]
+            vectors[trained] += learned - self.towers.encode_new_items(old)
+        return vectors.astype(np.float32)
+
+    def apply_live(self, changes: LiveChanges) -> None:
+        """Histories that hold live items read them through their vectors."""
+        if changes.items and changes.vectors is not None:
+            ids = [i.item_id for i in changes.items]
+            self.towers.add_items(ids, [i.item_text() for i in changes.items], changes.vectors)
 
     def encode(self, queries: Sequence[Query]) -> np.ndarray:
         """Float32 user vectors, one call of the user tower for the batch: one row per
@@ -220,16 +260,27 @@ class CandidateRanker:
     The version's ``rank.*`` settings are the re-ranking defaults; a query's ``diversity``,
     ``calibration``, ``tail_share`` and ``max_per`` replace them for that request.
 
+    Items added live (:meth:`apply_live`) join the index and the hybrid (no CF or popularity
+    part: the catalogue's mean); retired items stay in the index and are never answered.
+
     Raises:
         ValueError: the version's ``rank.max_per`` names an attribute its catalogue lacks.
     """
 
+    live_seq = 0
+    needs_vectors = True
+
     def __init__(self, bundle: ModelBundle, settings: ServeSettings | None = None) -> None:
         s = settings or ServeSettings()
         cat = bundle.catalogue
-        self.ids = cat.ids
-        self.index = cat.index
+        self.catalogue = cat
+        self.ids = list(cat.ids)
+        self.index = dict(cat.index)
         self.titles = [cat.title(i) for i in self.ids]
+        self.live: dict[str, LiveItem] = {}
+        self.dead = np.zeros(len(self.ids), dtype=bool)  # retired items
+        self.ann_rows = np.arange(len(self.ids))  # index position -> item row
+        self._stale_facts = False
         kind = choose_index(s.index, len(self.ids), s.ann_min_items, s.compact_min_items)
         # a large catalogue keeps float16 vectors: candidates are re-scored in float32
         compact = kind != "exact" and len(self.ids) >= s.compact_min_items
@@ -241,6 +292,7 @@ class CandidateRanker:
         self.candidates = s.candidates
         rank = bundle.config.rank
         self.depth = rank.rerank_depth
+        self.similarity = rank.similarity
         vectors = cat.category_vectors() if rank.similarity == "categories" else emb
         counts: np.ndarray
         if self.hybrid.popularity_counts is not None:
@@ -248,6 +300,7 @@ class CandidateRanker:
         else:  # no hybrid popularity: count the version's training logs
             rows = [self.index[i] for h in bundle.histories.values() for i in h if i in self.index]
             counts = np.bincount(np.asarray(rows, dtype=np.int64), minlength=len(self.ids))
+        self.counts = counts
         self.reranker = Reranker(ItemFacts.build(cat, vectors, counts))
         self.defaults = SlateSpec(
             rank.diversity if rank.diversity != "none" else "mmr",
@@ -272,6 +325,67 @@ class CandidateRanker:
     @property
     def num_items(self) -> int:
         return len(self.ids)
+
+    def apply_live(self, changes: LiveChanges) -> None:
+        """Add new items (index, hybrid, category filter), re-embed updated ones, and mark
+        the retired set."""
+        vectors = changes.vectors
+        if changes.items and vectors is not None:
+            new = [k for k, i in enumerate(changes.items) if i.item_id not in self.index]
+            old = [k for k, i in enumerate(changes.items) if i.item_id in self.index]
+            for k in new:
+                item = changes.items[k]
+                self.index[item.item_id] = len(self.ids)
+                self.ids.append(item.item_id)
+                self.titles.append(item.title)
+            if new:
+                self.hybrid.extend(vectors[new])
+            if old:
+                rows = [self.index[changes.items[k].item_id] for k in old]
+                self.hybrid.set_vectors(np.array(rows), vectors[old])
+                for k, row in zip(old, rows, strict=True):
+                    self.titles[row] = changes.items[k].title
+            for item in changes.items:
+                self._recategorise(item)
+                self.live[item.item_id] = item
+            # an updated item's old vector stays in an ANN index, pointing at the same row
+            # (its candidates are re-scored with the new vector)
+            self.items.add(vectors)
+            rows_added = [self.index[i.item_id] for i in changes.items]
+            self.ann_rows = np.concatenate([self.ann_rows, np.array(rows_added)])
+            self._stale_facts = True
+        self.dead = np.zeros(self.num_items, dtype=bool)
+        retired = [self.index[i] for i in changes.retired if i in self.index]
+        self.dead[np.array(retired, dtype=np.int64)] = True
+
+    def _recategorise(self, item: LiveItem) -> None:
+        row = self.index[item.item_id]
+        before = self.live.get(item.item_id) or self.catalogue.items.get(item.item_id)
+        old = set(before.categories) if before is not None else set()
+        for c in old - set(item.categories):
+            self.category_rows[c] = self.category_rows[c][self.category_rows[c] != row]
+        for c in set(item.categories) - old:
+            rows = self.category_rows.get(c, np.zeros(0, dtype=np.int64))
+            self.category_rows[c] = np.append(rows, row)
+
+    def _refresh_facts(self) -> None:
+        """The re-rankers' item facts over the catalogue with its live items (built when a
+        request re-ranks after a change, not on every change)."""
+        from llmrec.data.catalogue import Catalogue
+
+        cat = self.catalogue
+        texts = {**cat.items, **{i: item.item_text() for i, item in self.live.items()}}
+        attributes = {
+            name: {**values, **{i: () for i in self.live if i not in values}}
+            for name, values in cat.attributes.items()
+        }
+        grown = Catalogue(tuple(self.ids), texts, attributes)
+        vectors = grown.category_vectors() if self.similarity == "categories" else self.hybrid.items
+        counts = self.hybrid.popularity_counts
+        if counts is None:
+            counts = np.concatenate([self.counts, np.zeros(self.num_items - len(self.counts))])
+        self.reranker = Reranker(ItemFacts.build(grown, vectors, counts))
+        self._stale_facts = False
 
     def describe(self) -> str:
         return f"{self.items.kind} ({self.num_items} items)"
@@ -367,6 +481,7 @@ class CandidateRanker:
         them under ``spec`` when it can change the order; the first ``k`` rows and scores."""
         rows = np.arange(self.num_items) if subset is None else subset
         keep = ~np.isin(rows, excluded) if len(excluded) else np.ones(len(rows), dtype=bool)
+        keep &= ~self.dead[rows]
         rows, scores = rows[keep], scores[keep]
         if len(rows) == 0:
             return rows, scores
@@ -374,6 +489,8 @@ class CandidateRanker:
         top = np.argpartition(-scores, depth - 1)[:depth]
         top = top[np.argsort(-scores[top], kind="stable")]
         if spec.reorders:
+            if self._stale_facts:
+                self._refresh_facts()
             order = self.reranker.rerank(rows[top][None], scores[top][None], k, spec, [history])
             top = top[order[0]]
         top = top[:k]
@@ -384,11 +501,13 @@ class CandidateRanker:
     ) -> np.ndarray | None:
         """Item rows to score: a category subset, ANN candidates, or None for all items."""
         if categories:  # a category subset is scored exactly
-            return np.unique(np.concatenate([self.category_rows[c] for c in categories]))
+            none = np.zeros(0, dtype=np.int64)  # a category only unembedded live items have
+            return np.unique(np.concatenate([self.category_rows.get(c, none) for c in categories]))
         if self.items.kind == "exact":
             return None  # every item
-        found, _ = self.items.search(vec, max(n, self.candidates))
-        parts = [found[0][found[0] >= 0]]
+        wanted = max(n, self.candidates) + int(self.dead.sum())
+        found, _ = self.items.search(vec, wanted)
+        parts = [self.ann_rows[found[0][found[0] >= 0]]]
         if self.hybrid.weights.popularity:
             parts.append(self.popular_rows)
         if self.hybrid.uses_history:

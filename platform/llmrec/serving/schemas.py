@@ -291,3 +291,51 @@ class Ready(BaseModel):
     hybrid: str
     users: int
     cached_users: int = Field(0, description="Known users whose query vector is cached.")
+
+
+MAX_NEW_ITEMS = 100
+MAX_RETIRE = 1000
+MAX_ITEM_TEXT = 5000
+Nonblank = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=NONBLANK)]
+Category = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=NONBLANK)]
+
+
+class NewItem(BaseModel):
+    """An item in the catalogue contract (``docs/data.md``)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    item_id: Nonblank = Field(description="New, or an existing item to update.")
+    title: Annotated[str, StringConstraints(min_length=1, max_length=500, pattern=NONBLANK)]
+    text: str | None = Field(None, max_length=MAX_ITEM_TEXT, description="A description.")
+    categories: list[Category] = Field(default_factory=list, max_length=20)
+
+
+class NewItems(BaseModel):
+    """Items to add or update (re-embedded from the new text), at most 100 a request; an id
+    given twice is taken as its last entry."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    items: list[NewItem] = Field(min_length=1, max_length=MAX_NEW_ITEMS)
+
+    def unique(self) -> list[NewItem]:
+        """The items, each id once (its last entry), in the order first given."""
+        last = {i.item_id: i for i in self.items}
+        return [last[item_id] for item_id in dict.fromkeys(i.item_id for i in self.items)]
+
+
+class RetireItems(BaseModel):
+    """Items to take out of recommendations (their history stays)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    item_ids: list[Nonblank] = Field(min_length=1, max_length=MAX_RETIRE)
+
+
+class CatalogueChange(BaseModel):
+    added: list[str] = Field(description="Items new to the served catalogue.")
+    updated: list[str] = Field(description="Items that existed, re-embedded from the new text.")
+    retired: list[str] = Field(description="Items taken out of recommendations now.")
+    unchanged: list[str] = Field(description="Items asked to retire that were retired already.")
+    model_version: str = Field(description="The version whose item tower embedded the items.")

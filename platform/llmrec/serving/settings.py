@@ -2,7 +2,8 @@
 
 They come from ``serve_deployments/serve_config.yaml`` (``applications[].args``), from
 ``serve run serve_deployments:build_app key=value``, or from the environment
-(``LLMREC_MODEL_URI``, ``MLFLOW_TRACKING_URI``, ``LLMREC_HISTORY_DB``, ``LLMREC_FEEDBACK_DIR``).
+(``LLMREC_MODEL_URI``, ``MLFLOW_TRACKING_URI``, ``LLMREC_HISTORY_DB``, ``LLMREC_FEEDBACK_DIR``,
+``LLMREC_CATALOGUE_DB``).
 """
 
 from __future__ import annotations
@@ -93,6 +94,11 @@ class ServeSettings(BaseModel):
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     history_db: str = "runs/serve/history.sqlite"
     feedback_dir: str = "runs/feedback"
+    catalogue_db: str = Field(
+        default="",
+        description="Live catalogue changes (POST /admin/items, /admin/items/retire) and each "
+        "version's vectors of them; empty: catalogue.sqlite beside history_db.",
+    )
     watch_interval_s: float = Field(default=10.0, ge=0.0, description="0: do not watch the alias.")
     user_cache_size: int = Field(
         default=20000,
@@ -115,6 +121,11 @@ class ServeSettings(BaseModel):
         "request_timeout_s.",
     )
 
+    @property
+    def catalogue_path(self) -> Path:
+        """``catalogue_db``, or ``catalogue.sqlite`` beside ``history_db``."""
+        return Path(self.catalogue_db or Path(self.history_db).with_name("catalogue.sqlite"))
+
     @classmethod
     def from_args(cls, args: dict[str, Any]) -> ServeSettings:
         """Settings from app args over the environment; relative paths made absolute here,
@@ -125,6 +136,7 @@ class ServeSettings(BaseModel):
             "tracking_uri": "MLFLOW_TRACKING_URI",
             "history_db": "LLMREC_HISTORY_DB",
             "feedback_dir": "LLMREC_FEEDBACK_DIR",
+            "catalogue_db": "LLMREC_CATALOGUE_DB",
         }
         for key, var in env.items():
             if not values.get(key) and os.environ.get(var):
@@ -142,6 +154,7 @@ class ServeSettings(BaseModel):
                 "tracking_uri": absolute_tracking_uri(s.tracking_uri or DEFAULT_TRACKING_URI),
                 "history_db": str(Path(s.history_db).resolve()),
                 "feedback_dir": str(Path(s.feedback_dir).resolve()),
+                "catalogue_db": str(s.catalogue_path.resolve()),
             }
         )
 
