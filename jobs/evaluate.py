@@ -22,6 +22,13 @@ knob on validation, prints one table and logs one plot per objective. --groups a
 and HR@10 per user group (activity quartile, the user table's attributes) and the largest
 gap with its bootstrap interval. See docs/beyond-accuracy.md. --explain measures how
 faithful each model's explanations are (docs/explanations.md).
+
+--incremental runs the incremental protocol (docs/incremental.md): the first 70% of the
+interactions by time train a base model, the rest is cut into --periods periods; per period
+the stale model, fine-tuning on the new data only, fine-tuning with replay (jobs/update.py)
+and a full retrain are scored on that period; one table and a plot, logged to MLflow:
+
+    python jobs/evaluate.py --config jobs/configs/ml100k.yaml --incremental
 """
 
 from __future__ import annotations
@@ -102,6 +109,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "all; items are never sampled); 0: every user",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the user sample")
+    parser.add_argument(
+        "--incremental",
+        action="store_true",
+        help="the incremental protocol: stale vs fine-tune (new data, with replay) vs\n"
+        "full retrain per period (update.* settings; docs/incremental.md)",
+    )
+    parser.add_argument("--periods", type=int, default=3, help="--incremental: periods")
     parser.add_argument("--no-log", action="store_true", help="print only, log nothing to MLflow")
     return parser.parse_args(argv)
 
@@ -118,6 +132,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.method in ("hybrid", "llm") and not args.model:
         fail(f"--method {args.method} re-ranks a model's lists: give --model URI")
     with console.report_errors(args.verbose):
+        if args.incremental:
+            from llmrec.training.incremental_eval import main as incremental
+
+            return incremental(cfg, args.data or cfg.data.source, args.periods, not args.no_log)
         return run(args, cfg, lambdas, depths)
 
 

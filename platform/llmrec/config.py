@@ -1,9 +1,9 @@
 """Typed, frozen configuration: one dataclass per concern, loaded from YAML plus overrides.
 
 A config file is a YAML mapping with the sections ``data``, ``model``, ``train``, ``rank``,
-``registry`` and ``ray``. Any field can be overridden from the command line with a dotted key
-(``--set train.epochs=3``); the value is parsed as YAML (``3`` is an int, ``[a, b]`` a list).
-Every problem in a config (unknown key, wrong type, value out of range) is collected and
+``registry``, ``update`` and ``ray``. Any field can be overridden from the command line with a
+dotted key (``--set train.epochs=3``); the value is parsed as YAML (``3`` is an int, ``[a, b]``
+a list). Every problem in a config (unknown key, wrong type, value out of range) is collected and
 reported at once in a :class:`ConfigError`.
 """
 
@@ -422,6 +422,58 @@ class RegistryConfig:
 
 
 @dataclass(frozen=True)
+class UpdateConfig:
+    """Incremental updates of the champion (``jobs/update.py``, ``evaluate.py --incremental``)."""
+
+    replay_ratio: float = 1.0
+    """Windows of older interactions replayed per window of new ones (0: the new data only).
+    Replay keeps what the champion knew from being forgotten."""
+    epochs: int = 3
+    """Passes over the new and replayed windows."""
+    max_steps: int = 0
+    """Stop after this many optimizer steps per worker (0: ``epochs`` decide)."""
+    lr: float = 0.0
+    """Learning rate of the update (0: ``train.lr``)."""
+    holdout: float = 0.2
+    """Share of the new interactions, the newest by time, held back: candidate and champion
+    are compared on it, and the candidate never trains on it."""
+    feedback_dir: str = ""
+    """Serving's feedback folder (Parquet in the interaction contract); empty:
+    ``$LLMREC_FEEDBACK_DIR``, else ``runs/feedback``."""
+    catalogue_db: str = ""
+    """Serving's live catalogue record (items posted to ``/admin/items``); empty:
+    ``$LLMREC_CATALOGUE_DB``, else ``runs/serve/catalogue.sqlite``."""
+    auto_promote: bool = False
+    """Run the promotion gate on the held-out comparison after registering the candidate."""
+
+    def problems(self) -> list[str]:
+        out = []
+        if self.replay_ratio < 0:
+            out.append(f"update.replay_ratio must be >= 0, got {self.replay_ratio}")
+        if self.epochs < 1:
+            out.append(f"update.epochs must be >= 1, got {self.epochs}")
+        if self.max_steps < 0:
+            out.append(f"update.max_steps must be >= 0, got {self.max_steps}")
+        if self.lr < 0:
+            out.append(f"update.lr must be >= 0 (0: train.lr), got {self.lr}")
+        if not 0.0 < self.holdout < 1.0:
+            out.append(f"update.holdout must be in (0, 1), got {self.holdout}")
+        return out
+
+    def feedback_path(self) -> str:
+        """The feedback folder (the setting, the environment, or the serving default)."""
+        return self.feedback_dir or os.environ.get("LLMREC_FEEDBACK_DIR") or "runs/feedback"
+
+    def catalogue_path(self) -> str:
+        """The live catalogue record (the setting, the environment, or the serving default)."""
+        return (
+            self.catalogue_db
+            or os.environ.get("LLMREC_CATALOGUE_DB")
+            or "runs/serve/catalogue.sqlite"
+        )
+
+
+@dataclass(frozen=True)
 class RayConfig:
     """How the job reaches Ray."""
 
@@ -445,6 +497,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     rank: RankConfig = field(default_factory=RankConfig)
     registry: RegistryConfig = field(default_factory=RegistryConfig)
+    update: UpdateConfig = field(default_factory=UpdateConfig)
     ray: RayConfig = field(default_factory=RayConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -465,6 +518,7 @@ _SECTIONS: dict[str, type] = {
     "train": TrainConfig,
     "rank": RankConfig,
     "registry": RegistryConfig,
+    "update": UpdateConfig,
     "ray": RayConfig,
 }
 
@@ -473,7 +527,8 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -
     """Load a YAML config (or the defaults when ``path`` is None) and apply dotted overrides.
 
     Args:
-        path: A YAML file with any of the sections ``data, model, train, rank, registry, ray``.
+        path: A YAML file with any of the sections ``data, model, train, rank, registry,
+            update, ray``.
         overrides: ``"section.key=value"`` strings; values are parsed as YAML.
 
     Returns:
@@ -546,7 +601,7 @@ def config_from_dict(
     # Badly typed values were left at their defaults: the value checks of the rest still
     # run, so that one report names every problem.
     cfg = Config(**sections)
-    for part in (cfg.data, cfg.model, cfg.train, cfg.rank, cfg.registry, cfg.ray):
+    for part in (cfg.data, cfg.model, cfg.train, cfg.rank, cfg.registry, cfg.update, cfg.ray):
         problems.extend(part.problems())
     if problems:
         raise ConfigError(f"{source}: " + "; ".join(problems))

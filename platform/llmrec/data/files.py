@@ -218,6 +218,12 @@ def _without_pandas_index(table: pa.Table) -> pa.Table:
     return table.select(keep).replace_schema_metadata(None)
 
 
+def concat(tables: list[pa.Table]) -> pa.Table:
+    """One table from tables whose columns may differ in type or be missing in some (a
+    column typed differently is read as text everywhere; a missing one is null)."""
+    return _concat(tables)
+
+
 def _concat(tables: list[pa.Table]) -> pa.Table:
     """One table from files whose columns may differ in type (CSV strings beside Parquet
     integers): a column typed differently across files is read as text everywhere."""

@@ -71,13 +71,19 @@ def build_train_dataset(
 
 
 def user_windows(
-    row: dict[str, Any], rows: dict[str, int], query_ids: dict[str, int], length: int
+    row: dict[str, Any],
+    rows: dict[str, int],
+    query_ids: dict[str, int],
+    length: int,
+    new_from: int = 0,
 ) -> list[dict[str, Any]]:
     """One user's training sequence cut into windows of at most ``length + 1`` items, from the
     most recent backwards, so that every position after the first is a target exactly once.
 
     Each window holds catalogue ``items`` rows, the ``queries`` typed with them (ids in
-    ``query_ids``; 0 = none) and their ``values``.
+    ``query_ids``; 0 = none), their ``values`` and ``first``, the position of its first
+    target. With ``new_from`` (an index into ``row["items"]``) only the items from there on
+    are targets, read after everything before them (an update's new interactions).
     """
     keep = [t for t, item in enumerate(row["items"]) if item in rows]
     items = [rows[row["items"][t]] for t in keep]
@@ -88,15 +94,17 @@ def user_windows(
     ]
     raw_values = list(row["values"]) if row.get("values") is not None else []
     values = [float(raw_values[t]) if t < len(raw_values) else 1.0 for t in keep]
+    first_new = max(sum(1 for t in keep if t < new_from), 1)  # the first target, kept items
     out = []
     end = len(items)
-    while end >= 2:
+    while end >= 2 and end - 1 >= first_new:
         start = max(0, end - length - 1)
         out.append(
             {
                 "items": np.asarray(items[start:end], dtype=np.int64),
                 "queries": np.asarray(queries[start:end], dtype=np.int64),
                 "values": np.asarray(values[start:end], dtype=np.float32),
+                "first": max(1, first_new - start),
             }
         )
         end -= length

@@ -61,24 +61,65 @@ def training_data(
         )
         val = build_eval_set(protocol.split, "val", protocol.catalogue, cfg.data.max_history)
         return TrainingData(dataset, val)
-    base = LLMScorer(cfg.model).eval()
-    if init_state:
-        _, text = split_state(init_state)
-        if text:
-            base.load_state(text)
     queries = training_queries(sequences)
     query_ids = {q: i + 1 for i, q in enumerate(queries)}
-    inputs = SequenceInputs(
-        item_texts=catalogue.texts(),
-        item_text=base.encode(catalogue.texts(), kind="item").numpy(),
-        known=trained_item_mask(sequences, catalogue),
-        query_texts=["", *queries],
-        query_text=_with_empty_row(base, queries),
+    base, inputs = sequence_inputs(
+        cfg, catalogue, queries, trained_item_mask(sequences, catalogue), init_state
     )
     dataset = build_window_dataset(
         sequences, catalogue, query_ids, cfg.model.seq_len, cfg.train.seed
     )
     return TrainingData(dataset, sequence_eval_set(protocol, "val", catalogue, base), inputs)
+
+
+def sequence_inputs(
+    cfg: Config,
+    catalogue: Catalogue,
+    queries: list[str],
+    known: np.ndarray,
+    init_state: dict[str, torch.Tensor] | None = None,
+) -> tuple[LLMScorer, SequenceInputs]:
+    """The base model (with the text adapter of ``init_state``, if any) and the sequential
+    design's inputs: the catalogue's and the requests' (``queries``, the vocabulary whose id
+    ``k + 1`` is ``queries[k]``) embeddings; ``known``: the items training sees."""
+    base = LLMScorer(cfg.model).eval()
+    if init_state:
+        _, text = split_state(init_state)
+        if text:
+            base.load_state(text)
+    inputs = SequenceInputs(
+        item_texts=catalogue.texts(),
+        item_text=base.encode(catalogue.texts(), kind="item").numpy(),
+        known=known,
+        query_texts=["", *queries],
+        query_text=_with_empty_row(base, queries),
+    )
+    return base, inputs
+
+
+def user_eval_set(
+    histories: list[list[int]],
+    targets: np.ndarray,
+    queries: list[str | None],
+    candidates: np.ndarray,
+    base: LLMScorer,
+) -> SequenceEvalSet:
+    """Users given as catalogue rows (histories, targets), ranked over ``candidates``
+    (rows): the positions and the requests' base-model embeddings a
+    :class:`SequenceEvalSet` holds."""
+    place = {int(r): k for k, r in enumerate(candidates)}
+    asked = [i for i, q in enumerate(queries) if q is not None and q.strip()]
+    query_text = np.zeros((len(queries), base.model.config.hidden_size), dtype=np.float32)
+    if asked:
+        query_text[asked] = base.encode([str(queries[i]) for i in asked], kind="query").numpy()
+    return SequenceEvalSet(
+        histories=[list(h) for h in histories],
+        candidates=np.asarray(candidates, dtype=np.int64),
+        targets=np.array([place[int(t)] for t in targets], dtype=np.int64),
+        exclude=[[place[r] for r in h if r in place] for h in histories],
+        queries=[q if q is not None and q.strip() else None for q in queries],
+        query_text=query_text,
+    )
 
 
 def sequence_eval_set(
@@ -153,7 +194,9 @@ def _with_empty_row(base: LLMScorer, queries: list[str]) -> np.ndarray:
 __all__ = [
     "TrainingData",
     "sequence_eval_set",
+    "sequence_inputs",
     "trained_item_mask",
     "trained_towers",
     "training_data",
+    "user_eval_set",
 ]

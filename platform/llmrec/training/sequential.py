@@ -193,8 +193,14 @@ class SequenceObjective(nn.Module):
         windows: Sequence[Sequence[int]],
         queries: Sequence[Sequence[int]],
         values: Sequence[Sequence[float]] | None = None,
+        first: Sequence[int] | None = None,
     ) -> torch.Tensor:
-        """The loss of a batch of windows (item rows, request ids with 0 = none, values)."""
+        """The loss of a batch of windows (item rows, request ids with 0 = none, values).
+
+        ``first``: per window, the position of its first target (default 1: every item after
+        the first); the items before it are context only (an update trains on the new
+        interactions, read after the user's older ones).
+        """
         cfg = self.train_cfg
         device = self.device
         length = self.model.cfg.seq_len
@@ -202,6 +208,11 @@ class SequenceObjective(nn.Module):
         y, _ = left_pad([list(w[1:]) for w in windows], length, device)
         q, _ = left_pad([list(r[1:]) for r in queries], length, device)
         valid = ~pad
+        if first is not None:  # target j (item j + 1) sits at position length - (len - 1) + j
+            starts = torch.tensor(
+                [length - len(w) + int(f) for w, f in zip(windows, first, strict=True)]
+            )
+            valid = valid & (torch.arange(length).unsqueeze(0) >= starts.unsqueeze(1)).to(device)
         targets = y[valid]
         vectors = self.item_vectors(targets)
         users = self.model.sequence(vectors[x], pad)
@@ -215,8 +226,14 @@ class SequenceObjective(nn.Module):
             loss = loss + self._softmax(users, vectors, targets)
         if cfg.objective != "contrastive" and values is not None:
             # the values of the valid positions, in the order ``valid`` selects them
+            skip = [int(f) - 1 for f in first] if first is not None else [0] * len(values)
             rated = torch.tensor(
-                [float(val) for r in values for val in list(r[1:])[-length:]], device=device
+                [
+                    float(v)
+                    for r, k in zip(values, skip, strict=True)
+                    for v in list(r[1:])[-length:][k:]
+                ],
+                device=device,
             )
             predicted = self.model.rating(users, vectors[targets])
             mse = F.mse_loss(predicted, rated.to(predicted.dtype))

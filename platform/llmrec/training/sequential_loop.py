@@ -52,7 +52,9 @@ def sequential_loop_per_worker(config: dict[str, Any]) -> None:
     ``config`` holds ``model`` and ``train`` (config sections), ``inputs``
     (:class:`SequenceInputs`), ``eval_set`` (:class:`SequenceEvalSet`) and optionally
     ``init_state`` (tensors of :func:`trained_state` to start from: incremental training;
-    ignored when the run resumes from its own checkpoint).
+    ignored when the run resumes from its own checkpoint), ``max_steps`` (stop after this
+    many optimizer steps per worker; 0: none) and ``keep_last`` (register the last epoch,
+    not the best on ``eval_set``: an update whose evaluation data must stay unseen).
     """
     model_cfg: ModelConfig = config["model"]
     train_cfg: TrainConfig = config["train"]
@@ -80,8 +82,11 @@ def sequential_loop_per_worker(config: dict[str, Any]) -> None:
     started, first = time.perf_counter(), state["epoch"]
     steps = int(config.get("total_steps") or 0)
     progress = {"step": state["epoch"] * steps // max(train_cfg.epochs, 1)}
+    max_steps = int(config.get("max_steps") or 0)
     for epoch in range(state["epoch"], train_cfg.epochs):
-        stats = _train_epoch(model, objective, optimizer, shard, train_cfg, epoch, progress)
+        stats = _train_epoch(
+            model, objective, optimizer, shard, train_cfg, epoch, progress, max_steps
+        )
         metrics: dict[str, Any] = {
             "epoch": epoch + 1,
             "train_loss": mean_across_workers(stats["loss"], objective.device),
@@ -106,8 +111,11 @@ def sequential_loop_per_worker(config: dict[str, Any]) -> None:
             else:
                 state["bad_evals"] += 1
             metrics["best_epoch"] = state["best_epoch"]
+        if config.get("keep_last"):
+            best = trained_state(objective)
         state["epoch"] = epoch + 1
         stop = train_cfg.patience > 0 and state["bad_evals"] >= train_cfg.patience
+        stop = stop or 0 < max_steps <= progress["step"]
         if rank == 0:
             state["history"].append({**metrics, "workers": placement})
             print(_epoch_line(metrics, train_cfg.epochs, started, first, state, stop), flush=True)
@@ -155,6 +163,7 @@ def _train_epoch(
     cfg: TrainConfig,
     epoch: int = 0,
     progress: dict[str, int] | None = None,
+    max_steps: int = 0,
 ) -> dict[str, float]:
     """One pass over this worker's windows (shuffled anew each epoch): loss, throughput and
     the data-wait share. ``progress["step"]`` counts optimizer steps across epochs (AdaLoRA's
@@ -174,7 +183,7 @@ def _train_epoch(
             local_shuffle_seed=cfg.seed * 1000 + epoch,
         )
     )
-    while True:
+    while not 0 < max_steps <= progress["step"]:
         t0 = time.perf_counter()
         batch = next(batches, None)
         waited += time.perf_counter() - t0
@@ -183,8 +192,9 @@ def _train_epoch(
         windows = [list(w) for w in batch["items"]]
         queries = [list(q) for q in batch["queries"]]
         values = [list(v) for v in batch["values"]] if cfg.objective != "contrastive" else None
+        first = [int(f) for f in batch["first"]] if "first" in batch else None
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
-            loss = model(windows, queries, values)
+            loss = model(windows, queries, values, first)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -53,6 +53,7 @@ def run_training(
     catalogue_texts: list[str] | None = None,
     item_log_q: np.ndarray | None = None,
     inputs: SequenceInputs | None = None,
+    loop_options: dict[str, Any] | None = None,
 ) -> TrainOutcome:
     """Fine-tune the scorer with Ray Train and copy the last checkpoint to ``local_dir``.
 
@@ -62,7 +63,8 @@ def run_training(
     ``catalogue_texts`` (item texts in catalogue index order: the catalogue negatives of
     ``train.catalogue_negatives``) and ``item_log_q`` (log popularity: the sampling-bias
     correction of ``train.logq_correction``); the ``sequential`` design takes ``inputs`` (the
-    catalogue's and the requests' texts and base-model embeddings).
+    catalogue's and the requests' texts and base-model embeddings) and ``loop_options``
+    (``max_steps``, ``keep_last``: see :func:`sequential_loop_per_worker`).
     """
     t = cfg.train
     storage = t.storage_path if "://" in t.storage_path else str(Path(t.storage_path).resolve())
@@ -79,6 +81,7 @@ def run_training(
             "eval_set": eval_set.head(t.eval_users),
             "init_state": init_weights,
             "total_steps": steps,
+            **(loop_options or {}),
         }
     else:
         loop = train_loop_per_worker
