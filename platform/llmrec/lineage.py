@@ -8,10 +8,13 @@ that every version describes itself the same way.
 from __future__ import annotations
 
 import hashlib
+import json
 import shlex
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
+from typing import Any
 
 from llmrec.config import Config
 from llmrec.data.prepare import Prepared
@@ -134,6 +137,102 @@ def model_card(
     )
 
 
+@dataclass(frozen=True)
+class Lineage:
+    """What a version was trained on: its data sources (``base``: the source of its first
+    ancestor; ``logs``, ``feedback``, ``items``, ``live``: what updates added), fingerprint,
+    the window of time it learned from (the whole data for a fine-tune, the new events for
+    an update), its cut-off (an update of it takes the events after this time) and where it
+    came from."""
+
+    sources: dict[str, Any]
+    fingerprint: str
+    window_start: int
+    window_end: int
+    cutoff: int
+    parent: str
+    strategy: str
+
+    def tags(self, cfg: Config, outcome: TrainOutcome) -> dict[str, str]:
+        """The registered version's tags."""
+        return {
+            "dataset_fingerprint": self.fingerprint,
+            "data_source": str(self.sources.get("base", cfg.data.source)),
+            "data_sources": json.dumps(self.sources, ensure_ascii=False),
+            "data_cutoff": str(self.cutoff),
+            "data_window_start": str(self.window_start),
+            "data_window_end": str(self.window_end),
+            "parent_version": self.parent,
+            "update_strategy": self.strategy,
+            "base_model": cfg.model.base,
+            "adapter": cfg.model.adapter,
+            "objective": objective_name(cfg),
+            "git_commit": git_commit(),
+            "ray_train_run": outcome.run_name,
+            "init_from": cfg.train.init_from or "none",
+        }
+
+
+def update_card(
+    cfg: Config,
+    parent_uri: str,
+    lineage: Lineage,
+    sources: str,
+    new: tuple[int, int, int],
+    size: tuple[int, int],
+    comparison: dict[str, dict[str, float]],
+    primary: str,
+    outcome: TrainOutcome,
+) -> str:
+    """The Markdown model card of an updated version: its lineage and the held-out
+    comparison with the version it updates (``new``: interactions, held back, new items;
+    ``size``: interactions and items in all)."""
+    day = "%Y-%m-%d %H:%M"
+    start, end = (
+        time.strftime(day, time.gmtime(t)) for t in (lineage.window_start, lineage.window_end)
+    )
+    theirs = lineage.parent
+    lines = [
+        f"| measure (the held-back interactions) | this version | version {theirs} |",
+        "|---|---|---|",
+    ]
+    for key in (
+        "hybrid_ndcg_at_10",
+        "hybrid_hr_at_10",
+        "llm_ndcg_at_10",
+        "llm_hr_at_10",
+        "hybrid_returning_ndcg_at_10",
+        "hybrid_new_ndcg_at_10",
+        "hybrid_users",
+    ):
+        a, b = comparison["candidate"][key], comparison["champion"][key]
+        lines.append(f"| {key}{' (gate)' if key == primary else ''} | {a:.4f} | {b:.4f} |")
+    command = " ".join(shlex.quote(a) for a in sys.argv) if sys.argv and sys.argv[0] else "n/a"
+    return (
+        f"# {cfg.registry.model_name}\n\n"
+        f"**Update** of version {theirs}: {lineage.strategy}, from `{parent_uri}`. New data: "
+        f"{new[0]} interactions from {start} to {end} UTC (the newest {new[1]} held back, "
+        f"never trained on), {new[2]} new catalogue rows.\n\n"
+        f"**Data**: {sources}; {size[0]} interactions, {size[1]} items, fingerprint "
+        f"`{lineage.fingerprint}`; CF part and popularity refitted on all of it.\n\n"
+        f"**Training**: {outcome.seconds:.0f} s on Ray Train (run `{outcome.run_name}`), "
+        f"{cfg.train.num_workers} workers, learning rate {cfg.train.lr:g}.\n\n"
+        "**Held-out comparison** (full ranking over the catalogue, history masked):\n\n"
+        + "\n".join(lines)
+        + f"\n\n**Reproduce**: `{command}`\n"
+    )
+
+
+def describe_sources(sources: dict[str, Any]) -> str:
+    """```demo`; feedback `runs/feedback`; ...``: a version's data sources in words."""
+    parts = [f"`{sources.get('base', '?')}`"]
+    labels = {"logs": "logs", "feedback": "feedback", "items": "items", "live": "live items"}
+    for key, label in labels.items():
+        if sources.get(key):
+            parts.append(f"{label} " + ", ".join(f"`{v}`" for v in sources[key]))
+    return "; ".join(parts)
+
+
 def git_commit() -> str:
     try:
         out = subprocess.run(
@@ -145,11 +244,14 @@ def git_commit() -> str:
 
 
 __all__ = [
+    "Lineage",
     "data_fingerprint",
     "describe_model",
+    "describe_sources",
     "git_commit",
     "model_card",
     "objective_name",
     "trainable_parameters",
     "training_summary",
+    "update_card",
 ]

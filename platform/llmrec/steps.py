@@ -6,10 +6,8 @@ and registering its bundle, and the promotion gate.
 
 from __future__ import annotations
 
-import json
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +20,6 @@ from llmrec import lifecycle, registry
 from llmrec.bundle import ModelBundle, write_bundle
 from llmrec.config import Config
 from llmrec.data.catalogue import Catalogue
-from llmrec.lineage import git_commit, objective_name
 from llmrec.modeling.baselines import Popularity, interaction_matrix
 from llmrec.modeling.cf import CFParams, fit_cf
 from llmrec.modeling.scorer import HEAD_FILE
@@ -101,6 +98,28 @@ def serving_hybrid(
     return HybridScorer(item_emb, weights, fit_cf(cf, x, cf_params), counts)
 
 
+def cf_settings(bundle: ModelBundle) -> tuple[HybridWeights, str, CFParams]:
+    """The version's hybrid weights, CF kind and CF hyper-parameters (to refit on new data)."""
+    hybrid = bundle.hybrid
+    cf = hybrid.cf
+    if cf is None:
+        return hybrid.weights, "ease", CFParams()
+    p = {k: float(v) for k, v in getattr(cf, "params", {}).items()}
+    if cf.kind == "als":
+        return (
+            hybrid.weights,
+            "als",
+            CFParams(
+                factors=int(p.get("factors", 32)),
+                iterations=int(p.get("iterations", 15)),
+                regularization=float(getattr(cf, "regularization", 1.0)),
+                alpha=float(getattr(cf, "alpha", 5.0)),
+            ),
+        )
+    params = CFParams(ease_lambda=p.get("lambda", 200.0), neighbours=int(p.get("neighbours", 100)))
+    return hybrid.weights, cf.kind, params
+
+
 def champion_metrics(cfg: Config) -> tuple[str, dict[str, float], str] | None:
     """(version, logged metrics, data fingerprint) of the champion, for the model card."""
     try:
@@ -111,42 +130,6 @@ def champion_metrics(cfg: Config) -> tuple[str, dict[str, float], str] | None:
         return None
     metrics, tags = registry.version_info(cfg.registry.model_name, champion)
     return champion, metrics, tags.get("dataset_fingerprint", "?")
-
-
-@dataclass(frozen=True)
-class Lineage:
-    """What a version was trained on: its data sources (``base``: the source of its first
-    ancestor; ``logs``, ``feedback``, ``items``, ``live``: what updates added), fingerprint,
-    the window of time it learned from (the whole data for a fine-tune, the new events for
-    an update), its cut-off (an update of it takes the events after this time) and where it
-    came from."""
-
-    sources: dict[str, Any]
-    fingerprint: str
-    window_start: int
-    window_end: int
-    cutoff: int
-    parent: str
-    strategy: str
-
-    def tags(self, cfg: Config, outcome: TrainOutcome) -> dict[str, str]:
-        """The registered version's tags."""
-        return {
-            "dataset_fingerprint": self.fingerprint,
-            "data_source": str(self.sources.get("base", cfg.data.source)),
-            "data_sources": json.dumps(self.sources, ensure_ascii=False),
-            "data_cutoff": str(self.cutoff),
-            "data_window_start": str(self.window_start),
-            "data_window_end": str(self.window_end),
-            "parent_version": self.parent,
-            "update_strategy": self.strategy,
-            "base_model": cfg.model.base,
-            "adapter": cfg.model.adapter,
-            "objective": objective_name(cfg),
-            "git_commit": git_commit(),
-            "ray_train_run": outcome.run_name,
-            "init_from": cfg.train.init_from or "none",
-        }
 
 
 def register(
@@ -220,7 +203,7 @@ def towers_parts(
 
 __all__ = [
     "IncompatibleInitError",
-    "Lineage",
+    "cf_settings",
     "champion_metrics",
     "init_weights",
     "promote",

@@ -16,8 +16,6 @@ The steps shared with the fine-tune workflow (:mod:`llmrec.workflow`) live in
 from __future__ import annotations
 
 import json
-import shlex
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, replace
@@ -31,16 +29,26 @@ import torch
 from llmrec import lifecycle, registry
 from llmrec.bundle import ModelBundle
 from llmrec.config import Config
-from llmrec.data.catalogue import Catalogue
 from llmrec.data.incoming import Sources, as_raw, gather
 from llmrec.data.prepare import Prepared, prepare
-from llmrec.lineage import data_fingerprint, training_summary
-from llmrec.modeling.cf import CFParams
+from llmrec.lineage import (
+    Lineage,
+    data_fingerprint,
+    describe_sources,
+    training_summary,
+    update_card,
+)
 from llmrec.modeling.towers import Towers
-from llmrec.ranking.hybrid import HybridScorer, HybridWeights
-from llmrec.steps import Lineage, init_weights, promote, register, serving_hybrid, towers_parts
-from llmrec.training import designs
-from llmrec.training.incremental import PeriodUsers, Timeline, period_metrics, period_users
+from llmrec.steps import (
+    cf_settings,
+    init_weights,
+    promote,
+    register,
+    serving_hybrid,
+    towers_parts,
+)
+from llmrec.training import designs, holdout
+from llmrec.training.incremental import PeriodUsers, Timeline, period_users
 from llmrec.training.incremental import replay as replay_windows
 from llmrec.training.incremental import windows as new_windows
 from llmrec.training.trainer import TrainOutcome, run_training
@@ -166,7 +174,8 @@ def read_new_data(
         recorded.base, logs, [cfg.update.feedback_path()], items, [cfg.update.catalogue_path()]
     )
     sources = recorded.with_(ours)
-    log(f"champion: version {champion.version.version}; reading {_describe(sources)}")
+    described = describe_sources(sources.as_dict())
+    log(f"champion: version {champion.version.version}; reading {described}")
     live = [(f"live items ({p})", _live_items(p)) for p in sources.live]
     work = Path(cfg.data.work_dir) / f"update-{time.strftime('%Y%m%d-%H%M%S')}"
     prepared = prepare(as_raw(gather(sources, champion.bundle.config.data, live)), work)
@@ -189,10 +198,67 @@ def read_new_data(
     return NewData(prepared, timeline, sources, start, len(timeline) - held, grown)
 
 
+@dataclass(frozen=True)
+class Tuned:
+    """The fine-tuned candidate: its towers, item vectors and Ray Train outcome, and what it
+    learned from."""
+
+    towers: Towers
+    vectors: np.ndarray
+    outcome: TrainOutcome
+    new_windows: int
+    replayed_windows: int
+
+
 def learn(
     cfg: Config, run_cfg: Config, champion: Champion, data: NewData, log: Any = print
 ) -> UpdateResult:
     """Fine-tune, compare on the held-back slice, register, and run the gate if asked."""
+    users = period_users(
+        data.timeline, data.catalogue.index, data.holdout, len(data.timeline), data.start
+    )
+    tuned = fine_tune(cfg, run_cfg, champion, data, users, log)
+    if tuned is None:
+        return UpdateResult(
+            None,
+            "no new interaction follows an earlier one of its user: nothing to learn from, "
+            "nothing registered",
+            {},
+        )
+    before = data.timeline.frame.iloc[: data.holdout][["user_id", "item_id"]]
+    comparison = holdout.compare(
+        tuned.towers, tuned.vectors, data.catalogue, champion.bundle, users,
+        pa.Table.from_pandas(before, preserve_index=False),
+    )  # fmt: skip
+    primary = "hybrid_ndcg_at_10" if run_cfg.rank.hybrid else "llm_ndcg_at_10"
+    for who, m in comparison.items():
+        log(
+            f"held back, {who}: NDCG@10 {m[primary]:.4f} (LLM alone "
+            f"{m['llm_ndcg_at_10']:.4f}) over {int(m['llm_users'])} users"
+        )
+    version = register_update(cfg, run_cfg, champion, data, tuned, comparison, primary)
+    said = f"registered {version.name} version {version.version} ({version_strategy(cfg)})"
+    gate = None
+    if cfg.update.auto_promote:
+        scores = {
+            version.version: comparison["candidate"][primary],
+            champion.version.version: comparison["champion"][primary],
+        }
+        version, gate = promote(run_cfg, version, log, scores)
+    return UpdateResult(version, said, comparison, gate, tuned.outcome.seconds)
+
+
+def fine_tune(
+    cfg: Config,
+    run_cfg: Config,
+    champion: Champion,
+    data: NewData,
+    users: PeriodUsers,
+    log: Any,
+) -> Tuned | None:
+    """The champion fine-tuned with Ray Train on the new windows and the replayed ones
+    (None: no new interaction to learn from); ``users`` (the held-back ones) are
+    watched per epoch, never trained on, and do not choose the epoch."""
     catalogue, timeline = data.catalogue, data.timeline
     rows = catalogue.index
     queries = timeline.queries(0, data.holdout)
@@ -200,21 +266,15 @@ def learn(
     length, seed = run_cfg.model.seq_len, run_cfg.train.seed
     new = new_windows(timeline, rows, query_ids, length, data.start, data.holdout)
     if not new:
-        return UpdateResult(
-            None,
-            "no new interaction follows an earlier one of its user: nothing to learn "
-            "from, nothing registered",
-            {},
-        )
+        return None
     count = round(cfg.update.replay_ratio * len(new))
     old = replay_windows(timeline, rows, query_ids, length, data.start, count, seed)
-    users = period_users(timeline, rows, data.holdout, len(timeline), data.start)
     seen = timeline.items_before(data.holdout)
     init = init_weights(run_cfg, catalogue, champion.version.uri)
     known = np.array([i in seen for i in catalogue.ids], dtype=bool)
     base, inputs = designs.sequence_inputs(run_cfg, catalogue, queries, known, init)
     every = np.arange(len(catalogue))
-    held = designs.user_eval_set(users.histories, users.targets, users.queries, every, base)
+    watch = designs.user_eval_set(users.histories, users.targets, users.queries, every, base)
     run_cfg = sized(run_cfg, len(new) + len(old))
     log(
         f"fine-tuning version {champion.version.version} on {len(new)} new and {len(old)} "
@@ -224,81 +284,93 @@ def learn(
     import ray.data
 
     dataset = ray.data.from_items(new + old).random_shuffle(seed=seed).materialize()
-    training = designs.TrainingData(dataset, held, inputs)
     options = {"max_steps": cfg.update.max_steps, "keep_last": True}
     with tempfile.TemporaryDirectory(prefix="llmrec-update-") as tmp:
         outcome = run_training(
-            run_cfg, dataset, held, Path(tmp) / "ckpt", init, inputs=inputs, loop_options=options
+            run_cfg, dataset, watch, Path(tmp) / "ckpt", init, inputs=inputs, loop_options=options
         )
         log(training_summary(outcome))
+        training = designs.TrainingData(dataset, watch, inputs)
         towers, vectors = designs.trained_towers(
             run_cfg, outcome.checkpoint_dir, catalogue, training
         )
-    weights, kind, params = cf_settings(champion.bundle)
-    before = pa.Table.from_pandas(timeline.frame.iloc[: data.holdout][["user_id", "item_id"]])
-    comparison = {
-        "candidate": scores_of(
-            towers,
-            serving_hybrid(weights, kind, params, catalogue, vectors, before),
-            catalogue.ids,
-            users,
-        ),
-        "champion": champion_scores(champion.bundle, catalogue, users),
-    }
-    primary = "hybrid_ndcg_at_10" if run_cfg.rank.hybrid else "llm_ndcg_at_10"
-    for who, m in comparison.items():
-        log(
-            f"held back, {who}: NDCG@10 {m[primary]:.4f} (LLM alone "
-            f"{m['llm_ndcg_at_10']:.4f}) over {int(m['users'])} users"
-        )
-    hybrid = serving_hybrid(weights, kind, params, catalogue, vectors, data.prepared.interactions)
-    strategy = (
-        f"fine-tune with replay (ratio {cfg.update.replay_ratio:g})"
-        if cfg.update.replay_ratio > 0
-        else "fine-tune on new data only"
-    ) + f", {run_cfg.train.epochs} epochs"
+    return Tuned(towers, vectors, outcome, len(new), len(old))
+
+
+def version_strategy(cfg: Config) -> str:
+    """How an update learns, in words (the ``update_strategy`` tag)."""
+    u = cfg.update
+    how = (
+        f"fine-tune with replay (ratio {u.replay_ratio:g})"
+        if u.replay_ratio > 0
+        else ("fine-tune on new data only")
+    )
+    return how + f", {u.epochs} epochs" + (f", at most {u.max_steps} steps" if u.max_steps else "")
+
+
+def register_update(
+    cfg: Config,
+    run_cfg: Config,
+    champion: Champion,
+    data: NewData,
+    tuned: Tuned,
+    comparison: dict[str, dict[str, float]],
+    primary: str,
+) -> registry.RegisteredVersion:
+    """Register the candidate: the grown catalogue embedded, the champion's hybrid weights
+    with the CF part and popularity refitted on all data, lineage tags, the comparison."""
+    timeline, catalogue = data.timeline, data.catalogue
+    hybrid, meta = None, None
+    weights_file = champion.bundle.path / "hybrid" / "weights.json"
+    if weights_file.exists():
+        weights, kind, params = cf_settings(champion.bundle)
+        interactions = data.prepared.interactions
+        hybrid = serving_hybrid(weights, kind, params, catalogue, tuned.vectors, interactions)
+        meta = json.loads(weights_file.read_text())
+    last = timeline.timestamp(len(timeline) - 1)  # the cut-off: every event read
     lineage = Lineage(
         data.sources.as_dict(),
         data_fingerprint(data.prepared),
         timeline.timestamp(data.start),
-        timeline.timestamp(len(timeline) - 1),
-        timeline.timestamp(len(timeline) - 1),  # the cut-off: every event read
+        last,
+        last,
         champion.version.version,
-        strategy,
+        version_strategy(cfg),
     )
     metrics = {f"holdout_{k}": v for k, v in comparison["candidate"].items()}
     metrics |= {f"champion_holdout_{k}": v for k, v in comparison["champion"].items()}
     metrics |= {
-        "train_seconds": outcome.seconds,
+        "train_seconds": tuned.outcome.seconds,
         "new_interactions": float(len(timeline) - data.start),
-        "new_windows": float(len(new)),
-        "replayed_windows": float(len(old)),
+        "new_windows": float(tuned.new_windows),
+        "replayed_windows": float(tuned.replayed_windows),
     }
-    card = update_card(run_cfg, champion, data, lineage, comparison, primary, outcome)
-    meta = json.loads((champion.bundle.path / "hybrid" / "weights.json").read_text())
-    parts = towers_parts(
-        towers, catalogue, torch.as_tensor(vectors), data.prepared.interactions, card, hybrid, meta
-    )
-    version = register(
+    card = update_card(
         run_cfg,
-        outcome,
+        champion.version.uri,
+        lineage,
+        describe_sources(data.sources.as_dict()),
+        (len(timeline) - data.start, len(timeline) - data.holdout, len(data.grown)),
+        (data.prepared.interactions.num_rows, len(catalogue)),
+        comparison,
+        primary,
+        tuned.outcome,
+    )
+    parts = towers_parts(
+        tuned.towers, catalogue, torch.as_tensor(tuned.vectors), data.prepared.interactions,
+        card, hybrid, meta,
+    )  # fmt: skip
+    return register(
+        run_cfg,
+        tuned.outcome,
         parts,
         metrics,
-        lineage.tags(run_cfg, outcome),
+        lineage.tags(run_cfg, tuned.outcome),
         extra_dicts={
             "data/summary.json": {"rejected": data.prepared.rejected, "new_items": data.grown}
         },
         extra_texts={"evaluation/holdout.json": json.dumps(comparison, indent=2)},
     )
-    said = f"registered {version.name} version {version.version} ({strategy})"
-    gate = None
-    if cfg.update.auto_promote:
-        scores = {
-            version.version: comparison["candidate"][primary],
-            champion.version.version: comparison["champion"][primary],
-        }
-        version, gate = promote(run_cfg, version, log, scores)
-    return UpdateResult(version, said, comparison, gate, outcome.seconds)
 
 
 def sized(cfg: Config, windows: int) -> Config:
@@ -306,129 +378,6 @@ def sized(cfg: Config, windows: int) -> Config:
     (Ray Train splits the examples equally and drops the remainder)."""
     workers = max(1, min(cfg.train.num_workers, windows // cfg.train.batch_size))
     return replace(cfg, train=replace(cfg.train, num_workers=workers))
-
-
-def cf_settings(bundle: ModelBundle) -> tuple[HybridWeights, str, CFParams]:
-    """The version's hybrid weights, CF kind and CF hyper-parameters (to refit on new data)."""
-    hybrid = bundle.hybrid
-    cf = hybrid.cf
-    if cf is None:
-        return hybrid.weights, "ease", CFParams()
-    p = {k: float(v) for k, v in getattr(cf, "params", {}).items()}
-    if cf.kind == "als":
-        return (
-            hybrid.weights,
-            "als",
-            CFParams(
-                factors=int(p.get("factors", 32)),
-                iterations=int(p.get("iterations", 15)),
-                regularization=float(getattr(cf, "regularization", 1.0)),
-                alpha=float(getattr(cf, "alpha", 5.0)),
-            ),
-        )
-    params = CFParams(ease_lambda=p.get("lambda", 200.0), neighbours=int(p.get("neighbours", 100)))
-    return hybrid.weights, cf.kind, params
-
-
-def scores_of(
-    towers: Towers, hybrid: HybridScorer, ids: tuple[str, ...] | list[str], users: PeriodUsers
-) -> dict[str, float]:
-    """The LLM part alone and the hybrid on ``users``, over every row of ``ids``."""
-    queries = towers.encode_users(users.history_ids, users.queries)
-    every = np.arange(len(ids))
-    out = {f"llm_{k}": v for k, v in period_metrics(queries @ hybrid.items.T, users, every).items()}
-    mixed = hybrid.scores(queries, users.histories)
-    return out | {f"hybrid_{k}": v for k, v in period_metrics(mixed, users, every).items()}
-
-
-def champion_scores(
-    bundle: ModelBundle, catalogue: Catalogue, users: PeriodUsers
-) -> dict[str, float]:
-    """The champion as served now: its own item vectors and hybrid; the items it lacks are
-    embedded by its item tower and appended as serving appends live items (no CF or
-    popularity part)."""
-    towers = bundle.load_towers()
-    own = bundle.catalogue.index
-    extra = [i for i in catalogue.ids if i not in own]
-    hybrid = bundle.hybrid
-    if extra:
-        texts = [catalogue.items[i] for i in extra]
-        vectors = towers.encode_new_items(texts)
-        towers.add_items(extra, texts, vectors)
-        hybrid.extend(vectors)
-    order = {**own, **{i: len(own) + k for k, i in enumerate(extra)}}
-    perm = np.array([order[i] for i in catalogue.ids], dtype=np.int64)  # our row -> theirs
-    theirs = PeriodUsers(
-        users.user_ids,
-        [[int(perm[r]) for r in h] for h in users.histories],
-        users.history_ids,
-        perm[users.targets],
-        users.queries,
-        users.returning,
-    )
-    return scores_of(towers, hybrid, list(order), theirs)
-
-
-def update_card(
-    cfg: Config,
-    champion: Champion,
-    data: NewData,
-    lineage: Lineage,
-    comparison: dict[str, dict[str, float]],
-    primary: str,
-    outcome: TrainOutcome,
-) -> str:
-    """The Markdown model card of an updated version: its lineage and the held-out
-    comparison with the version it updates."""
-    day = "%Y-%m-%d %H:%M"
-    start, end = (
-        time.strftime(day, time.gmtime(t)) for t in (lineage.window_start, lineage.window_end)
-    )
-    theirs = champion.version.version
-    lines = [
-        f"| measure (held back: the newest interactions) | this version | version {theirs} |",
-        "|---|---|---|",
-    ]
-    for key in (
-        "hybrid_ndcg_at_10",
-        "hybrid_hr_at_10",
-        "llm_ndcg_at_10",
-        "llm_hr_at_10",
-        "hybrid_returning_ndcg_at_10",
-        "hybrid_new_ndcg_at_10",
-        "users",
-    ):
-        a, b = comparison["candidate"][key], comparison["champion"][key]
-        lines.append(f"| {key}{' (gate)' if key == primary else ''} | {a:.4f} | {b:.4f} |")
-    command = " ".join(shlex.quote(a) for a in sys.argv) if sys.argv and sys.argv[0] else "n/a"
-    return (
-        f"# {cfg.registry.model_name}\n\n"
-        f"**Update** of version {theirs}: {lineage.strategy}, from `{champion.version.uri}`. "
-        f"New data: {len(data.timeline) - data.start} interactions from {start} to {end} UTC "
-        f"(the newest {len(data.timeline) - data.holdout} held back, never trained on), "
-        f"{len(data.grown)} new catalogue rows.\n\n"
-        f"**Data**: {_describe(data.sources)}; {data.prepared.interactions.num_rows} "
-        f"interactions, {len(data.catalogue)} items, fingerprint `{lineage.fingerprint}`; "
-        f"CF part and popularity refitted on all of it.\n\n"
-        f"**Training**: {outcome.seconds:.0f} s on Ray Train (run `{outcome.run_name}`), "
-        f"{cfg.train.num_workers} workers, learning rate {cfg.train.lr:g}.\n\n"
-        "**Held-out comparison** (full ranking over the catalogue, history masked):\n\n"
-        + "\n".join(lines)
-        + f"\n\n**Reproduce**: `{command}`\n"
-    )
-
-
-def _describe(sources: Sources) -> str:
-    parts = [f"`{sources.base}`"]
-    for label, values in (
-        ("logs", sources.logs),
-        ("feedback", sources.feedback),
-        ("items", sources.items),
-        ("live items", sources.live),
-    ):
-        if values:
-            parts.append(f"{label} " + ", ".join(f"`{v}`" for v in values))
-    return "; ".join(parts)
 
 
 def _live_items(path: str) -> pa.Table:

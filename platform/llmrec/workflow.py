@@ -20,11 +20,10 @@ from llmrec import lifecycle, registry
 from llmrec.config import Config
 from llmrec.data.pipeline import item_log_frequency
 from llmrec.data.prepare import Prepared, load_source, prepare, split_and_save
-from llmrec.lineage import data_fingerprint, model_card, training_summary
+from llmrec.lineage import Lineage, data_fingerprint, model_card, training_summary
 from llmrec.modeling.towers import Towers
 from llmrec.steps import (
     IncompatibleInitError,
-    Lineage,
     champion_metrics,
     init_weights,
     promote,

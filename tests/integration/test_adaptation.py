@@ -1,0 +1,271 @@
+"""Adaptation end to end, over real HTTP, real Ray and a real MLflow sqlite store: items
+added and retired live (durable across a restart), then users' feedback and the live items
+flow into `jobs/update.py`, whose candidate passes the gate and is served without a
+redeploy; and an update with nothing new registers nothing.
+
+The champion of the session's `trained` registry is copied under its own name (with its
+lineage tags), so that promoting here changes no other test's champion."""
+
+import json
+import os
+import socket
+import time
+from pathlib import Path
+
+import mlflow
+import pyarrow.parquet as pq
+import pytest
+import requests
+import update  # jobs/update.py
+from llmrec import registry
+from llmrec.bundle import ModelBundle
+from llmrec.config import RegistryConfig
+from llmrec.serving.errors import ErrorBody
+from llmrec.serving.history import Event, FeedbackLog
+from mlflow import MlflowClient
+
+pytestmark = pytest.mark.slow
+NAME = "adapt-scorer"
+TOKEN = "adapt-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+LIVE = {
+    "item_id": "新书-1",
+    "title": "Moonlight Sourdough Atlas",
+    "text": "A cookbook about baking sourdough bread under moonlight in Lisbon.",
+    "categories": ["Cooking"],
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def adapt(trained, tmp_path_factory):
+    """The champion under its own name, served (its alias followed, no watcher: swaps come
+    from POST /admin/reload) with its own history, feedback and live catalogue files."""
+    from ray import serve
+
+    from serve_deployments import build_app
+
+    root = tmp_path_factory.mktemp("adapt")
+    mlflow.set_tracking_uri(trained["tracking_uri"])
+    v1, path = registry.download_bundle("models:/llmrec-scorer/1", root / "v1")
+    metrics, tags = registry.version_info("llmrec-scorer", v1.version)
+    cfg = RegistryConfig(tracking_uri=trained["tracking_uri"], model_name=NAME)
+    registry.log_and_register(
+        cfg, run_name="adapt-v1", params={}, history=[], metrics=metrics, bundle_dir=path,
+        model_card="copy of llmrec-scorer/1", tags=tags,
+    )  # fmt: skip
+    settings = {
+        "model_uri": f"models:/{NAME}@champion",
+        "tracking_uri": trained["tracking_uri"],
+        "history_db": str(root / "serve" / "history.sqlite"),
+        "feedback_dir": str(root / "feedback"),
+        "watch_interval_s": 0,
+    }
+    port = _free_port()
+    serve.start(http_options={"port": port})
+    os.environ["LLMREC_API_TOKEN"] = TOKEN
+    try:
+        serve.run(build_app(settings), name="adapt", route_prefix="/")
+    finally:
+        del os.environ["LLMREC_API_TOKEN"]
+    yield {
+        "url": f"http://127.0.0.1:{port}",
+        "root": root,
+        "bundle": ModelBundle(path),
+        "settings": settings,
+        "trained": trained,
+        "catalogue_db": str(root / "serve" / "catalogue.sqlite"),
+    }
+    serve.shutdown()
+
+
+def post(adapt, path, body, **kw):
+    return requests.post(f"{adapt['url']}{path}", json=body, timeout=120, **kw)
+
+
+def ids_of(r):
+    assert r.status_code == 200, r.text
+    return [i["item_id"] for i in r.json()["items"]]
+
+
+def _update_args(adapt, *extra):
+    root, trained = adapt["root"], adapt["trained"]
+    overrides = [
+        f"registry.tracking_uri={trained['tracking_uri']}",
+        f"registry.model_name={NAME}",
+        f"registry.artifact_location={trained['root'] / 'mlartifacts'}",
+        f"data.work_dir={root / 'update-data'}",
+        f"train.storage_path={root / 'update-train'}",
+        "train.batch_size=8",
+        *extra,
+    ]
+    return [a for o in overrides for a in ("--set", o)]
+
+
+def _versions():
+    return sorted(int(v.version) for v in MlflowClient().search_model_versions(f"name='{NAME}'"))
+
+
+def test_an_update_with_nothing_new_registers_nothing(adapt, tmp_path, capsys):
+    args = _update_args(
+        adapt, f"update.feedback_dir={tmp_path / 'none'}", f"update.catalogue_db={tmp_path / 'x'}"
+    )
+    before = _versions()
+    assert update.main(args) == 0
+    out = capsys.readouterr().out
+    assert "0 new interactions since the champion's cut-off" in out
+    assert "nothing to learn from" in out
+    assert _versions() == before
+
+
+def test_live_items_are_served_retired_ones_never_and_bad_bodies_get_4xx(adapt):
+    bundle = adapt["bundle"]
+    existing = bundle.catalogue.ids[0]
+    update_body = {"item_id": existing, "title": "A renamed classic", "categories": ["Travel"]}
+    r = post(adapt, "/admin/items", {"items": [LIVE, update_body]}, headers=AUTH)
+    assert r.status_code == 200, r.text
+    assert r.json() == {
+        "added": [LIVE["item_id"]],
+        "updated": [existing],
+        "retired": [],
+        "unchanged": [],
+        "model_version": "1",
+    }
+    ready = requests.get(f"{adapt['url']}/readyz", timeout=30).json()
+    assert ready["items"] == len(bundle.catalogue) + 1
+    asked = {"query": LIVE["text"], "k": 10}
+    assert LIVE["item_id"] in ids_of(post(adapt, "/recommend", asked))  # the next request
+    renamed = post(adapt, "/recommend", {"query": "travel", "k": 100, "categories": ["Travel"]})
+    assert existing in ids_of(renamed)
+    assert next(i for i in renamed.json()["items"] if i["item_id"] == existing)["title"] == (
+        "A renamed classic"
+    )
+    event = {"user_id": "live-fan", "item_id": LIVE["item_id"], "event": "like"}
+    assert post(adapt, "/feedback", event, headers=AUTH).status_code == 200  # a valid item
+
+    victim = ids_of(post(adapt, "/recommend", {"query": "dragons and wizards", "k": 3}))[0]
+    r = post(adapt, "/admin/items/retire", {"item_ids": [victim, victim]}, headers=AUTH)
+    assert r.status_code == 200 and r.json()["retired"] == [victim]
+    again = post(adapt, "/admin/items/retire", {"item_ids": [victim]}, headers=AUTH)
+    assert again.json()["retired"] == [] and again.json()["unchanged"] == [victim]
+    category = bundle.catalogue.items[victim].categories[0]
+    for body in (
+        {"query": "dragons and wizards", "k": 100},
+        {"query": "x", "k": 100, "categories": [category]},
+        {"history": list(bundle.catalogue.ids[1:4]), "k": 100, "diversity": 0.5},
+    ):
+        assert victim not in ids_of(post(adapt, "/recommend", body))
+    history = requests.get(f"{adapt['url']}/users/live-fan/history", headers=AUTH, timeout=30)
+    assert history.json()["history"] == [LIVE["item_id"]]  # history stays
+
+    for path, body, status, message in (
+        ("/admin/items", {"items": [LIVE]}, 401, "bearer token"),
+        ("/admin/items", {"items": []}, 422, "at least 1 item"),
+        ("/admin/items", {"items": [{"item_id": "x", "title": " "}]}, 422, "should match"),
+        ("/admin/items", {"items": [{**LIVE, "price": 3}]}, 422, "Extra inputs"),
+        ("/admin/items", {"items": [{**LIVE, "text": "x" * 70000}]}, 413, "the limit is"),
+        ("/admin/items/retire", {"item_ids": ["gone", "无"]}, 404, "unknown item ids: 'gone'"),
+    ):
+        headers = {} if status == 401 else AUTH
+        r = post(adapt, path, body, headers=headers)
+        assert r.status_code == status and message in r.text, r.text
+        ErrorBody.model_validate(r.json())
+
+
+def test_a_restarted_server_keeps_live_items_and_retirements(adapt):
+    """A second app on the same state files is a restart: new replicas, only the files."""
+    from ray import serve
+
+    from serve_deployments import build_app
+
+    retired = json.loads(
+        requests.get(f"{adapt['url']}/openapi.json", timeout=30).text
+    )  # the routes are documented
+    assert {"/admin/items", "/admin/items/retire"} <= set(retired["paths"])
+    serve.run(build_app(adapt["settings"]), name="restarted", route_prefix="/restarted")
+    try:
+        url = f"{adapt['url']}/restarted/recommend"
+        top = requests.post(url, json={"query": LIVE["text"], "k": 10}, timeout=120)
+        assert LIVE["item_id"] in ids_of(top)
+        live = requests.post(url, json={"history": [LIVE["item_id"]], "k": 5}, timeout=120)
+        assert live.status_code == 200  # a live item is a known item after the restart
+    finally:
+        serve.delete("restarted")
+
+
+def _category_share(ids, bundle, category, extra=None):
+    items = {**bundle.catalogue.items, **(extra or {})}
+    return sum(category in items[i].categories for i in ids if i in items) / len(ids)
+
+
+def test_feedback_and_live_items_flow_into_a_promoted_update(adapt, capsys):
+    bundle = adapt["bundle"]
+    catalogue = bundle.catalogue
+    category = "Cooking"
+    pool = [i for i in catalogue.ids if category in catalogue.items[i].categories]
+    users = [u for u, h in bundle.histories.items() if not any(i in pool for i in h)][:8]
+    assert len(users) == 8 and len(pool) >= 12
+    user = users[0]
+    before = ids_of(post(adapt, "/recommend", {"user_id": user, "k": 10}))
+    now = int(time.time()) - 3600
+    events = [
+        {"user_id": u, "item_id": pool[(k * 7 + j) % len(pool)], "event": "click",
+         "timestamp": now + 10 * k + j}
+        for k in range(10)
+        for j, u in enumerate(users)
+    ]  # fmt: skip
+    for start in range(0, len(events), 40):
+        batch = {"events": events[start : start + 40]}
+        assert post(adapt, "/feedback", batch, headers=AUTH).status_code == 200
+    # a row naming an item no catalogue has (written as an old server would have)
+    FeedbackLog(adapt["settings"]["feedback_dir"]).append(
+        [Event(user, "withdrawn-item", "click", 1.0, None, now + 500)]
+    )
+    old = ids_of(post(adapt, "/recommend", {"user_id": user, "k": 10}))
+    args = _update_args(
+        adapt,
+        f"update.feedback_dir={adapt['settings']['feedback_dir']}",
+        f"update.catalogue_db={adapt['catalogue_db']}",
+        "update.auto_promote=true",
+        "update.epochs=4",
+    )
+    assert update.main(args) == 0
+    out = capsys.readouterr().out
+    print(out[-3000:])
+    assert "rejected interactions: 1 x unknown_item" in out
+    (version,) = [v for v in _versions() if v > 1]
+    mv = MlflowClient().get_model_version(NAME, str(version))
+    assert mv.tags["parent_version"] == "1"
+    assert mv.tags["update_strategy"].startswith("fine-tune with replay")
+    assert int(mv.tags["data_window_start"]) >= now
+    assert int(mv.tags["data_window_end"]) == int(mv.tags["data_cutoff"]) >= now + 90
+    assert json.loads(mv.tags["data_sources"])["feedback"] == [adapt["settings"]["feedback_dir"]]
+    assert "Held-out comparison" in mv.description
+    assert registry.current_champion(NAME) == str(version)  # the gate promoted it
+    v2 = ModelBundle(registry.download_bundle(f"models:/{NAME}/{version}")[1])
+    assert LIVE["item_id"] in v2.catalogue  # read as a new catalogue row
+    assert "withdrawn-item" not in v2.catalogue
+
+    r = post(adapt, "/admin/reload", {}, headers=AUTH)  # no redeploy
+    assert r.json()["changed"] is True and r.json()["model_version"] == str(version)
+    new = ids_of(post(adapt, "/recommend", {"user_id": user, "k": 10}))
+    shares = [_category_share(x, v2, category) for x in (before, old, new)]
+    print(f"{category} share in {user}'s top 10: before feedback, v1, v{version}: {shares}")
+    assert shares[2] > shares[1]
+    top = post(adapt, "/recommend", {"query": LIVE["text"], "k": 10})
+    assert top.json()["model_version"] == str(version)
+    assert LIVE["item_id"] in ids_of(top)
+
+
+def test_rejected_feedback_is_set_aside_in_the_update_work_dir(adapt):
+    found = list((adapt["root"] / "update-data").glob("update-*/rejected/interactions.parquet"))
+    assert found, "the update wrote no rejected/ file"
+    rejected = pq.read_table(found[-1]).to_pandas()
+    assert rejected["item_id"].tolist() == ["withdrawn-item"]
+    assert set(rejected["rejected_reason"]) == {"unknown_item"}
+    assert Path(rejected["rejected_source"].iloc[0]).name.startswith("feedback-")
