@@ -244,7 +244,8 @@ def learn(
             version.version: comparison["candidate"][primary],
             champion.version.version: comparison["champion"][primary],
         }
-        version, gate = promote(run_cfg, version, log, scores)
+        held_back = replace(run_cfg.registry, primary_metric=f"held-back {primary}")
+        version, gate = promote(replace(run_cfg, registry=held_back), version, log, scores)
     return UpdateResult(version, said, comparison, gate, tuned.outcome.seconds)
 
 

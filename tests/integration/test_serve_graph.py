@@ -546,7 +546,9 @@ def test_health_readiness_and_openapi(server):
     assert ready["ready"] is True and ready["model_version"] == "1"
     assert ready["index"] == f"exact ({len(server['bundle'].catalogue)} items)"
     spec = requests.get(f"{server['url']}/openapi.json", timeout=30).json()
-    assert {"/recommend", "/feedback", "/readyz", "/admin/reload"} <= set(spec["paths"])
+    assert {"/recommend", "/feedback", "/readyz", "/admin/reload", "/admin/items"} <= set(
+        spec["paths"]
+    )
     assert requests.get(f"{server['url']}/docs", timeout=30).status_code == 200
 
 
@@ -575,7 +577,7 @@ def test_the_api_conforms_to_its_own_openapi_schema(server):
     )
     report = out.stdout[-6000:] + out.stderr[-2000:]
     assert out.returncode == 0, report
-    assert "Tested: 6" in out.stdout, report
+    assert "Tested: 8" in out.stdout, report
 
 
 def test_http_proxy_listens_on_localhost_only(server):
@@ -625,6 +627,7 @@ def test_champion_swap_under_load_has_no_failures_and_no_mixed_versions(server, 
     common = dict(params={}, history=[], metrics={}, model_card="card", tags={})
     v1 = registry.log_and_register(cfg, run_name="v1", bundle_dir=server["bundle"].path, **common)
     settings = {**server["settings"], "model_uri": "models:/swap-test@champion"}
+    settings["catalogue_db"] = str(tmp_path / "catalogue.sqlite")  # no live items (schemathesis')
     settings["watch_interval_s"] = 0.5
     serve.run(build_app(settings), name="swap", route_prefix="/swap")
     v2 = registry.log_and_register(cfg, run_name="v2", bundle_dir=v2_dir, **common)

@@ -202,12 +202,7 @@ class CatalogueState:
     def retire(self, item_ids: Collection[str]) -> tuple[list[str], list[str]]:
         """Retire items (they stay in histories, leave recommendations); returns (newly
         retired, already retired)."""
-        conn = self._conn()
-        already = {
-            r[0]
-            for r in conn.execute("SELECT item_id FROM retired_items").fetchall()
-            if r[0] in set(item_ids)
-        }
+        already = self._present("retired_items", item_ids)
         fresh = [i for i in dict.fromkeys(item_ids) if i not in already]
         if fresh:
             now = int(time.time())
@@ -225,10 +220,20 @@ class CatalogueState:
         rows = self._conn().execute("SELECT item_id FROM retired_items").fetchall()
         return frozenset(r[0] for r in rows)
 
-    def live_ids(self) -> frozenset[str]:
-        """Every item id posted live (retired or not)."""
-        rows = self._conn().execute("SELECT item_id FROM live_items").fetchall()
-        return frozenset(r[0] for r in rows)
+    def live_ids(self, among: Collection[str]) -> frozenset[str]:
+        """Which of ``among`` were posted live (retired or not)."""
+        return self._present("live_items", among)
+
+    def _present(self, table: str, ids: Collection[str]) -> frozenset[str]:
+        wanted, found = list(dict.fromkeys(ids)), set[str]()
+        for start in range(0, len(wanted), 500):  # SQLite's bound-parameter limit
+            part = wanted[start : start + 500]
+            marks = ",".join("?" * len(part))
+            rows = self._conn().execute(
+                f"SELECT item_id FROM {table} WHERE item_id IN ({marks})", part
+            )
+            found.update(r[0] for r in rows.fetchall())
+        return frozenset(found)
 
     def missing(self, model_uri: str) -> list[tuple[LiveItem, int]]:
         """Live items (and the change that last set them) with no current vector for
@@ -361,7 +366,7 @@ class LiveCatalogue:
         import asyncio
 
         vectors = await self._vectors(model_uri, list(items))
-        live = await asyncio.to_thread(self.state.live_ids)
+        live = await asyncio.to_thread(self.state.live_ids, [i.item_id for i in items])
         updated = [i.item_id for i in items if i.item_id in live or known(i.item_id)]
         await asyncio.to_thread(self.state.upsert, list(items), model_uri, vectors)
         added = [i.item_id for i in items if i.item_id not in set(updated)]
