@@ -156,3 +156,21 @@ def test_what_an_update_reads(tmp_path):
     merged = Sources("demo", ["a"]).with_(Sources("demo", ["a", "b"], ["f"]))
     assert merged.as_dict() == {"base": "demo", "logs": ["a", "b"], "feedback": ["f"]}
     assert Sources.from_dict(merged.as_dict()) == merged
+
+
+def test_an_update_keeps_the_champions_model_and_takes_its_own_runtime():
+    from llmrec.update_workflow import run_config, sized, version_strategy
+
+    champion = load_config(None, ["model.dim=32", "train.lr=0.004", "train.batch_size=16"])
+    ours = load_config(
+        None,
+        ["model.dim=64", "train.num_workers=3", "update.epochs=2", "registry.model_name=x"],
+    )
+    cfg = run_config(ours, champion, "models:/m/4")
+    assert cfg.model.dim == 32 and cfg.train.batch_size == 16  # the champion's
+    assert cfg.train.num_workers == 3 and cfg.registry.model_name == "x"  # this run's
+    assert (cfg.train.epochs, cfg.train.lr, cfg.train.init_from) == (2, 0.004, "models:/m/4")
+    assert sized(cfg, 20).train.num_workers == 1 and sized(cfg, 1000).train.num_workers == 3
+    assert version_strategy(ours) == "fine-tune with replay (ratio 1), 2 epochs"
+    new_only = load_config(None, ["update.replay_ratio=0", "update.max_steps=50"])
+    assert version_strategy(new_only) == "fine-tune on new data only, 3 epochs, at most 50 steps"

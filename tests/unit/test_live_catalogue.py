@@ -35,7 +35,10 @@ N = 30
 GENRES = ["Drama", "Comedy", "Horror"]
 
 
-def make_bundle(path, **rank) -> ModelBundle:
+WEIGHTS = HybridWeights(1.0, 0.5, 0.1)
+
+
+def make_bundle(path, weights=WEIGHTS, **rank) -> ModelBundle:
     """30 items in 2 dimensions (item i at angle i/N), genre i % 3; EASE and popularity in
     the hybrid, so that live items meet every part of the score."""
     angles = np.arange(N) / N * np.pi
@@ -60,7 +63,7 @@ def make_bundle(path, **rank) -> ModelBundle:
     x = interaction_matrix([[int(i[1:]) for i in h] for h in users.values()], N)
     counts = np.arange(N, 0, -1).astype(np.float32)
     cf = EASE(10.0).fit(x).weights
-    HybridScorer(emb, HybridWeights(1.0, 0.5, 0.1), cf, counts).save(path / "hybrid")
+    HybridScorer(emb, weights, cf, counts).save(path / "hybrid")
     return ModelBundle(path)
 
 
@@ -159,6 +162,21 @@ def test_live_items_join_an_hnsw_index(tmp_path, state):
     state.retire(["n1"])
     sync(state, URI, ranker)
     assert "n1" not in ids(ranker.rank(np.array([0.0, 1.0]), q))
+
+
+def test_a_typed_query_counts_even_where_the_hybrid_gives_the_llm_no_weight(tmp_path, state):
+    bundle = make_bundle(tmp_path / "b", weights=HybridWeights(0.0, 1.0, 0.0))  # EASE alone
+    ranker, builder = CandidateRanker(bundle), QueryBuilder(bundle)
+    state.upsert([LiveItem("n1", "New")], URI, [[0.0, 2.0]])
+    sync(state, URI, ranker), sync(state, URI, builder)
+    query = np.array([0.0, 1.0])
+    typed = ids(ranker.rank(query, builder.build(RecommendRequest(query="x", k=2))))
+    assert typed == ["n1", "i15"]  # ranked by the LLM part: a live item can be found
+    history = builder.build(RecommendRequest(history=["i00", "i01"], k=5))
+    ease = ranker.hybrid.cf_part([[0, 1]])[0]
+    ease[[0, 1]] = -np.inf
+    ranked = ranker.rank(query, history)  # no typed query: EASE alone, as tuned
+    assert [i.score for i in ranked] == pytest.approx(sorted(ease, reverse=True)[:5], abs=1e-5)
 
 
 def test_live_items_get_the_mean_cf_and_popularity_parts(tmp_path):
