@@ -86,16 +86,19 @@ def serving_hybrid(
     catalogue: Catalogue,
     item_emb: np.ndarray,
     interactions: pa.Table,
+    request_weights: HybridWeights | None = None,
 ) -> HybridScorer:
-    """The hybrid a served version uses: ``weights`` (tuned on validation), with the CF
-    part (``cf`` fitted with ``cf_params``) and popularity fitted on every user's whole
-    history over the whole catalogue."""
+    """The hybrid a served version uses: ``weights`` (tuned on validation) and
+    ``request_weights`` (for users who typed a request; None: ``weights`` with the model's
+    term raised to 1), with the CF part (``cf`` fitted with ``cf_params``) and popularity
+    fitted on every user's whole history over the whole catalogue."""
     index = catalogue.index
     df = interactions.select(["user_id", "item_id"]).to_pandas()
     histories = [[index[i] for i in items] for _, items in df.groupby("user_id")["item_id"]]
     x = interaction_matrix(histories, len(catalogue))
     counts = Popularity().fit(x).counts
-    return HybridScorer(item_emb, weights, fit_cf(cf, x, cf_params), counts)
+    cf_model = fit_cf(cf, x, cf_params)
+    return HybridScorer(item_emb, weights, cf_model, counts, request_weights)
 
 
 def cf_settings(bundle: ModelBundle) -> tuple[HybridWeights, str, CFParams]:

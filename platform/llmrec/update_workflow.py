@@ -326,8 +326,15 @@ def register_update(
     if weights_file.exists():
         weights, kind, params = cf_settings(champion.bundle)
         interactions = data.prepared.interactions
-        hybrid = serving_hybrid(weights, kind, params, catalogue, tuned.vectors, interactions)
-        meta = json.loads(weights_file.read_text())
+        asked = champion.bundle.hybrid.request_weights
+        hybrid = serving_hybrid(
+            weights, kind, params, catalogue, tuned.vectors, interactions, asked
+        )
+        meta = {  # what the champion's tuning recorded; the weights are written by the scorer
+            k: v
+            for k, v in json.loads(weights_file.read_text()).items()
+            if k not in ("weights", "request_weights")
+        }
     last = timeline.timestamp(len(timeline) - 1)  # the cut-off: every event read
     lineage = Lineage(
         data.sources.as_dict(),

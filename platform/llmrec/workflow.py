@@ -110,7 +110,13 @@ def finetune(cfg: Config, log: Any = print) -> FinetuneResult:
     hybrid = None
     if fit is not None:
         hybrid = serving_hybrid(
-            fit.weights, fit.cf, fit.cf_params, catalogue, item_emb.numpy(), prepared.interactions
+            fit.weights,
+            fit.cf,
+            fit.cf_params,
+            catalogue,
+            item_emb.numpy(),
+            prepared.interactions,
+            fit.request_weights,
         )
         log(f"hybrid: {fit.weights.describe()} (EASE lambda {fit.ease_lambda:g})")
     metrics["train_seconds"] = outcome.seconds

@@ -149,6 +149,7 @@ def test_live_items_are_served_retired_ones_never_and_bad_bodies_get_4xx(adapt):
     assert post(adapt, "/feedback", event, headers=AUTH).status_code == 200  # a valid item
 
     victim = ids_of(post(adapt, "/recommend", {"query": "dragons and wizards", "k": 3}))[0]
+    adapt["retired"] = victim
     r = post(adapt, "/admin/items/retire", {"item_ids": [victim, victim]}, headers=AUTH)
     assert r.status_code == 200 and r.json()["retired"] == [victim]
     again = post(adapt, "/admin/items/retire", {"item_ids": [victim]}, headers=AUTH)
@@ -183,17 +184,17 @@ def test_a_restarted_server_keeps_live_items_and_retirements(adapt):
 
     from serve_deployments import build_app
 
-    retired = json.loads(
-        requests.get(f"{adapt['url']}/openapi.json", timeout=30).text
-    )  # the routes are documented
-    assert {"/admin/items", "/admin/items/retire"} <= set(retired["paths"])
+    spec = requests.get(f"{adapt['url']}/openapi.json", timeout=30).json()
+    assert {"/admin/items", "/admin/items/retire"} <= set(spec["paths"])  # documented
     serve.run(build_app(adapt["settings"]), name="restarted", route_prefix="/restarted")
     try:
         url = f"{adapt['url']}/restarted/recommend"
         top = requests.post(url, json={"query": LIVE["text"], "k": 10}, timeout=120)
         assert LIVE["item_id"] in ids_of(top)
-        live = requests.post(url, json={"history": [LIVE["item_id"]], "k": 5}, timeout=120)
-        assert live.status_code == 200  # a live item is a known item after the restart
+        live = requests.post(url, json={"history": [LIVE["item_id"]], "k": 100}, timeout=120)
+        assert adapt["retired"] not in ids_of(live)  # a live item is known, retired stays out
+        for body in ({"query": "dragons and wizards", "k": 100}, {"query": "x", "k": 100}):
+            assert adapt["retired"] not in ids_of(requests.post(url, json=body, timeout=120))
     finally:
         serve.delete("restarted")
 
@@ -256,7 +257,7 @@ def test_feedback_and_live_items_flow_into_a_promoted_update(adapt, capsys):
     new = ids_of(post(adapt, "/recommend", {"user_id": user, "k": 10}))
     shares = [_category_share(x, v2, category) for x in (before, old, new)]
     print(f"{category} share in {user}'s top 10: before feedback, v1, v{version}: {shares}")
-    assert shares[2] > shares[1]
+    assert shares[2] > shares[0] and shares[2] >= shares[1]
     top = post(adapt, "/recommend", {"query": LIVE["text"], "k": 10})
     assert top.json()["model_version"] == str(version)
     assert LIVE["item_id"] in ids_of(top)

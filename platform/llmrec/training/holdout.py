@@ -32,7 +32,8 @@ def compare(
     (``llm_*``) and the hybrid (``hybrid_*``)."""
     if (champion.path / "hybrid" / "weights.json").exists():
         weights, kind, params = cf_settings(champion)
-        hybrid = serving_hybrid(weights, kind, params, catalogue, vectors, before)
+        asked = champion.hybrid.request_weights
+        hybrid = serving_hybrid(weights, kind, params, catalogue, vectors, before, asked)
     else:
         hybrid = HybridScorer(vectors)
     return {
@@ -47,7 +48,8 @@ def scores_of(towers: Towers, hybrid: HybridScorer, n: int, users: PeriodUsers) 
     every = np.arange(n)
     llm = queries @ np.asarray(hybrid.items, dtype=np.float32).T
     out = {f"llm_{k}": v for k, v in period_metrics(llm, users, every).items()}
-    mixed = hybrid.scores(queries, users.histories)
+    typed = [q is not None for q in users.queries]  # scored as serving scores them
+    mixed = hybrid.scores(queries, users.histories, requests=typed)
     return out | {f"hybrid_{k}": v for k, v in period_metrics(mixed, users, every).items()}
 
 
