@@ -23,7 +23,7 @@ and HR@10 per user group (activity quartile, the user table's attributes) and th
 gap with its bootstrap interval. See docs/beyond-accuracy.md. --explain measures how
 faithful each model's explanations are (docs/explanations.md).
 
---incremental runs the incremental protocol (docs/incremental.md): the first 70% of the
+--incremental runs the incremental protocol (docs/updates.md): the first 70% of the
 interactions by time train a base model, the rest is cut into --periods periods; per period
 the stale model, fine-tuning on the new data only, fine-tuning with replay (jobs/update.py)
 and a full retrain are scored on that period; one table and a plot, logged to MLflow:
@@ -113,7 +113,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "--incremental",
         action="store_true",
         help="the incremental protocol: stale vs fine-tune (new data, with replay) vs\n"
-        "full retrain per period (update.* settings; docs/incremental.md)",
+        "full retrain per period (update.* settings; docs/updates.md)",
     )
     parser.add_argument("--periods", type=int, default=3, help="--incremental: periods")
     parser.add_argument("--no-log", action="store_true", help="print only, log nothing to MLflow")

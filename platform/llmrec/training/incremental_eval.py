@@ -1,5 +1,5 @@
 """How much an update costs, and what it buys: the incremental protocol
-(``jobs/evaluate.py --incremental``, ``docs/incremental.md``).
+(``jobs/evaluate.py --incremental``, ``docs/updates.md``).
 
 All interactions on one timeline: the first ``base_share`` is the base period, the rest is
 cut into ``periods`` equal periods. For each period, each strategy has a model made from the
