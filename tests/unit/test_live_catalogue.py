@@ -147,6 +147,15 @@ def test_the_ranker_serves_live_items_and_never_retired_ones(tmp_path, state):
     state.upsert([new[0]], URI, vectors[:1])  # posted again: back
     sync(state, URI, ranker)
     assert ids(ranker.rank(query, q))[0] == "n1"
+    # a restart: new replicas over the bundle and the reopened record answer the same
+    fresh, fresh_builder = CandidateRanker(bundle), QueryBuilder(bundle)
+    record = CatalogueState(state.path)
+    assert sync(record, URI, fresh) and sync(record, URI, fresh_builder)
+    for req in (RecommendRequest(query="x", k=N + 2), RecommendRequest(query="x", k=N)):
+        want = [(i.item_id, i.title) for i in ranker.rank(query, builder.build(req))]
+        got = [(i.item_id, i.title) for i in fresh.rank(query, fresh_builder.build(req))]
+        assert got == want and "i15" not in dict(got) and "n1" in dict(got)
+    assert fresh.num_items == ranker.num_items == N + 2
 
 
 def test_live_items_join_an_hnsw_index(tmp_path, state):
