@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import requests
@@ -189,6 +190,16 @@ def _category_share(ids, bundle, category, extra=None):
     return sum(category in items[i].categories for i in ids if i in items) / len(ids)
 
 
+def _model_share(bundle, history, category):
+    """The category's share in the top 10 of the version's model alone (its user tower over
+    ``history``, its item vectors; the history masked)."""
+    vector = bundle.load_towers().encode_users([history], [None])[0]
+    scores = np.asarray(bundle.item_embeddings, dtype=np.float32) @ vector
+    ids = bundle.catalogue.ids
+    top = [ids[k] for k in np.argsort(-scores) if ids[k] not in set(history)][:10]
+    return _category_share(top, bundle, category)
+
+
 def test_feedback_and_live_items_flow_into_a_promoted_update(adapt, capsys):
     bundle = adapt["bundle"]
     catalogue = bundle.catalogue
@@ -242,7 +253,14 @@ def test_feedback_and_live_items_flow_into_a_promoted_update(adapt, capsys):
     new = ids_of(post(adapt, "/recommend", {"user_id": user, "k": 10}))
     shares = [_category_share(x, v2, category) for x in (before, old, new)]
     print(f"{category} share in {user}'s top 10: before feedback, v1, v{version}: {shares}")
-    assert shares[2] > shares[0] and shares[2] >= shares[1]
+    assert shares[2] > shares[0]  # the served answer leans to it, against v1's before
+    # What the update taught the model: with the same history (the feedback included), the
+    # model alone. The served hybrid keeps v1's weights, which on the demo are EASE alone for
+    # a history (the refitted EASE, not the model, ranks it; see docs/updates.md).
+    history = [*bundle.histories[user], *[e["item_id"] for e in events if e["user_id"] == user]]
+    learned = [_model_share(b, history, category) for b in (bundle, v2)]
+    print(f"{category} share in the model's top 10 for {user}, v1, v{version}: {learned}")
+    assert learned[1] >= learned[0] + 0.3
     top = post(adapt, "/recommend", {"query": LIVE["text"], "k": FOUND})
     assert top.json()["model_version"] == str(version)
     assert LIVE["item_id"] in ids_of(top)
