@@ -5,8 +5,8 @@ from typing import Any
 
 import numpy as np
 from llmrec.serving import QueryEncoder, ServeSettings
-from llmrec.serving.recommender import blocks
 from llmrec.serving.catalogue_state import CatalogueState, LiveItem, sync
+from llmrec.serving.recommender import blocks
 from llmrec.serving.versions import VersionCache, open_version
 from ray import serve
 

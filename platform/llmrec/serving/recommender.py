@@ -27,9 +27,9 @@ from llmrec.ranking.index import ItemIndex, build_index, choose_index
 from llmrec.ranking.rerank import SlateSpec
 from llmrec.ranking.slate import ItemFacts, Reranker
 from llmrec.serving.backends import query_scorer
+from llmrec.serving.catalogue_state import LiveChanges, LiveItem
 from llmrec.serving.constraints import Constraints
 from llmrec.serving.explain import Explainer, occlusion_targets
-from llmrec.serving.catalogue_state import LiveChanges, LiveItem
 from llmrec.serving.history import HistoryStore
 from llmrec.serving.intent import IntentParser
 from llmrec.serving.lexicon import Lexicon
