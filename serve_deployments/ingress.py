@@ -107,6 +107,7 @@ class Ingress:
         self.live = LiveCatalogue(self.catalogue, self._embed_items)
         self.swap_lock = asyncio.Lock()
         serving_settings.EDGE["max_body_bytes"] = self.settings.max_body_bytes
+        serving_settings.EDGE["max_admin_body_bytes"] = self.settings.max_admin_body_bytes
         serving_settings.EDGE["secured"] = self.auth.enabled
         serving_settings.EDGE["requests"] = metrics.Counter(
             "llmrec_http_requests",

@@ -58,6 +58,10 @@ def _app() -> FastAPI:
     def echo(body: Body) -> dict:
         return {"k": body.k}
 
+    @app.post("/admin/echo", responses=error_responses(413, 415, 422))
+    def admin_echo(body: Body) -> dict:
+        return {"k": body.k}
+
     return app
 
 
@@ -66,6 +70,7 @@ def client(monkeypatch):
     counter = Counter()
     monkeypatch.setitem(serving_settings.EDGE, "requests", counter)
     monkeypatch.setitem(serving_settings.EDGE, "max_body_bytes", 1024)
+    monkeypatch.setitem(serving_settings.EDGE, "max_admin_body_bytes", 4096)
     monkeypatch.setitem(serving_settings.EDGE, "secured", True)
     c = TestClient(_app())
     c.counter = counter
@@ -340,3 +345,14 @@ def test_the_served_openapi_has_only_json_schema_constraints(monkeypatch):
         except ValidationError:
             model_ok = False
         assert schema_ok == model_ok == ok, (timestamp, schema_ok, model_ok)
+
+
+def test_admin_routes_have_their_own_body_limit(client):
+    body = '{"k": 5, "pad": "' + "x" * 2000 + '"}'
+    headers = {"content-type": "application/json"}
+    item = _one_error(client.post("/echo", content=body, headers=headers), 413, "payload_too_large")
+    assert "limit is 1024" in item["msg"]
+    assert client.post("/admin/echo", content=body, headers=headers).status_code != 413
+    big = '{"k": 5, "pad": "' + "x" * 5000 + '"}'
+    item = _one_error(client.post("/admin/echo", content=big, headers=headers), 413, "payload_too_large")
+    assert "limit is 4096" in item["msg"]

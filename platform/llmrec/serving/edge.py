@@ -57,7 +57,8 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 
 class EdgeMiddleware:
-    """Refuses bodies over ``EDGE["max_body_bytes"]`` (413) and bodies that are not JSON
+    """Refuses bodies over ``EDGE["max_body_bytes"]`` (``max_admin_body_bytes`` on the
+    ``/admin/`` routes) (413) and bodies that are not JSON
     (415), and counts every answer in ``EDGE["requests"]`` by route template and status.
 
     A body without a ``Content-Length`` (chunked) is read here up to the limit and replayed
@@ -91,7 +92,8 @@ class EdgeMiddleware:
 
     async def _check(self, scope: Scope, receive: Receive) -> tuple[Any, Receive]:
         """(an answer refusing the request, or None; the receive channel to use)."""
-        limit = int(serving_settings.EDGE["max_body_bytes"])
+        admin = str(scope.get("path", "")).startswith("/admin/")
+        limit = int(serving_settings.EDGE["max_admin_body_bytes" if admin else "max_body_bytes"])
         length = _header(scope, b"content-length")
         if length is not None and length.strip().isdigit():
             if int(length) > limit:

@@ -16,7 +16,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from llmrec.config import DEFAULT_TRACKING_URI
 
-EDGE: dict[str, Any] = {"max_body_bytes": 64 * 1024, "requests": None, "secured": False}
+EDGE: dict[str, Any] = {
+    "max_body_bytes": 64 * 1024,
+    "max_admin_body_bytes": 16 * 1024 * 1024,
+    "requests": None,
+    "secured": False,
+}
 """Per-process state of the HTTP edge (body limit, request counter, whether a bearer token is
 set: :mod:`llmrec.serving.edge`), set by the ingress replica. It lives in this importable
 module, read as ``settings.EDGE``, because Ray Serve ships the deployment's own module by
@@ -92,6 +97,12 @@ class ServeSettings(BaseModel):
     )
     max_history: int = Field(default=200, ge=1, le=200)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    max_admin_body_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=1024,
+        description="Body limit of the /admin/ routes (POST /admin/items takes up to 100 "
+        "items of up to 5,000 characters each: a valid batch can be far over max_body_bytes).",
+    )
     history_db: str = "runs/serve/history.sqlite"
     feedback_dir: str = "runs/feedback"
     catalogue_db: str = Field(
