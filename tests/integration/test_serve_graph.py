@@ -555,7 +555,9 @@ def test_health_readiness_and_openapi(server):
 def test_the_api_conforms_to_its_own_openapi_schema(server, tmp_path):
     """schemathesis (every check: status codes and error bodies as documented, schema-valid
     requests accepted, schema-invalid ones refused, no 5xx) with a bounded example count.
-    A 413 (a body over the limit) counts as refusing schema-invalid data."""
+    A 413 (a body over the limit) counts as refusing schema-invalid data. The stateful phase
+    is off: it infers a link from POST /admin/items to POST /admin/items/retire and then
+    retires ids that were never created, which the API rightly answers with a 404."""
     cli = Path(sys.executable).with_name("schemathesis")
     config = tmp_path / "schemathesis.toml"
     refusals = ["400", "401", "403", "404", "405", "406", "409", "413", "415", "422", "428", "429"]
@@ -566,6 +568,8 @@ def test_the_api_conforms_to_its_own_openapi_schema(server, tmp_path):
             "--config-file",
             str(config),
             "run",
+            "--phases",
+            "examples,coverage,fuzzing",
             f"{server['url']}/openapi.json",
             "--checks",
             "all",

@@ -3,6 +3,7 @@ builder, ranker over exact and FAISS indexes, the encoder's item and user towers
 ingress's add/retire/prepare steps, and the request models."""
 
 import asyncio
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -28,6 +29,7 @@ from llmrec.serving import (
     ServeSettings,
 )
 from llmrec.serving.catalogue_state import CatalogueState, LiveCatalogue, LiveItem, sync
+from llmrec.serving.query import Intent
 from llmrec.serving.schemas import NewItems, RetireItems
 from pydantic import ValidationError
 
@@ -134,6 +136,10 @@ def test_the_ranker_serves_live_items_and_never_retired_ones(tmp_path, state):
 
     comedy, drama = within("Comedy"), within("Drama")
     assert "i00" in comedy and "i00" not in drama  # the update moved its category
+    # a request read into constraints covers the live items too (their categories filter)
+    read = replace(q, k=N + 2, intent=Intent(categories=("Jazz",), without=("Drama",)))
+    got = ids(ranker.rank(query, read))
+    assert "n2" in got and "n1" not in got  # n1 is Drama: a hard filter
     # a history holding a live item is valid; re-ranking reads the live items' facts
     hist = builder.build(RecommendRequest(history=["n2", "i03"], k=5, diversity=0.5))
     assert not {"n2", "i03"} & set(ids(ranker.rank(query, hist)))

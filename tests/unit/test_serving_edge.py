@@ -354,5 +354,7 @@ def test_admin_routes_have_their_own_body_limit(client):
     assert "limit is 1024" in item["msg"]
     assert client.post("/admin/echo", content=body, headers=headers).status_code != 413
     big = '{"k": 5, "pad": "' + "x" * 5000 + '"}'
-    item = _one_error(client.post("/admin/echo", content=big, headers=headers), 413, "payload_too_large")
+    item = _one_error(
+        client.post("/admin/echo", content=big, headers=headers), 413, "payload_too_large"
+    )
     assert "limit is 4096" in item["msg"]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -36,6 +37,9 @@ from llmrec.serving.lexicon import Lexicon
 from llmrec.serving.query import Query, RequestError, blocks, user_inputs
 from llmrec.serving.schemas import RecommendedItem, RecommendRequest
 from llmrec.serving.settings import ServeSettings
+
+if TYPE_CHECKING:
+    from llmrec.data.catalogue import Catalogue
 
 
 def _listed(ids: Sequence[str], what: str) -> str:
@@ -354,9 +358,17 @@ class CandidateRanker:
             rows_added = [self.index[i.item_id] for i in changes.items]
             self.ann_rows = np.concatenate([self.ann_rows, np.array(rows_added)])
             self._stale_facts = True
+            self._rebuild_constraints()
         self.dead = np.zeros(self.num_items, dtype=bool)
         retired = [self.index[i] for i in changes.retired if i in self.index]
         self.dead[np.array(retired, dtype=np.int64)] = True
+
+    def _rebuild_constraints(self) -> None:
+        """Query constraints and explanations over every row, live items included (their
+        categories and titles' years filter and boost like the version's own items)."""
+        grown = self._grown_catalogue()
+        self.constraints = Constraints(grown, self.constraints.boost)
+        self.explainer = Explainer(self.hybrid, grown, self.constraints)
 
     def _recategorise(self, item: LiveItem) -> None:
         row = self.index[item.item_id]
@@ -368,9 +380,8 @@ class CandidateRanker:
             rows = self.category_rows.get(c, np.zeros(0, dtype=np.int64))
             self.category_rows[c] = np.append(rows, row)
 
-    def _refresh_facts(self) -> None:
-        """The re-rankers' item facts over the catalogue with its live items (built when a
-        request re-ranks after a change, not on every change)."""
+    def _grown_catalogue(self) -> Catalogue:
+        """The version's catalogue with the live items, in the ranker's row order."""
         from llmrec.data.catalogue import Catalogue
 
         cat = self.catalogue
@@ -379,7 +390,12 @@ class CandidateRanker:
             name: {**values, **{i: () for i in self.live if i not in values}}
             for name, values in cat.attributes.items()
         }
-        grown = Catalogue(tuple(self.ids), texts, attributes)
+        return Catalogue(tuple(self.ids), texts, attributes)
+
+    def _refresh_facts(self) -> None:
+        """The re-rankers' item facts over the catalogue with its live items (built when a
+        request re-ranks after a change, not on every change)."""
+        grown = self._grown_catalogue()
         vectors = grown.category_vectors() if self.similarity == "categories" else self.hybrid.items
         counts = self.hybrid.popularity_counts
         if counts is None:
