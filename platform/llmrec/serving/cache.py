@@ -6,7 +6,7 @@ request's cost. :class:`UserVectorCache` keeps those vectors per model version a
 bounded (least recently used first out). Each entry remembers a fingerprint of what was
 encoded, and a lookup with another fingerprint misses: an entry can never answer for a
 changed history, even when the change came through another ingress replica. Feedback drops
-the user's entry at once (:meth:`forget`), a version switch drops the other versions
+the user's entry at once (:meth:`forget`), a version switch drops the versions no longer served
 (:meth:`retain`).
 """
 
@@ -75,9 +75,9 @@ class UserVectorCache:
         for version in self._versions.pop(user, set()):
             self._entries.pop((version, user), None)
 
-    def retain(self, version: str) -> None:
-        """Drop every other version's vectors (the served version changed)."""
-        for old_version, user in [k for k in self._entries if k[0] != version]:
+    def retain(self, *versions: str) -> None:
+        """Drop every other version's vectors (the served versions changed)."""
+        for old_version, user in [k for k in self._entries if k[0] not in versions]:
             del self._entries[(old_version, user)]
             self._unlink(old_version, user)
 

@@ -83,6 +83,13 @@ class RecommendRequest(BaseModel):
     query: str | None = Field(
         None, max_length=MAX_QUERY_CHARS, description="Free text the user typed."
     )
+    session_id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=200,
+        description="An anonymous visitor's id: keeps them in one experiment variant while "
+        "no user_id is given (see docs/experiments.md).",
+    )
     k: JsonInt = Field(10, ge=1, le=MAX_K, description="How many items to return.")
     exclude: list[str] = Field(
         default_factory=list, max_length=MAX_EXCLUDE, description="Item ids never to return."
@@ -226,6 +233,13 @@ class RecommendResponse(BaseModel):
     understood: Understood | None = Field(
         default=None, description="How the query was read (when there is a query and parse_query)."
     )
+    request_id: str = Field(
+        description="Names this answer: send it back with feedback on its items "
+        "(POST /feedback) to attribute them to it."
+    )
+    variant: str | None = Field(
+        None, description="The experiment variant that answered; null when none runs."
+    )
 
 
 class FeedbackEvent(BaseModel):
@@ -242,6 +256,13 @@ class FeedbackEvent(BaseModel):
     query: str | None = Field(None, max_length=MAX_QUERY_CHARS, description="Text typed, if any.")
     timestamp: Annotated[int, Field(ge=0, le=32503680000), BeforeValidator(_integral)] | None = (
         Field(None, description="Unix seconds; default: when received.")
+    )
+    request_id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=64,
+        description="The request_id of the answer that showed the item: the event is then "
+        "attributed to it (experiment variant, model version, position).",
     )
 
 
@@ -263,6 +284,7 @@ class FeedbackRequest(BaseModel):
 class FeedbackResponse(BaseModel):
     accepted: int
     logged_to: str = Field(description="The Parquet file the events were appended to.")
+    attributed: int = Field(0, description="Events attributed to an answer by request_id.")
 
 
 class UserHistory(BaseModel):
@@ -339,3 +361,29 @@ class CatalogueChange(BaseModel):
     retired: list[str] = Field(description="Items taken out of recommendations now.")
     unchanged: list[str] = Field(description="Items asked to retire that were retired already.")
     model_version: str = Field(description="The version whose item tower embedded the items.")
+
+
+class VariantStatus(BaseModel):
+    """One variant of the running experiment: its split, its version and live counts."""
+
+    name: str
+    weight: float
+    share: float = Field(description="Share of users (hash buckets) assigned to it.")
+    follows: str = Field(description="The alias or version it follows.")
+    model_version: str = Field(description="The version answering for it now.")
+    requests: int
+    users: int = Field(description="Distinct users (or sessions) answered.")
+    impressions: int = Field(description="Items shown.")
+    events: dict[str, int] = Field(description="Attributed feedback events by kind.")
+    value: float = Field(description="Sum of the attributed events' values.")
+    ctr: float | None = Field(description="Attributed clicks / items shown.")
+
+
+class ExperimentStatus(BaseModel):
+    """The running experiment (null when none runs) and the app's own version."""
+
+    experiment: str | None
+    control: str | None = None
+    variants: list[VariantStatus] = Field(default_factory=list)
+    model_version: str = Field(description="The app's model_uri version (outside experiments).")
+    follows: str

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 from llmrec.config import DEFAULT_TRACKING_URI
+from llmrec.serving.experiment import ExperimentSpec, decode_spec
 
 EDGE: dict[str, Any] = {
     "max_body_bytes": 64 * 1024,
@@ -110,6 +111,32 @@ class ServeSettings(BaseModel):
         description="Live catalogue changes (POST /admin/items, /admin/items/retire) and each "
         "version's vectors of them; empty: catalogue.sqlite beside history_db.",
     )
+    experiment: Annotated[ExperimentSpec | None, BeforeValidator(decode_spec)] = Field(
+        default=None,
+        description="A champion/challenger experiment ({name, variants: [{name, model_uri, "
+        "weight}, ...]}, the control first; JSON text on the command line); none: every "
+        "request is served by model_uri. See docs/experiments.md.",
+    )
+    impressions: bool = Field(
+        default=True,
+        description="Log every answer (what was shown, to whom, by which variant and "
+        "version, latency) before sending it; feedback can then name its request_id.",
+    )
+    impression_db: str = Field(
+        default="",
+        description="The impression log (SQLite); default: impressions.sqlite beside history_db.",
+    )
+    impressions_dir: str = Field(
+        default="",
+        description="Parquet segments of the impression log; default: "
+        "impressions/ beside feedback_dir.",
+    )
+    impression_export_s: float = Field(
+        default=60.0,
+        ge=0.0,
+        description="How often each ingress replica exports new log rows as Parquet "
+        "segments; 0: only when the report job (or export()) asks.",
+    )
     watch_interval_s: float = Field(default=10.0, ge=0.0, description="0: do not watch the alias.")
     user_cache_size: int = Field(
         default=20000,
@@ -137,6 +164,13 @@ class ServeSettings(BaseModel):
         """``catalogue_db``, or ``catalogue.sqlite`` beside ``history_db``."""
         return Path(self.catalogue_db or Path(self.history_db).with_name("catalogue.sqlite"))
 
+    @field_validator("experiment")
+    @classmethod
+    def _experiment_names(cls, spec: ExperimentSpec | None) -> ExperimentSpec | None:
+        if spec is not None and spec.problems():
+            raise ValueError("; ".join(spec.problems()))
+        return spec
+
     @classmethod
     def from_args(cls, args: dict[str, Any]) -> ServeSettings:
         """Settings from app args over the environment; relative paths made absolute here,
@@ -148,6 +182,8 @@ class ServeSettings(BaseModel):
             "history_db": "LLMREC_HISTORY_DB",
             "feedback_dir": "LLMREC_FEEDBACK_DIR",
             "catalogue_db": "LLMREC_CATALOGUE_DB",
+            "impression_db": "LLMREC_IMPRESSION_DB",
+            "impressions_dir": "LLMREC_IMPRESSIONS_DIR",
         }
         for key, var in env.items():
             if not values.get(key) and os.environ.get(var):
@@ -160,12 +196,23 @@ class ServeSettings(BaseModel):
                 for e in exc.errors()
             )
             raise SettingsError(f"serving settings: {problems}") from None
+        history, feedback = Path(s.history_db).resolve(), Path(s.feedback_dir).resolve()
         return s.model_copy(
             update={
                 "tracking_uri": absolute_tracking_uri(s.tracking_uri or DEFAULT_TRACKING_URI),
-                "history_db": str(Path(s.history_db).resolve()),
-                "feedback_dir": str(Path(s.feedback_dir).resolve()),
+                "history_db": str(history),
+                "feedback_dir": str(feedback),
                 "catalogue_db": str(s.catalogue_path.resolve()),
+                "impression_db": str(
+                    Path(s.impression_db).resolve()
+                    if s.impression_db
+                    else history.with_name("impressions.sqlite")
+                ),
+                "impressions_dir": str(
+                    Path(s.impressions_dir).resolve()
+                    if s.impressions_dir
+                    else feedback.with_name("impressions")
+                ),
             }
         )
 

@@ -3,7 +3,9 @@ few loaded.
 
 Each replica of the graph (encoder, ranker) answers for the version it is asked for, so that
 requests in flight during a swap finish on the version they started with; a
-:class:`VersionCache` holds the last ``size`` loaded objects and loads each one once.
+:class:`VersionCache` holds the last ``size`` loaded objects and loads each one once. An
+experiment serves one version per variant at once: the ingress asks for room for all of
+them, and for each one's successor during a swap (:func:`versions_needed`).
 """
 
 from __future__ import annotations
@@ -48,6 +50,14 @@ class VersionCache(Generic[T]):
         self.loaded: OrderedDict[str, T] = OrderedDict()
         self._lock = asyncio.Lock()
 
+    def resize(self, size: int) -> None:
+        """Keep ``size`` versions from now on (the least recently used go first)."""
+        if size < 1:
+            raise ValueError(f"size must be >= 1, got {size}")
+        self.size = size
+        while len(self.loaded) > self.size:
+            self.loaded.popitem(last=False)
+
     def put(self, uri: str, value: T) -> None:
         """Store an object loaded elsewhere (a replica's first version, in its constructor)."""
         self.loaded[uri] = value
@@ -66,4 +76,10 @@ class VersionCache(Generic[T]):
             return self.loaded[uri]
 
 
-__all__ = ["VersionCache", "open_version"]
+def versions_needed(live: int) -> int:
+    """Versions a replica keeps for ``live`` versions served at once (one per experiment
+    variant, or one): each, and its successor while a swap lets its requests finish."""
+    return 2 * max(1, live)
+
+
+__all__ = ["VersionCache", "open_version", "versions_needed"]
