@@ -9,6 +9,7 @@ encode-and-rank call of a group is retried across replica deaths (both are idemp
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,7 +74,7 @@ class Answerer:
         self.groups: Coalescer[Job, list[RecommendedItem]] = Coalescer(
             self._answer, settings.max_batch_size, settings.max_groups_in_flight
         )
-        self.version = ""
+        self.live: set[str] = set()
         self.precompute: asyncio.Task[None] | None = None
 
     async def __call__(self, uri: str, query: Query, user: str | None) -> list[RecommendedItem]:
@@ -147,38 +148,44 @@ class Answerer:
             )
             parser.remember(missing, vectors)
 
-    def switched(self, active: Active) -> None:
-        """``active`` is served from now on: other versions' vectors go, and its known
-        users are encoded in the background (``precompute_users``), replacing any
-        precomputation of an older version."""
-        self.version = active.uri
-        self.cache.retain(active.uri)
+    def switched(self, live: Sequence[Active], owner: Callable[[str], str] | None = None) -> None:
+        """``live`` versions are served from now on (one, or one per experiment variant):
+        other versions' vectors go, and known users are encoded in the background
+        (``precompute_users``) by the version that serves them (``owner(user)``: its URI;
+        default the first), replacing any precomputation of an older routing."""
+        self.live = {a.uri for a in live}
+        self.cache.retain(*self.live)
         if self.precompute is not None:
             self.precompute.cancel()
         if self.precompute_users and self.cache.size > 0:
-            self.precompute = asyncio.create_task(self._precompute(active))
+            self.precompute = asyncio.create_task(self._precompute(list(live), owner))
 
     def forget(self, user: str) -> None:
         """The user's history changed (feedback): their cached vectors go."""
         self.cache.forget(user)
 
-    async def _precompute(self, active: Active) -> None:
-        users = list(active.builder.histories)[: self.cache.size]
+    async def _precompute(self, live: list[Active], owner: Callable[[str], str] | None) -> None:
         size = self.batch
         try:
-            for start in range(0, len(users), size):
-                if self.version != active.uri:
-                    return
-                chunk = users[start : start + size]
-                queries = await asyncio.to_thread(self._known_queries, active, chunk)
-                group = [(q, user) for user, q in queries]
-                if group:
-                    await retry(
-                        lambda g=group: self._vectors(active.uri, g),  # type: ignore[misc]
-                        is_replica_death,
-                        self.retry,
-                        "precompute",
-                    )
+            for active in live:
+                users = [
+                    u
+                    for u in active.builder.histories
+                    if (owner(u) if owner else live[0].uri) == active.uri
+                ][: self.cache.size // len(live)]
+                for start in range(0, len(users), size):
+                    if active.uri not in self.live:
+                        return
+                    chunk = users[start : start + size]
+                    queries = await asyncio.to_thread(self._known_queries, active, chunk)
+                    group = [(q, user) for user, q in queries]
+                    if group:
+                        await retry(
+                            lambda a=active, g=group: self._vectors(a.uri, g),  # type: ignore[misc]
+                            is_replica_death,
+                            self.retry,
+                            "precompute",
+                        )
             logger.info("llmrec: %d known users' query vectors cached", len(self.cache))
         except Exception as exc:  # a cold cache is slower, never wrong
             logger.warning("llmrec: precomputing query vectors stopped: %s", exc)

@@ -7,7 +7,7 @@ import numpy as np
 from llmrec.serving import QueryEncoder, ServeSettings
 from llmrec.serving.catalogue_state import CatalogueState, LiveItem, sync
 from llmrec.serving.recommender import blocks
-from llmrec.serving.versions import VersionCache, open_version
+from llmrec.serving.versions import VersionCache, open_version, versions_needed
 from ray import serve
 
 # OpenMP threads that spin after each parallel region take the cores the proxy, the ingress
@@ -34,7 +34,9 @@ class QueryEncoderDeployment:
 
     def __init__(self, settings: dict[str, Any], model_uri: str) -> None:
         self.settings = ServeSettings(**settings)
-        self.versions: VersionCache[QueryEncoder] = VersionCache(self._load)
+        experiment = self.settings.experiment
+        live = 1 + (len(experiment.variants) if experiment else 0)  # the app's model + each arm
+        self.versions: VersionCache[QueryEncoder] = VersionCache(self._load, versions_needed(live))
         self.versions.put(model_uri, self._load(model_uri))
         self.catalogue = CatalogueState(self.settings.catalogue_path)
         self.encode.set_max_batch_size(self.settings.max_batch_size)
@@ -45,7 +47,11 @@ class QueryEncoderDeployment:
         s = self.settings
         return QueryEncoder(bundle, s.encoder_threads, s.device, s.encoder_backend)
 
-    async def load(self, model_uri: str) -> str:
+    async def load(self, model_uri: str, live: int | None = None) -> str:
+        """Load ``model_uri``; ``live``: the versions the ingress serves at once (one per
+        experiment variant), each kept with room for its successor (None: as it is)."""
+        if live is not None:
+            self.versions.resize(versions_needed(live))
         await self.versions.get(model_uri)
         return model_uri
 

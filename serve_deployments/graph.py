@@ -4,14 +4,16 @@
 (``ingress.py``, ``encoder.py``, ``ranker.py``) and this one, which binds them; the work
 itself lives in ``llmrec.serving``.
 
-One model version at a time: the ingress holds the *active* version (a concrete
-``models:/name/N``) and passes it with every call, and the encoder and the ranker answer for
-the version they are asked for (each keeps the last two loaded). A request is therefore
-computed end to end with one version's query tower and that same version's item embeddings.
-When the alias the app follows (``model_uri``, default ``<model>@champion``) moves — seen by a
-watcher every ``watch_interval_s``, by ``POST /admin/reload``, or by a new ``user_config`` —
-the ingress loads the new version in the encoder and the ranker first and only then switches;
-requests in flight finish on the version they started with.
+One model version per request: the ingress routes each request to a concrete version
+(``models:/name/N``: the app's, or while an experiment runs the one its user's variant
+serves) and passes it with every call, and the encoder and the ranker answer for the version
+they are asked for (each keeps every version served, and room for each one's successor). A
+request is therefore computed end to end with one version's query tower and that same
+version's item embeddings. When an alias followed (``model_uri``, default
+``<model>@champion``, or a variant's) moves — seen by a watcher every ``watch_interval_s``,
+by ``POST /admin/reload``, or by a new ``user_config`` — the ingress loads the new version in
+the encoder and the ranker first and only then switches; requests in flight finish on the
+version they started with.
 """
 
 import os

@@ -1,14 +1,17 @@
-"""The HTTP ingress deployment: routes, the active model version, calls to encoder and ranker.
+"""The HTTP ingress deployment: routes, the served versions, calls to encoder and ranker.
 
 The edge pieces (error shape, body limit, media type, request counting, bearer token, the
 OpenAPI document) are plain classes in ``llmrec.serving.errors`` and ``llmrec.serving.edge``;
-this module wires them into one FastAPI app and one Serve deployment.
+experiments (assignment, routing, the impression log, attribution) are plain classes in
+``llmrec.serving.{experiment,routing,impressions,attribution}``; this module wires them into
+one FastAPI app and one Serve deployment.
 """
 
 import asyncio
 import logging
 import os
 import time
+import uuid
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Security
@@ -22,16 +25,21 @@ from llmrec.serving import (
     ServeSettings,
 )
 from llmrec.serving import settings as serving_settings
+from llmrec.serving.attribution import Attributed, AttributionError, Impression, attribute
 from llmrec.serving.catalogue_state import CatalogueState, LiveCatalogue, LiveItem, sync
 from llmrec.serving.edge import BearerAuth, EdgeMiddleware, openapi_document, sha256
 from llmrec.serving.errors import ApiError, error_responses, install_error_handlers
+from llmrec.serving.experiment import Assigner, ExperimentSpec, parse_spec
 from llmrec.serving.history import Event, FeedbackLog, HistoryStore
+from llmrec.serving.impressions import ImpressionLog
 from llmrec.serving.intent import IntentParser
 from llmrec.serving.lexicon import Lexicon
 from llmrec.serving.query import understood
 from llmrec.serving.resilience import RetryPolicy, Unavailable, retry
+from llmrec.serving.routing import APP, Routing, impression, reroute, status
 from llmrec.serving.schemas import (
     CatalogueChange,
+    ExperimentStatus,
     FeedbackEvent,
     FeedbackRequest,
     FeedbackResponse,
@@ -54,7 +62,8 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 api = FastAPI(
     title="llmrec",
-    description="Recommendations scored by a fine-tuned language model. `/feedback`, "
+    description="Recommendations scored by a fine-tuned language model, with champion/"
+    "challenger experiments. `/feedback`, "
     "`/users/{user_id}/history` and `/admin/*` need `Authorization: Bearer <token>` when the "
     "server runs with `LLMREC_API_TOKEN` set. Every error answers "
     '`{"detail": [{"loc": [...], "msg": "...", "type": "..."}]}`.',
@@ -78,8 +87,9 @@ Credentials = Annotated[
 )
 @serve.ingress(api)
 class Ingress:
-    """HTTP edge: validates requests, builds the query, calls encoder then ranker; takes
-    feedback into the history store; follows the model alias."""
+    """HTTP edge: validates requests, routes each to its version (the app's, or its
+    experiment variant's), builds the query, calls encoder then ranker, logs the answer;
+    takes feedback into the history store and attributes it; follows the model aliases."""
 
     async def __init__(
         self,
@@ -105,7 +115,13 @@ class Ingress:
         self.feedback_log = FeedbackLog(self.settings.feedback_dir)
         self.catalogue = CatalogueState(self.settings.catalogue_path)
         self.live = LiveCatalogue(self.catalogue, self._embed_items)
+        self.impressions = ImpressionLog(self.settings.impression_db, self.settings.impressions_dir)
+        self.routing: Routing[Active] | None = None
+        self.lost_impressions = metrics.Counter(
+            "llmrec_impressions_lost", description="Answers sent but not logged (log errors)."
+        )
         self.swap_lock = asyncio.Lock()
+        self.experiment_lock = asyncio.Lock()  # a change and its record in the log, together
         serving_settings.EDGE["max_body_bytes"] = self.settings.max_body_bytes
         serving_settings.EDGE["max_admin_body_bytes"] = self.settings.max_admin_body_bytes
         serving_settings.EDGE["secured"] = self.auth.enabled
@@ -123,27 +139,45 @@ class Ingress:
             "llmrec_model_version", description="The registered version being served."
         )
         self.swaps = metrics.Counter("llmrec_model_swaps", description="Model version switches.")
-        self.active = await self._prepare(model_uri)
-        self.version_gauge.set(float(self.active.version))
+        await self._reroute(({APP: self.target}, None))
+        configured = self.settings.experiment
+        try:  # the latest experiment set (by the config, or by the admin API before a restart)
+            await self._run_experiment(
+                await asyncio.to_thread(self.impressions.experiments.configured, configured)
+            )
+        except Exception as exc:  # a stored experiment that no longer loads must not stop us
+            if configured is not None:
+                raise
+            logger.error("llmrec: the stored experiment was not started: %s", exc)
         self.watcher = (
             asyncio.create_task(self._watch()) if self.settings.watch_interval_s > 0 else None
         )
-        self.answers.switched(self.active)
+        every = self.settings.impression_export_s
+        self.exporter = asyncio.create_task(self._export(every)) if every > 0 else None
 
-    # -- the model version ------------------------------------------------------------------
+    # -- the model versions -----------------------------------------------------------------
 
-    async def _prepare(self, uri: str) -> Active:
-        """Load ``uri`` everywhere (history seeded, encoder and ranker loaded) before use."""
+    @property
+    def active(self) -> Active:
+        """The version of the app's ``model_uri`` (what answers outside experiments)."""
+        assert self.routing is not None
+        return self.routing.arms[APP]
+
+    async def _prepare(self, uri: str, live: int = 1) -> Active:
+        """Load ``uri`` everywhere (history seeded, encoder and ranker loaded) before use;
+        ``live``: the versions served at once (each deployment keeps room for them)."""
         version, bundle = await asyncio.to_thread(open_version, uri, self.settings.tracking_uri)
         await asyncio.to_thread(self.store.seed, uri, bundle.histories)
-        await retry(lambda: self.encoder.load.remote(uri), is_replica_death, self.retry, "load")
+        await retry(
+            lambda: self.encoder.load.remote(uri, live), is_replica_death, self.retry, "load"
+        )
         lexicon = await asyncio.to_thread(Lexicon.build, bundle.catalogue, bundle.histories)
         vectors = await retry(
             lambda: self.encoder.vocabulary.remote(uri), is_replica_death, self.retry, "vocabulary"
         )
         parser = IntentParser(lexicon, *vectors)
         builder = QueryBuilder(bundle, self.store, self.settings, parser)
-        info = await retry(lambda: self.ranker.load.remote(uri), is_replica_death, self.retry)
+        info = await retry(lambda: self.ranker.load.remote(uri, live), is_replica_death, self.retry)
         embedded = await self.live.prepare(uri)  # live items, with this version's item tower
         if embedded:
             logger.info("llmrec: %d live items embedded for %s", embedded, uri)
@@ -154,36 +188,94 @@ class Ingress:
             lambda: self.encoder.embed_items.remote(uri, items), is_replica_death, self.retry
         )
 
-    async def check_model(self) -> bool:
-        """Resolve the followed alias; switch when it names another version."""
-        resolved = (await asyncio.to_thread(registry.resolve, self.target)).uri
-        if resolved == self.active.uri:
-            return False
+    async def _resolve(self, target: str) -> str:
+        return (await asyncio.to_thread(registry.resolve, target)).uri
+
+    async def _reroute(self, change: tuple[dict[str, str], Assigner | None] | None = None) -> bool:
+        """Serve ``change`` (the targets of the arms, arm -> alias or version, and the
+        experiment's assigner; None: the same, their aliases resolved again): new versions
+        are loaded everywhere before anything switches. Returns whether a version changed."""
         async with self.swap_lock:
-            if resolved == self.active.uri:
-                return False
-            new = await self._prepare(resolved)
-            logger.info("llmrec: switching from %s to %s", self.active.uri, new.uri)
-            self.active = new
-            self.answers.switched(new)
-            self.version_gauge.set(float(new.version))
+            current = self.routing
+            if change is None:
+                assert current is not None
+                change = (dict(current.follows), current.assigner)
+            new = await reroute(current, *change, self._resolve, self._prepare)
+            self.routing = new
+        for arm in new.changed:
+            who = f"variant {arm}" if arm else "the app"
+            logger.info("llmrec: %s is served by %s", who, new.arms[arm].uri)
+        if current is not None and APP in new.changed:
             self.swaps.inc()
-            return True
+        self.version_gauge.set(float(new.arms[APP].version))
+        if new.changed or current is None or current.assigner is not new.assigner:
+            if new.assigner is None:
+                self.answers.switched([new.arms[APP]])
+            else:
+                self.answers.switched(new.live(), self._owner)
+        return bool(new.changed) and current is not None
+
+    def _owner(self, user: str) -> str:
+        """The version that answers a known user (for precomputing their vector)."""
+        assert self.routing is not None
+        return self.routing.route(user, None, "")[0].uri
+
+    async def check_model(self) -> bool:
+        """Resolve every followed alias; switch the arms whose alias names another version."""
+        return await self._reroute()
+
+    async def _run_experiment(self, spec: ExperimentSpec | None) -> None:
+        """Run ``spec`` from now on (None: no experiment): every variant's version loaded
+        before the first request is assigned; the buckets kept from any earlier run of the
+        same experiment name (moved as little as weights changes require)."""
+        follows = {APP: self.target}
+        assigner = None
+        if spec is not None:
+            follows |= {v.name: v.model_uri for v in spec.variants}
+            allocation = await asyncio.to_thread(self.impressions.allocation, spec)
+            assigner = Assigner(spec, allocation)
+        await self._reroute((follows, assigner))
+
+    def _spec(self) -> ExperimentSpec | None:
+        assigner = self.routing.assigner if self.routing else None
+        return assigner.spec if assigner else None
 
     async def _watch(self) -> None:
         while True:
             await asyncio.sleep(self.settings.watch_interval_s)
             try:
-                await self.check_model()
+                async with self.experiment_lock:
+                    spec = await asyncio.to_thread(self.impressions.experiments.current)
+                    changed = spec != self._spec()  # set through another replica's admin API
+                    if changed:
+                        await self._run_experiment(spec)
+                if not changed:
+                    await self.check_model()
             except Exception as exc:  # the registry may be briefly unreachable
                 logger.warning("llmrec: model check failed: %s", exc)
 
+    async def _export(self, every: float) -> None:
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await asyncio.to_thread(self.impressions.export)
+            except Exception as exc:  # retried next time; the rows stay in the log
+                logger.warning("llmrec: exporting impressions failed: %s", exc)
+
     async def reconfigure(self, config: dict[str, Any]) -> None:
-        """``user_config: {model_uri: ...}`` in the serve config: follow another alias or pin
-        a version without a redeploy."""
+        """``user_config: {model_uri: ..., experiment: ...}`` in the serve config: follow
+        another alias or pin a version, start, change or stop (``experiment: null``) an
+        experiment, without a redeploy."""
         if config.get("model_uri"):
             self.target = str(config["model_uri"])
-            await self.check_model()
+            assert self.routing is not None
+            follows = {**self.routing.follows, APP: self.target}
+            await self._reroute((follows, self.routing.assigner))
+        if "experiment" in config:
+            spec = parse_spec(config["experiment"])
+            async with self.experiment_lock:
+                spec = await asyncio.to_thread(self.impressions.experiments.configured, spec)
+                await self._run_experiment(spec)
 
     def _sync_live(self, active: Active) -> None:
         """Items added, updated or retired live (by any replica) are known from now on;
@@ -207,8 +299,13 @@ class Ingress:
     async def recommend(self, req: RecommendRequest) -> RecommendResponse:
         """Top-k items for a known user, or for a history and/or a free-text query (read
         into constraints: `understood`); optionally excluding items, within categories,
-        re-ranked for diversity, each item explained."""
-        active = self.active  # one version for the whole request
+        re-ranked for diversity, each item explained. While an experiment runs, the user
+        (or session) is served by their variant's version."""
+        started = time.perf_counter()
+        request_id = uuid.uuid4().hex
+        assert self.routing is not None
+        # one version for the whole request: the one its arm serves now
+        active, assigned = self.routing.route(req.user_id, req.session_id, request_id)
         self._sync_live(active)
         try:
             if req.query and req.parse_query and len(req.query) <= self.settings.max_query_chars:
@@ -226,7 +323,27 @@ class Ingress:
         except Unavailable as exc:
             raise ApiError(503, str(exc), headers={"Retry-After": "1"}) from None
         read = understood(query.intent, query.strict, active.builder.catalogue)
-        return RecommendResponse(items=items, model_version=active.version, understood=read)
+        if self.settings.impressions:
+            took = 1000 * (time.perf_counter() - started)
+            ids = [i.item_id for i in items]
+            await self._log(
+                impression(request_id, req.user_id, req.session_id, active, assigned, ids, took)
+            )
+        return RecommendResponse(
+            items=items,
+            model_version=active.version,
+            understood=read,
+            request_id=request_id,
+            variant=assigned.variant if assigned else None,
+        )
+
+    async def _log(self, shown: Impression) -> None:
+        """Commit the answer to the impression log before it is sent."""
+        try:
+            await asyncio.to_thread(self.impressions.record, [shown])
+        except Exception as exc:  # the answer is still worth sending; the loss is counted
+            logger.warning("llmrec: answer %s not logged: %s", shown.request_id, exc)
+            self.lost_impressions.inc()
 
     # -- feedback and users -----------------------------------------------------------------
 
@@ -245,9 +362,11 @@ class Ingress:
         contract) for later training."""
         self._authorize(credentials)
         given = body.events if isinstance(body, FeedbackRequest) else [body]
-        builder = self.active.builder
-        self._sync_live(self.active)  # feedback on live items is valid
-        unknown = [e.item_id for e in given if not builder.knows(e.item_id)]
+        assert self.routing is not None
+        arms = self.routing.live()
+        for arm in arms:
+            self._sync_live(arm)  # feedback on live items is valid
+        unknown = [e.item_id for e in given if not any(a.builder.knows(e.item_id) for a in arms)]
         if unknown:
             shown = ", ".join(repr(i) for i in unknown[:10])
             raise ApiError(404, f"unknown item ids: {shown}", ("body", "item_id"))
@@ -256,13 +375,31 @@ class Ingress:
             Event(e.user_id, e.item_id, e.event, e.value, e.query, e.timestamp or now)
             for e in given
         ]
+        attributed = await self._attribute(
+            [(g.request_id, e) for g, e in zip(given, events, strict=True) if g.request_id]
+        )
         await asyncio.to_thread(self.store.append, events)
         for user in {e.user_id for e in events}:
             self.answers.forget(user)  # their history changed
+        if attributed:
+            await asyncio.to_thread(self.impressions.record_events, attributed)
         path = await asyncio.to_thread(self.feedback_log.append, events)
         for e in events:
             self.feedback_events.inc(tags={"event": e.event})
-        return FeedbackResponse(accepted=len(events), logged_to=path.name)
+        return FeedbackResponse(
+            accepted=len(events), logged_to=path.name, attributed=len(attributed)
+        )
+
+    async def _attribute(self, pairs: list[tuple[str, Event]]) -> list[Attributed]:
+        """Events that name a ``request_id``, attributed to its logged answer (404 for an
+        id with none, 422 for an answer given to another user)."""
+        if not pairs:
+            return []
+        found = await asyncio.to_thread(self.impressions.lookup, [r for r, _ in pairs])
+        try:
+            return attribute(pairs, found)
+        except AttributionError as exc:
+            raise ApiError(exc.status, exc.message, ("body", "request_id")) from None
 
     @api.get(
         "/users/{user_id}/history",
@@ -338,6 +475,62 @@ class Ingress:
             raise ApiError(404, f"unknown item ids: {shown}", ("body", "item_ids"))
         done = await self.live.retire(body.item_ids)
         return CatalogueChange(**done.__dict__, model_version=active.version)
+
+    @api.get("/admin/experiment", response_model=ExperimentStatus, responses=error_responses(401))
+    async def experiment_status(self, credentials: Credentials) -> ExperimentStatus:
+        """The running experiment: its split, each variant's version, and live counts per
+        variant (requests, users, items shown, attributed events, CTR)."""
+        self._authorize(credentials)
+        return await self._status()
+
+    @api.put(
+        "/admin/experiment",
+        response_model=ExperimentStatus,
+        responses=error_responses(401, 404, 409, 413, 415, 422, 503),
+    )
+    async def start_experiment(
+        self, spec: ExperimentSpec, credentials: Credentials
+    ) -> ExperimentStatus:
+        """Start an experiment, or change the running one (weights, variants, targets)
+        without a redeploy: every variant's version is loaded before any request is
+        assigned; users stay in their variant unless a weight change must move them. Other
+        ingress replicas follow within ``watch_interval_s``."""
+        self._authorize(credentials)
+        if spec.problems():
+            raise ApiError(409, "; ".join(spec.problems()), ("body", "variants"))
+        for i, variant in enumerate(spec.variants):
+            try:
+                await self._resolve(variant.model_uri)
+            except registry.ModelNotFoundError as exc:
+                raise ApiError(404, str(exc), ("body", "variants", i, "model_uri")) from None
+        try:
+            async with self.experiment_lock:
+                await self._run_experiment(spec)
+                await asyncio.to_thread(self.impressions.experiments.set, spec)
+        except Unavailable as exc:
+            raise ApiError(503, str(exc), headers={"Retry-After": "1"}) from None
+        return await self._status()
+
+    @api.delete(
+        "/admin/experiment", response_model=ExperimentStatus, responses=error_responses(401, 503)
+    )
+    async def stop_experiment(self, credentials: Credentials) -> ExperimentStatus:
+        """Stop the running experiment: every request is served by the app's model_uri."""
+        self._authorize(credentials)
+        try:
+            async with self.experiment_lock:
+                await self._run_experiment(None)
+                await asyncio.to_thread(self.impressions.experiments.set, None)
+        except Unavailable as exc:
+            raise ApiError(503, str(exc), headers={"Retry-After": "1"}) from None
+        return await self._status()
+
+    async def _status(self) -> ExperimentStatus:
+        routing = self.routing
+        assert routing is not None
+        name = routing.assigner.spec.name if routing.assigner else None
+        counts = await asyncio.to_thread(self.impressions.counts, name) if name else {}
+        return status(routing, counts, self.target)
 
     @api.get("/healthz", response_model=Health)
     async def healthz(self) -> Health:

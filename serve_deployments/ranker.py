@@ -5,7 +5,7 @@ from typing import Any
 import numpy as np
 from llmrec.serving import CandidateRanker, Query, RecommendedItem, ServeSettings
 from llmrec.serving.catalogue_state import CatalogueState, sync
-from llmrec.serving.versions import VersionCache, open_version
+from llmrec.serving.versions import VersionCache, open_version, versions_needed
 from ray import serve
 
 
@@ -21,7 +21,11 @@ class CandidateRankerDeployment:
 
     def __init__(self, settings: dict[str, Any], model_uri: str) -> None:
         self.settings = ServeSettings(**settings)
-        self.versions: VersionCache[CandidateRanker] = VersionCache(self._load)
+        experiment = self.settings.experiment
+        live = 1 + (len(experiment.variants) if experiment else 0)  # the app's model + each arm
+        self.versions: VersionCache[CandidateRanker] = VersionCache(
+            self._load, versions_needed(live)
+        )
         self.versions.put(model_uri, self._load(model_uri))
         self.catalogue = CatalogueState(self.settings.catalogue_path)
 
@@ -29,7 +33,11 @@ class CandidateRankerDeployment:
         _, bundle = open_version(uri, self.settings.tracking_uri)
         return CandidateRanker(bundle, self.settings)
 
-    async def load(self, model_uri: str) -> dict[str, Any]:
+    async def load(self, model_uri: str, live: int | None = None) -> dict[str, Any]:
+        """Load ``model_uri``; ``live``: the versions the ingress serves at once (one per
+        experiment variant), each kept with room for its successor (None: as it is)."""
+        if live is not None:
+            self.versions.resize(versions_needed(live))
         ranker = await self.versions.get(model_uri)
         sync(self.catalogue, model_uri, ranker)
         return {
