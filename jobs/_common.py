@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from llmrec import console
 
@@ -94,3 +94,51 @@ def check_cluster(cfg: Config, joined: bool) -> None:
 
 def fail(message: str) -> NoReturn:
     console.fail(message)
+
+
+def add_experiment_args(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    """Where an experiment's log is and how it is judged (the report and promote jobs)."""
+    parser.add_argument("--experiment", required=required, help="the online experiment's name")
+    parser.add_argument(
+        "--state",
+        default="runs/serve/impressions.sqlite",
+        help="the server's impression log (serve setting impression_db); its new rows are "
+        "exported first (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--impressions",
+        default="runs/impressions",
+        help="its Parquet segments (serve setting impressions_dir; default: %(default)s)",
+    )
+    parser.add_argument(
+        "--metric", choices=("ctr", "reward_per_user"), default="ctr", help="what decides"
+    )
+    parser.add_argument(
+        "--reward-event",
+        action="append",
+        default=[],
+        help="events whose values add up to a user's reward (default: click)",
+    )
+    parser.add_argument("--alpha", type=float, default=0.05, help="1 - confidence level")
+    parser.add_argument("--bootstrap", type=int, default=2000, help="bootstrap draws (0: off)")
+
+
+def analyse_experiment(args: argparse.Namespace) -> Any:
+    """The :class:`llmrec.experiments.Analysis` of ``--experiment`` (one-line error when its
+    log holds nothing)."""
+    from llmrec.experiments import from_log
+
+    if not 0 < args.alpha < 0.5:
+        fail(f"--alpha must be in (0, 0.5), got {args.alpha}")
+    try:
+        return from_log(
+            args.impressions,
+            args.experiment,
+            args.state,
+            metric=args.metric,
+            reward_events=args.reward_event or ["click"],
+            alpha=args.alpha,
+            bootstrap=args.bootstrap,
+        )
+    except ValueError as exc:
+        fail(f"{exc} (--state {args.state}, --impressions {args.impressions})")

@@ -4,11 +4,14 @@
     python jobs/promote.py --data ../shared/data/ml-100k   # evaluate both on the same data now
     python jobs/promote.py --candidate 4 --set registry.promote_margin=0.002
     python jobs/promote.py --rollback            # put the previous champion back
+    python jobs/promote.py --experiment ramp-v7  # the challenger of an online experiment
 
 The primary metric (registry.primary_metric, default val_ndcg_at_10) must beat the
 champion's by more than registry.promote_margin; otherwise champion stays and the reason is
 printed. Logged metrics are compared only when both versions carry the same dataset
 fingerprint; --data evaluates both versions on one data set's validation split instead.
+With --experiment, the experiment's challenger becomes champion only if it won significantly
+(see jobs/experiment_report.py); otherwise the reason is printed.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
-from _common import add_config_args, load
+from _common import add_config_args, add_experiment_args, analyse_experiment, load
 from llmrec import console
 
 if TYPE_CHECKING:
@@ -32,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--candidate", help="version to consider (default: alias candidate)")
     parser.add_argument("--data", help="evaluate candidate and champion on this data source")
     parser.add_argument("--rollback", action="store_true", help="restore the previous champion")
+    add_experiment_args(parser, required=False)
     args = parser.parse_args(argv)
     console.setup(args.verbose)
     cfg = load(args)
@@ -48,12 +52,30 @@ def _promote(cfg: Config, args: argparse.Namespace) -> int:
         demoted, restored = registry.rollback_champion(name)
         print(f"{name}: champion rolled back from version {demoted} to version {restored}")
         return 0
+    if args.experiment:
+        return _promote_online(args)
     scores = None
     if args.data:
         scores = _scores_on(cfg, args.data, args.candidate)
     decision = lifecycle.promotion_gate(cfg.registry, args.candidate, scores)
     print(f"{name}: {decision.reason}")
     print(f"champion is version {registry.current_champion(name)}")
+    return 0
+
+
+def _promote_online(args: argparse.Namespace) -> int:
+    from llmrec import lifecycle, registry
+
+    decision = lifecycle.experiment_gate(analyse_experiment(args))
+    if decision.promote and decision.model and decision.version:
+        if registry.current_champion(decision.model) == decision.version:
+            print(f"{decision.model}: version {decision.version} is already the champion")
+            return 0
+        registry.set_champion(decision.model, decision.version)
+        print(f"{decision.model}: {decision.reason}")
+        print(f"champion is version {registry.current_champion(decision.model)}")
+        return 0
+    print(f"experiment {args.experiment}: {decision.reason}")
     return 0
 
 

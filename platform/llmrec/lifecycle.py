@@ -1,16 +1,22 @@
-"""The model lifecycle: the promotion gate between ``candidate`` and ``champion``.
+"""The model lifecycle: the promotion gates between ``candidate`` and ``champion``.
 
 A new version is always registered as ``candidate``. It becomes ``champion`` only when it
 beats the current champion on the primary metric, measured on the same evaluation data, by
-more than a configured margin; otherwise the champion stays and the decision says why.
+more than a configured margin (:func:`promotion_gate`), or when it won an online experiment
+significantly (:func:`experiment_gate`); otherwise the champion stays and the decision says
+why.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from llmrec import registry
 from llmrec.config import RegistryConfig
+
+if TYPE_CHECKING:
+    from llmrec.experiments import Analysis
 
 
 @dataclass(frozen=True)
@@ -96,4 +102,44 @@ def promotion_gate(
         "champion unchanged",
         cand_value,
         champ_value,
+    )
+
+
+@dataclass(frozen=True)
+class ExperimentDecision:
+    """Whether an online experiment's challenger becomes champion, and why."""
+
+    promote: bool
+    reason: str
+    model: str | None = None
+    version: str | None = None
+    variant: str | None = None
+
+
+def experiment_gate(analysis: Analysis) -> ExperimentDecision:
+    """The challenger to promote after an online experiment: only one whose difference from
+    the control is significantly positive (:class:`~llmrec.experiments.Comparison` decided
+    ``better``), and that was served by one version all along; with several winners, the one
+    with the highest lower bound. Otherwise the reason names each challenger's result."""
+    winners = sorted(
+        (c for c in analysis.comparisons if c.decision == "better"), key=lambda c: -c.low
+    )
+    if not winners:
+        results = "; ".join(c.sentence() for c in analysis.comparisons) or "no challenger"
+        return ExperimentDecision(False, f"no significant win, champion unchanged: {results}")
+    best = winners[0]
+    served = analysis.served.get(best.challenger, [])
+    if len(served) != 1:
+        return ExperimentDecision(
+            False,
+            f"{best.challenger} won but was answered by {len(served)} versions "
+            f"({', '.join(served)}): the experiment does not say which one is better",
+        )
+    winner = registry.resolve(served[0])
+    return ExperimentDecision(
+        True,
+        f"{best.sentence()}; version {winner.version} of {winner.name} becomes champion",
+        winner.name,
+        winner.version,
+        best.challenger,
     )

@@ -317,6 +317,30 @@ def log_evaluation(
     return str(run.info.run_id)
 
 
+def log_experiment_report(
+    cfg: RegistryConfig,
+    experiment: str,
+    metrics: dict[str, float],
+    tags: dict[str, str],
+    texts: dict[str, str],
+    figures: dict[str, Any],
+) -> str:
+    """Log an online experiment's report as a run of ``<experiment>-online`` named after it:
+    its numbers, ``tags`` (the variants' versions, the decision), ``texts`` (the tables)
+    and ``figures`` by artifact path. Returns the run id."""
+    use_tracking(
+        RegistryConfig(cfg.tracking_uri, f"{cfg.experiment}-online", cfg.artifact_location)
+    )
+    with mlflow.start_run(run_name=f"experiment-{experiment}") as run:
+        mlflow.set_tags({"llmrec.experiment": experiment, **tags})
+        mlflow.log_metrics({re.sub(r"[^\w./\- ]", "_", k): v for k, v in metrics.items()})
+        for path, text in texts.items():
+            mlflow.log_text(text, path)
+        for path, fig in figures.items():
+            mlflow.log_figure(fig, path)
+    return str(run.info.run_id)
+
+
 HISTORY_TAG = "llmrec.champion_history"
 
 
