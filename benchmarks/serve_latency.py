@@ -27,7 +27,10 @@ In the same run:
   concurrency 1 and of the ranker alone;
 - the cost of query parsing and of explanations (``--explain``, on by default): the same
   requests with ``parse_query`` off, on (the default) and with ``"explain": true``, p50
-  over HTTP at concurrency 1 and in this process.
+  over HTTP at concurrency 1 and in this process;
+- the cost of the impression log (``--impressions``, on by default), on the smallest
+  catalogue: two apps on the same version, one logging every answer and one not, requests
+  alternated between them at concurrency 1 so that drift hits both; p50 with and without.
 
 Item embeddings: the first ``--encoded`` generated items are encoded with the model's item
 tower; the others are noisy copies of those (encoding 100,000 texts takes ~17 minutes on a
@@ -392,6 +395,47 @@ def explain_cost(
     ]
 
 
+def impression_cost(
+    serve: Any,
+    build_app: Any,
+    settings: dict[str, Any],
+    uri: str,
+    base: str,
+    reqs: list[dict[str, Any]],
+    rounds: int = 2,
+) -> tuple[list[tuple[object, ...]], str]:
+    """p50/p95 at concurrency 1 with the impression log on and off in the same run: one app
+    of each, requests alternated between them (which goes first alternates too)."""
+    import requests
+
+    for name, on in (("log-on", True), ("log-off", False)):
+        app = build_app({**settings, "model_uri": uri, "impressions": on})
+        serve.run(app, name=name, route_prefix=f"/{name}")
+    sessions = {name: requests.Session() for name in ("log-on", "log-off")}
+    times: dict[str, list[float]] = {"log-on": [], "log-off": []}
+    for i, body in enumerate(reqs[:10] * 2 + reqs * rounds):
+        pair = ("log-on", "log-off") if i % 2 else ("log-off", "log-on")
+        for name in pair:
+            start = time.perf_counter()
+            r = sessions[name].post(f"{base}/{name}/recommend", json=body, timeout=60)
+            took = 1000 * (time.perf_counter() - start)
+            if r.status_code == 200 and i >= 20:  # after the warm-up
+                times[name].append(took)
+    for name in times:
+        serve.delete(name)
+    on, off = stats(times["log-on"]), stats(times["log-off"])
+    rows = [
+        ("on", len(times["log-on"]), on[0], on[1]),
+        ("off", len(times["log-off"]), off[0], off[1]),
+    ]
+    cost = (on[0] - off[0]) / off[0]
+    check = (
+        f"impression log: p50 at concurrency 1 {on[0]:.1f} ms on vs {off[0]:.1f} ms off, "
+        f"{cost:+.1%} (target <= +5%): {'met' if cost <= 0.05 else 'NOT met'}"
+    )
+    return rows, check
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -422,6 +466,12 @@ def main() -> int:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="measure the cost of query parsing and of explanations (p50 with and without)",
+    )
+    parser.add_argument(
+        "--impressions",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="measure the cost of the impression log (p50 with and without, same run)",
     )
     args = parser.parse_args()
     quiet()
@@ -475,6 +525,7 @@ def main() -> int:
     known_rows: list[tuple[object, ...]] = []
     rerank_rows: list[tuple[object, ...]] = []
     explain_rows: list[tuple[object, ...]] = []
+    log_rows: list[tuple[object, ...]] = []
     for n in sizes:
         t0 = time.perf_counter()
         bdir = make_bundle(
@@ -599,6 +650,12 @@ def main() -> int:
             )
             known_rows = [(f"{n:,}", *r) for r in known_rows]
             checks += known_checks
+            if args.impressions:
+                log_rows, log_check = impression_cost(
+                    serve, build_app, settings, version.uri, base, reqs
+                )
+                log_rows = [(f"{n:,}", *r) for r in log_rows]
+                checks.append(log_check)
 
         if n == max(sizes):
             qv = encoder.encode([builder.build(RecommendRequest(**b)) for b in reqs[:100]])
@@ -693,6 +750,13 @@ def main() -> int:
             "(p50 ms, mean of the runs)",
             ["catalogue", "requests", "HTTP p50 ms", "in process p50 ms"],
             explain_rows,
+        )
+    if log_rows:
+        print_table(
+            "The impression log: the same requests (history + query, k=10) at concurrency 1 "
+            "to an app that logs every answer and one that does not, alternated",
+            ["items", "impression log", "requests", "p50 ms", "p95 ms"],
+            log_rows,
         )
     if index_rows:
         print_table(

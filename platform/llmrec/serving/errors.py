@@ -43,6 +43,7 @@ ERROR_TYPES: dict[int, str] = {
 DESCRIPTIONS: dict[int, str] = {
     401: "Missing or wrong bearer token (only when the server runs with LLMREC_API_TOKEN).",
     404: "A user, item or category the served version does not know (or an unknown route).",
+    409: "The request contradicts itself (two experiment variants with one name).",
     413: "The body is over the server's `max_body_bytes` (`max_admin_body_bytes` on /admin/).",
     415: "The body is not JSON (`Content-Type: application/json`).",
     422: "The request is not valid: each problem names its field.",
