@@ -140,13 +140,13 @@ class Ingress:
         )
         self.swaps = metrics.Counter("llmrec_model_swaps", description="Model version switches.")
         await self._reroute(({APP: self.target}, None))
+        # the latest experiment set: by the config, or by the admin API before a restart
         configured = self.settings.experiment
-        try:  # the latest experiment set (by the config, or by the admin API before a restart)
-            await self._run_experiment(
-                await asyncio.to_thread(self.impressions.experiments.configured, configured)
-            )
-        except Exception as exc:  # a stored experiment that no longer loads must not stop us
-            if configured is not None:
+        spec = await asyncio.to_thread(self.impressions.experiments.configured, configured)
+        try:
+            await self._run_experiment(spec)
+        except Exception as exc:  # one set through the API that no longer loads: log it
+            if spec == configured:
                 raise
             logger.error("llmrec: the stored experiment was not started: %s", exc)
         self.watcher = (
