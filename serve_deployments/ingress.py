@@ -29,14 +29,14 @@ from llmrec.serving.attribution import Attributed, AttributionError, Impression,
 from llmrec.serving.catalogue_state import CatalogueState, LiveCatalogue, LiveItem, sync
 from llmrec.serving.edge import BearerAuth, EdgeMiddleware, openapi_document, sha256
 from llmrec.serving.errors import ApiError, error_responses, install_error_handlers
-from llmrec.serving.experiment import Assigner, ExperimentSpec, parse_spec
+from llmrec.serving.experiment import ExperimentSpec, parse_spec
 from llmrec.serving.history import Event, FeedbackLog, HistoryStore
 from llmrec.serving.impressions import ImpressionLog
 from llmrec.serving.intent import IntentParser
 from llmrec.serving.lexicon import Lexicon
 from llmrec.serving.query import understood
 from llmrec.serving.resilience import RetryPolicy, Unavailable, retry
-from llmrec.serving.routing import APP, Routing, impression, reroute, status
+from llmrec.serving.routing import APP, Router, Routing, impression, status
 from llmrec.serving.schemas import (
     CatalogueChange,
     ExperimentStatus,
@@ -106,7 +106,6 @@ class Ingress:
         mlflow.set_tracking_uri(self.settings.tracking_uri)
         self.encoder = encoder
         self.ranker = ranker
-        self.target = self.settings.model_uri or model_uri
         own = os.environ.get(TOKEN_ENV)
         self.auth = BearerAuth(token_sha256 or (sha256(own) if own else None))
         self.retry = RetryPolicy(deadline_s=self.settings.retry_deadline_s)
@@ -116,12 +115,16 @@ class Ingress:
         self.catalogue = CatalogueState(self.settings.catalogue_path)
         self.live = LiveCatalogue(self.catalogue, self._embed_items)
         self.impressions = ImpressionLog(self.settings.impression_db, self.settings.impressions_dir)
-        self.routing: Routing[Active] | None = None
+        self.router: Router[Active] = Router(
+            self.settings.model_uri or model_uri,
+            self._resolve,
+            self._prepare,
+            self.impressions,
+            self._switched,
+        )
         self.lost_impressions = metrics.Counter(
             "llmrec_impressions_lost", description="Answers sent but not logged (log errors)."
         )
-        self.swap_lock = asyncio.Lock()
-        self.experiment_lock = asyncio.Lock()  # a change and its record in the log, together
         serving_settings.EDGE["max_body_bytes"] = self.settings.max_body_bytes
         serving_settings.EDGE["max_admin_body_bytes"] = self.settings.max_admin_body_bytes
         serving_settings.EDGE["secured"] = self.auth.enabled
@@ -139,16 +142,9 @@ class Ingress:
             "llmrec_model_version", description="The registered version being served."
         )
         self.swaps = metrics.Counter("llmrec_model_swaps", description="Model version switches.")
-        await self._reroute(({APP: self.target}, None))
-        # the latest experiment set: by the config, or by the admin API before a restart
-        configured = self.settings.experiment
-        spec = await asyncio.to_thread(self.impressions.experiments.configured, configured)
-        try:
-            await self._run_experiment(spec)
-        except Exception as exc:  # one set through the API that no longer loads: log it
-            if spec == configured:
-                raise
-            logger.error("llmrec: the stored experiment was not started: %s", exc)
+        problem = await self.router.start(self.settings.experiment)
+        if problem:  # set through the API, it no longer loads; the watcher tries again
+            logger.error("llmrec: %s", problem)
         self.watcher = (
             asyncio.create_task(self._watch()) if self.settings.watch_interval_s > 0 else None
         )
@@ -160,8 +156,7 @@ class Ingress:
     @property
     def active(self) -> Active:
         """The version of the app's ``model_uri`` (what answers outside experiments)."""
-        assert self.routing is not None
-        return self.routing.arms[APP]
+        return self.router.routing.arms[APP]
 
     async def _prepare(self, uri: str, live: int = 1) -> Active:
         """Load ``uri`` everywhere (history seeded, encoder and ranker loaded) before use;
@@ -191,66 +186,33 @@ class Ingress:
     async def _resolve(self, target: str) -> str:
         return (await asyncio.to_thread(registry.resolve, target)).uri
 
-    async def _reroute(self, change: tuple[dict[str, str], Assigner | None] | None = None) -> bool:
-        """Serve ``change`` (the targets of the arms, arm -> alias or version, and the
-        experiment's assigner; None: the same, their aliases resolved again): new versions
-        are loaded everywhere before anything switches. Returns whether a version changed."""
-        async with self.swap_lock:
-            current = self.routing
-            if change is None:
-                assert current is not None
-                change = (dict(current.follows), current.assigner)
-            new = await reroute(current, *change, self._resolve, self._prepare)
-            self.routing = new
+    def _switched(self, new: Routing[Active], old: Routing[Active] | None) -> None:
+        """After a change of routing: logs, metrics, the vector cache and its precomputing."""
         for arm in new.changed:
             who = f"variant {arm}" if arm else "the app"
             logger.info("llmrec: %s is served by %s", who, new.arms[arm].uri)
-        if current is not None and APP in new.changed:
+        if old is not None and APP in new.changed:
             self.swaps.inc()
         self.version_gauge.set(float(new.arms[APP].version))
-        if new.changed or current is None or current.assigner is not new.assigner:
+        if new.changed or old is None or old.assigner is not new.assigner:
             if new.assigner is None:
                 self.answers.switched([new.arms[APP]])
             else:
                 self.answers.switched(new.live(), self._owner)
-        return bool(new.changed) and current is not None
 
     def _owner(self, user: str) -> str:
         """The version that answers a known user (for precomputing their vector)."""
-        assert self.routing is not None
-        return self.routing.route(user, None, "")[0].uri
+        return self.router.routing.route(user, None, "")[0].uri
 
     async def check_model(self) -> bool:
         """Resolve every followed alias; switch the arms whose alias names another version."""
-        return await self._reroute()
-
-    async def _run_experiment(self, spec: ExperimentSpec | None) -> None:
-        """Run ``spec`` from now on (None: no experiment): every variant's version loaded
-        before the first request is assigned; the buckets kept from any earlier run of the
-        same experiment name (moved as little as weights changes require)."""
-        follows = {APP: self.target}
-        assigner = None
-        if spec is not None:
-            follows |= {v.name: v.model_uri for v in spec.variants}
-            allocation = await asyncio.to_thread(self.impressions.allocation, spec)
-            assigner = Assigner(spec, allocation)
-        await self._reroute((follows, assigner))
-
-    def _spec(self) -> ExperimentSpec | None:
-        assigner = self.routing.assigner if self.routing else None
-        return assigner.spec if assigner else None
+        return await self.router.check()
 
     async def _watch(self) -> None:
         while True:
             await asyncio.sleep(self.settings.watch_interval_s)
             try:
-                async with self.experiment_lock:
-                    spec = await asyncio.to_thread(self.impressions.experiments.current)
-                    changed = spec != self._spec()  # set through another replica's admin API
-                    if changed:
-                        await self._run_experiment(spec)
-                if not changed:
-                    await self.check_model()
+                await self.router.sync()  # an experiment set elsewhere, then the aliases
             except Exception as exc:  # the registry may be briefly unreachable
                 logger.warning("llmrec: model check failed: %s", exc)
 
@@ -267,15 +229,9 @@ class Ingress:
         another alias or pin a version, start, change or stop (``experiment: null``) an
         experiment, without a redeploy."""
         if config.get("model_uri"):
-            self.target = str(config["model_uri"])
-            assert self.routing is not None
-            follows = {**self.routing.follows, APP: self.target}
-            await self._reroute((follows, self.routing.assigner))
+            await self.router.follow(str(config["model_uri"]))
         if "experiment" in config:
-            spec = parse_spec(config["experiment"])
-            async with self.experiment_lock:
-                spec = await asyncio.to_thread(self.impressions.experiments.configured, spec)
-                await self._run_experiment(spec)
+            await self.router.configure(parse_spec(config["experiment"]))
 
     def _sync_live(self, active: Active) -> None:
         """Items added, updated or retired live (by any replica) are known from now on;
@@ -303,9 +259,8 @@ class Ingress:
         (or session) is served by their variant's version."""
         started = time.perf_counter()
         request_id = uuid.uuid4().hex
-        assert self.routing is not None
         # one version for the whole request: the one its arm serves now
-        active, assigned = self.routing.route(req.user_id, req.session_id, request_id)
+        active, assigned = self.router.routing.route(req.user_id, req.session_id, request_id)
         self._sync_live(active)
         try:
             if req.query and req.parse_query and len(req.query) <= self.settings.max_query_chars:
@@ -362,8 +317,7 @@ class Ingress:
         contract) for later training."""
         self._authorize(credentials)
         given = body.events if isinstance(body, FeedbackRequest) else [body]
-        assert self.routing is not None
-        arms = self.routing.live()
+        arms = self.router.routing.live()
         for arm in arms:
             self._sync_live(arm)  # feedback on live items is valid
         unknown = [e.item_id for e in given if not any(a.builder.knows(e.item_id) for a in arms)]
@@ -435,7 +389,7 @@ class Ingress:
         except Unavailable as exc:
             raise ApiError(503, str(exc), headers={"Retry-After": "1"}) from None
         return ReloadResponse(
-            changed=changed, model_version=self.active.version, follows=self.target
+            changed=changed, model_version=self.active.version, follows=self.router.target
         )
 
     @api.post(
@@ -450,10 +404,12 @@ class Ingress:
         tower), and read by the update job as new catalogue rows."""
         self._authorize(credentials)
         items = [LiveItem(i.item_id, i.title, i.text, tuple(i.categories)) for i in body.unique()]
-        async with self.swap_lock:  # embedded and recorded for the version being served
+        async with self.router.swap_lock:  # embedded and recorded for the versions served
             active = self.active
             try:
                 done = await self.live.add(active.uri, items, active.builder.knows)
+                for uri in {a.uri for a in self.router.routing.live()} - {active.uri}:
+                    await self.live.prepare(uri)  # the running experiment's other versions
             except Unavailable as exc:
                 raise ApiError(503, str(exc), headers={"Retry-After": "1"}) from None
         return CatalogueChange(**done.__dict__, model_version=active.version)
@@ -504,9 +460,7 @@ class Ingress:
             except registry.ModelNotFoundError as exc:
                 raise ApiError(404, str(exc), ("body", "variants", i, "model_uri")) from None
         try:
-            async with self.experiment_lock:
-                await self._run_experiment(spec)
-                await asyncio.to_thread(self.impressions.experiments.set, spec)
+            await self.router.run(spec)
         except Unavailable as exc:
             raise ApiError(503, str(exc), headers={"Retry-After": "1"}) from None
         return await self._status()
@@ -518,19 +472,16 @@ class Ingress:
         """Stop the running experiment: every request is served by the app's model_uri."""
         self._authorize(credentials)
         try:
-            async with self.experiment_lock:
-                await self._run_experiment(None)
-                await asyncio.to_thread(self.impressions.experiments.set, None)
+            await self.router.run(None)
         except Unavailable as exc:
             raise ApiError(503, str(exc), headers={"Retry-After": "1"}) from None
         return await self._status()
 
     async def _status(self) -> ExperimentStatus:
-        routing = self.routing
-        assert routing is not None
+        routing = self.router.routing
         name = routing.assigner.spec.name if routing.assigner else None
         counts = await asyncio.to_thread(self.impressions.counts, name) if name else {}
-        return status(routing, counts, self.target)
+        return status(routing, counts, self.router.target)
 
     @api.get("/healthz", response_model=Health)
     async def healthz(self) -> Health:

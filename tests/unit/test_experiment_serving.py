@@ -23,7 +23,7 @@ from llmrec.serving.experiment import (
 )
 from llmrec.serving.history import Event
 from llmrec.serving.impressions import ImpressionLog, read_log
-from llmrec.serving.routing import APP, reroute, status
+from llmrec.serving.routing import APP, Router, reroute, status
 from llmrec.serving.versions import VersionCache
 from pydantic import ValidationError
 
@@ -355,3 +355,52 @@ def test_version_cache_grows_and_shrinks_with_the_versions_served():
     assert list(cache.loaded) == ["c", "d", "e", "f", "g"]
     cache.resize(2)
     assert list(cache.loaded) == ["f", "g"]
+
+
+def test_routers_of_two_replicas_agree_through_the_log(tmp_path):
+    """One replica's admin API starts an experiment; the other follows at its next sync;
+    a restarted replica runs it; a configured experiment that cannot load stops the start,
+    a stored one only says why."""
+    aliases = {"models:/m@champion": "models:/m/1", "models:/m@challenger": "models:/m/2"}
+    aliases |= {"models:/m@control": "models:/m/1"}
+    switches = []
+
+    async def resolve(target):
+        if target not in aliases:
+            raise LookupError(f"{target} does not resolve")
+        return aliases[target]
+
+    async def prepare(uri, live):
+        return Version(uri, uri.rsplit("/", 1)[1])
+
+    def router():
+        log = ImpressionLog(tmp_path / "i.sqlite", tmp_path / "seg")
+        return Router("models:/m@champion", resolve, prepare, log, lambda n, o: switches.append(n))
+
+    async def scenario():
+        one, two = router(), router()
+        assert await one.start(None) is None and await two.start(None) is None
+        assert one.routing.route("u1", None, "r")[1] is None  # no experiment: the app's
+        s = spec(control=0.5, challenger=0.5)
+        await one.run(s)
+        assert one.spec == s and two.spec is None
+        assert await two.sync() is True and two.spec == s
+        users = [f"u{i}" for i in range(300)]
+        assert [one.routing.route(u, None, "r")[1].variant for u in users] == [
+            two.routing.route(u, None, "r")[1].variant for u in users
+        ]
+        restarted = router()
+        assert await restarted.start(None) is None and restarted.spec == s
+        await two.run(None)  # stopped through the other replica
+        await one.sync()
+        assert one.spec is None and one.routing.route("u1", None, "r")[1] is None
+        broken = spec("broken", control=0.5, gone=0.5)
+        with pytest.raises(LookupError, match="models:/m@gone does not resolve"):
+            await router().start(broken)
+        one.log.experiments._set(broken.model_dump_json(), None)
+        problem = await router().start(None)
+        assert "experiment 'broken' did not start" in problem
+        await one.follow("models:/m@challenger")
+        assert one.routing.arms[APP].version == "2" and one.target == "models:/m@challenger"
+
+    asyncio.run(scenario())

@@ -4,19 +4,23 @@ A :class:`Routing` is an immutable snapshot: the version each *arm* serves (the 
 ``model_uri`` under :data:`APP`, then one arm per experiment variant), what each arm
 follows (an alias or a version) and the experiment's assigner. The ingress reads it once
 per request, so that a request is computed end to end by the version its arm served when it
-arrived, and replaces it whole after :func:`reroute` has loaded every new version.
-:func:`impression` writes down what an answer showed, :func:`status` what runs.
+arrived. A :class:`Router` makes every change (an alias moved, an experiment started,
+changed or stopped), one at a time, and replaces the snapshot whole after :func:`reroute`
+has loaded every new version. :func:`impression` writes down what an answer showed,
+:func:`status` what runs.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
 from llmrec.serving.attribution import Impression
-from llmrec.serving.experiment import Assigner, Assignment, unit_of
+from llmrec.serving.experiment import Assigner, Assignment, ExperimentSpec, unit_of
+from llmrec.serving.impressions import ImpressionLog
 from llmrec.serving.schemas import ExperimentStatus, VariantStatus
 
 
@@ -97,6 +101,124 @@ async def reroute(
     return Routing(arms, dict(follows), assigner, changed)
 
 
+class Router(Generic[A]):
+    """The ingress's routing: the app's ``model_uri`` and the running experiment.
+
+    Changes are made one at a time and switch only once every new version is loaded. The
+    running experiment and its buckets are kept in the impression log's file, shared by the
+    ingress replicas: a change through one replica's admin API reaches the others at their
+    next :meth:`sync`, and outlives restarts.
+
+    Args:
+        target: the app's ``model_uri`` (an alias or a version).
+        resolve: alias or version -> concrete URI.
+        prepare: (concrete URI, versions served at once) -> what serves it, loaded everywhere.
+        log: the impression log.
+        switched: called after each change with the new routing and the previous one.
+    """
+
+    def __init__(
+        self,
+        target: str,
+        resolve: Callable[[str], Awaitable[str]],
+        prepare: Callable[[str, int], Awaitable[A]],
+        log: ImpressionLog,
+        switched: Callable[[Routing[A], Routing[A] | None], None],
+    ) -> None:
+        self.target = target
+        self.resolve, self.prepare, self.log, self.switched = resolve, prepare, log, switched
+        self._routing: Routing[A] | None = None
+        self._swap = asyncio.Lock()
+        self._experiment = asyncio.Lock()  # a change of experiment and its record, together
+
+    @property
+    def routing(self) -> Routing[A]:
+        if self._routing is None:
+            raise RuntimeError("the router has not started")
+        return self._routing
+
+    @property
+    def swap_lock(self) -> asyncio.Lock:
+        """Held while versions switch: hold it to act on the versions served meanwhile."""
+        return self._swap
+
+    @property
+    def spec(self) -> ExperimentSpec | None:
+        """The running experiment."""
+        assigner = self._routing.assigner if self._routing else None
+        return assigner.spec if assigner else None
+
+    async def _change(self, change: tuple[dict[str, str], Assigner | None] | None) -> bool:
+        async with self._swap:
+            current = self._routing
+            if change is None:
+                change = (dict(self.routing.follows), self.routing.assigner)
+            new = await reroute(current, *change, self.resolve, self.prepare)
+            self._routing = new
+        self.switched(new, current)
+        return bool(new.changed) and current is not None
+
+    async def _run(self, spec: ExperimentSpec | None) -> None:
+        follows = {APP: self.target}
+        assigner = None
+        if spec is not None:
+            follows |= {v.name: v.model_uri for v in spec.variants}
+            assigner = Assigner(spec, await asyncio.to_thread(self.log.allocation, spec))
+        await self._change((follows, assigner))
+
+    async def start(self, configured: ExperimentSpec | None) -> str | None:
+        """Serve the app's model and the latest experiment set: ``configured`` (the serve
+        config's) if the config changed since it was last seen, else what the admin API set.
+
+        Returns:
+            why an experiment set through the API did not start (it no longer loads; the
+            next :meth:`sync` tries again), or None.
+
+        Raises:
+            whatever loading the app's model or the ``configured`` experiment raises.
+        """
+        await self._change(({APP: self.target}, None))
+        async with self._experiment:
+            spec = await asyncio.to_thread(self.log.experiments.configured, configured)
+            try:
+                await self._run(spec)
+            except Exception as exc:
+                if spec == configured:
+                    raise
+                return f"experiment {spec.name if spec else ''!r} did not start: {exc}"
+        return None
+
+    async def check(self) -> bool:
+        """Resolve every followed alias again; switch the arms whose alias moved."""
+        return await self._change(None)
+
+    async def follow(self, target: str) -> None:
+        """The app's ``model_uri`` is ``target`` from now on."""
+        self.target = target
+        follows = {**self.routing.follows, APP: target}
+        await self._change((follows, self.routing.assigner))
+
+    async def configure(self, spec: ExperimentSpec | None) -> None:
+        """The serve config asks for ``spec`` (a new ``user_config``)."""
+        async with self._experiment:
+            await self._run(await asyncio.to_thread(self.log.experiments.configured, spec))
+
+    async def run(self, spec: ExperimentSpec | None) -> None:
+        """Run ``spec`` from now on (None: stop), and record it for the other replicas."""
+        async with self._experiment:
+            await self._run(spec)
+            await asyncio.to_thread(self.log.experiments.set, spec)
+
+    async def sync(self) -> bool:
+        """Follow an experiment set through another replica, then the aliases."""
+        async with self._experiment:
+            spec = await asyncio.to_thread(self.log.experiments.current)
+            if spec != self.spec:
+                await self._run(spec)
+                return True
+        return await self.check()
+
+
 def impression(
     request_id: str,
     user_id: str | None,
@@ -166,4 +288,4 @@ def status(
     )
 
 
-__all__ = ["APP", "Routing", "Served", "impression", "reroute", "status"]
+__all__ = ["APP", "Router", "Routing", "Served", "impression", "reroute", "status"]
