@@ -1,5 +1,7 @@
 """Simulated users with known futures ask for recommendations and click what they will do.
 
+    # first, the data without the users' futures, to train the versions on
+    python jobs/simulate_traffic.py --config jobs/configs/ml100k.yaml --hold-out data/ml100k-past
     # against a live server running an experiment (serve run ...; see docs/experiments.md)
     python jobs/simulate_traffic.py --config jobs/configs/ml100k.yaml --url http://127.0.0.1:8000
     # in this process, over many seeds (same assignment, ranking, log and analysis code)
@@ -8,7 +10,8 @@
         --variant challenger=models:/llmrec-scorer-ml100k/1 --seeds 100 --experiment aa
 
 Each user of the data set (``data.source``, split as training splits it) has a past and a
-future (their last ``--future`` interactions: 2 = the validation and test targets): one
+future (their last ``--future`` interactions: 2 = the validation and test targets), which
+the versions compared must not have been trained on (``--hold-out``): one
 request per future item, with their past as the history and their id as the session id;
 position-biased clicks on what is in their future, sent back with the answer's request_id.
 In process, each seed is one experiment (its own hash salt, arrival order and clicks); the
@@ -31,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     add_config_args(parser)
+    parser.add_argument("--hold-out", metavar="DIR", help="write the data without the futures")
     parser.add_argument("--url", help="a live server (HTTP)")
     parser.add_argument("--token", default=os.environ.get("LLMREC_API_TOKEN"))
     parser.add_argument("--in-process", action="store_true", help="no server: the seeds")
@@ -47,10 +51,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     console.setup(args.verbose)
     cfg = load(args)
-    if bool(args.url) == args.in_process:
-        fail("give --url (a live server) or --in-process")
+    if sum([bool(args.url), args.in_process, bool(args.hold_out)]) != 1:
+        fail("give one of --hold-out DIR, --url (a live server) or --in-process")
     with console.report_errors(args.verbose):
-        from llmrec.experiments.simulation import ClickModel, load_users
+        from llmrec.experiments.simulation import ClickModel, hold_out_futures, load_users
+
+        if args.hold_out:
+            n = hold_out_futures(cfg.data.source, cfg.data, args.hold_out, args.future)
+            print(
+                f"{args.hold_out}: {cfg.data.source} without {n} future interactions; "
+                f"train the versions with --set data.source={args.hold_out}"
+            )
+            return 0
 
         users = load_users(cfg.data.source, cfg.data, args.future, args.users, args.seed)
         model = ClickModel(args.noise)

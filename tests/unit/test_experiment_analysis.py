@@ -164,3 +164,25 @@ def test_a_session_clicks_its_future_and_sends_the_request_id():
     assert "f2" not in {e["item_id"] for e in sent[1:]}  # clicked once
     looks = [ClickModel.looks(p) for p in (1, 2, 3, 10)]
     assert looks[:2] == [1.0, pytest.approx(0.6309, abs=1e-4)] and looks[3] < looks[2]
+
+
+def test_the_futures_are_held_out_of_the_training_data(tmp_path):
+    """Versions trained on the held-out copy never saw what the simulated users will do."""
+    import pyarrow.parquet as pq
+    from llmrec.config import DataConfig
+    from llmrec.data.prepare import load_source
+    from llmrec.experiments.simulation import hold_out_futures, load_users
+
+    data = DataConfig(demo_users=40, demo_items=60)
+    users = load_users("demo", data, future=2)
+    n = hold_out_futures("demo", data, tmp_path / "past", future=2)
+    assert n == 2 * len(users) > 0
+    kept = pq.read_table(tmp_path / "past" / "interactions.parquet").to_pandas()
+    seen = set(zip(kept["user_id"], kept["item_id"], strict=True))
+    full = load_source("demo", data).interactions.num_rows
+    assert len(kept) == full - n
+    for u in users:
+        assert all((u.user_id, i) not in seen for i in u.future)
+        assert {i for i in u.past} <= {i for (v, i) in seen if v == u.user_id}
+    raw = load_source(str(tmp_path / "past"), data)  # a folder in the data contract
+    assert raw.interactions.num_rows == len(kept)

@@ -2,18 +2,21 @@
 
 Each user of a data set is split as the evaluation protocol splits them: everything before
 the last ``future`` interactions is their past; the last ones (the validation and test
-targets for ``future=2``) are what they will do next. A session has one step per future
-item: the user asks for ``k`` items with their past as the history (the most recent
-``max_history`` items, the rest excluded so that nothing seen comes back), looks down the
-list with a position bias (position ``p`` is looked at with probability ``1/log2(p+1)``),
-clicks what they look at if it is still in their future (and, with probability ``noise``,
-anything else they look at), and sends each click back with the answer's ``request_id``.
-Their next step's history has the next future item added, whatever they were shown (they
-found it anyway). The user's id doubles as the ``session_id``, so their variant is sticky.
+targets for ``future=2``) are what they will do next. The versions compared must not have
+seen those futures: train them on the copy of the data :func:`hold_out_futures` writes.
+
+A session has one step per future item: the user asks for ``k`` items with their past as
+the history (the most recent ``max_history`` items, the rest excluded so that nothing seen
+comes back), looks down the list with a position bias (position ``p`` is looked at with
+probability ``1/log2(p+1)``), clicks what they look at if it is still in their future
+(and, with probability ``noise``, anything else they look at), and sends each click back
+with the answer's ``request_id``. Their next step's history has the next future item added,
+whatever they were shown (they found it anyway). The user's id doubles as the
+``session_id``, so their variant is sticky.
 
 :func:`run_session` drives one user against any ``recommend`` function: the live server
-over HTTP (``jobs/simulate_traffic.py --url``) or the ranking code in this process
-(:mod:`llmrec.experiments.offline`, for many seeds).
+over HTTP (:class:`HttpClient`, ``jobs/simulate_traffic.py --url``) or the ranking code in
+this process (:mod:`llmrec.experiments.inprocess`, for many seeds).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -54,21 +58,58 @@ def load_users(
     source: str, data: Any, future: int = 2, limit: int = 0, seed: int = 0
 ) -> list[SimUser]:
     """The simulated users of a data source, split by the evaluation protocol (``data``:
-    the :class:`~llmrec.config.DataConfig` the versions were trained with); ``limit`` > 0
-    draws that many at random."""
+    the :class:`~llmrec.config.DataConfig` to read it with); ``limit`` > 0 draws that many
+    at random."""
     import tempfile
 
-    from llmrec.data.prepare import load_source, prepare
-    from llmrec.data.splits import leave_one_out
-
     with tempfile.TemporaryDirectory(prefix="llmrec-sim-") as tmp:
-        prepared = prepare(load_source(source, data), tmp)
-        split = leave_one_out(prepared.interactions, data.min_core)
-    users = users_from_sequences(split.sequences, future)
+        _, sequences = _sequences(source, data, tmp)
+    users = users_from_sequences(sequences, future)
     if 0 < limit < len(users):
         picked = np.random.default_rng(seed).choice(len(users), limit, replace=False)
         users = [users[i] for i in sorted(picked)]
     return users
+
+
+def _sequences(source: str, data: Any, out: str | Path) -> tuple[Any, pd.DataFrame]:
+    from llmrec.data.prepare import load_source, prepare
+    from llmrec.data.splits import leave_one_out
+
+    prepared = prepare(load_source(source, data), out)
+    return prepared, leave_one_out(prepared.interactions, data.min_core).sequences
+
+
+def hold_out_futures(source: str, data: Any, out: str | Path, future: int = 2) -> int:
+    """Write ``source`` without the simulated users' futures to ``out`` (a folder in the
+    data contract: ``interactions.parquet``, ``items.parquet``): versions trained on it have
+    never seen what the simulated users will do (a version's hybrid CF part and popularity
+    are refitted on every interaction it was given, so versions trained on the full data
+    would know the futures). Returns the interactions held out.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    prepared, sequences = _sequences(source, data, out)
+    held = {
+        (str(u), str(i), int(t))
+        for u, items, times in zip(
+            sequences["user_id"], sequences["items"], sequences["timestamps"], strict=True
+        )
+        if len(items) > future
+        for i, t in zip(list(items)[-future:], list(times)[-future:], strict=True)
+    }
+    table = prepared.interactions
+    keep = [
+        (u, i, int(t)) not in held
+        for u, i, t in zip(
+            table["user_id"].to_pylist(),
+            table["item_id"].to_pylist(),
+            table["timestamp"].to_pylist(),
+            strict=True,
+        )
+    ]
+    pq.write_table(table.filter(pa.array(keep)), Path(out) / "interactions.parquet")
+    return len(keep) - sum(keep)
 
 
 def request_body(user: SimUser, step: int, k: int = 10, max_history: int = 200) -> dict[str, Any]:
