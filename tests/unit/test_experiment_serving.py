@@ -256,6 +256,11 @@ def test_concurrent_exporters_never_overlap_and_a_lost_segment_is_rewritten(tmp_
     logs[1]._conn().execute("UPDATE segments SET written = 0 WHERE first_seq = 1")
     assert logs[2].export() == [first]
     assert pq.read_table(first).num_rows > 0
+    # the report exports to another folder: every segment is written there too
+    elsewhere = ImpressionLog(db, tmp_path / "report")
+    assert len(elsewhere.export()) == len(list(seg.glob("*/part-*.parquet")))
+    assert sorted(read_log(tmp_path / "report")[0]["request_id"].to_pylist()) == sorted(ids)
+    assert elsewhere.export() == []
 
 
 def test_a_logged_answer_survives_a_killed_process(tmp_path):

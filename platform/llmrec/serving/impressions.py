@@ -237,22 +237,26 @@ class ImpressionLog:
     # -- Parquet segments ------------------------------------------------------------------
 
     def export(self) -> list[Path]:
-        """Write every row not yet in a segment (and any claimed segment whose file is
-        missing) as Parquet segments; returns the files written."""
+        """Write every row not yet in a segment, and every claimed segment whose file is
+        missing under ``segments_dir`` (its writer died, or it exported to another folder),
+        as Parquet segments; returns the files written."""
         written = []
         for kind in _TABLES:
             self._claim(kind)
-            pending = (
+            claimed = (
                 self._conn()
                 .execute(
-                    "SELECT first_seq, last_seq FROM segments WHERE kind = ? AND written = 0",
-                    (kind,),
+                    "SELECT first_seq, last_seq, written FROM segments WHERE kind = ?", (kind,)
                 )
                 .fetchall()
             )
-            for first, last in pending:
-                written.append(self._write_segment(kind, first, last))
+            for first, last, done in claimed:
+                if not done or not self._segment_path(kind, first, last).exists():
+                    written.append(self._write_segment(kind, first, last))
         return written
+
+    def _segment_path(self, kind: str, first: int, last: int) -> Path:
+        return self.segments_dir / kind / f"part-{first:012d}-{last:012d}.parquet"
 
     def _claim(self, kind: str) -> None:
         conn = self._conn()
@@ -289,9 +293,9 @@ class ImpressionLog:
         data: dict[str, list[Any]] = {c: [r[i] for r in rows] for i, c in enumerate(columns)}
         if kind == "impressions":
             data["items"] = [json.loads(x) for x in data["items"]]
-        folder = self.segments_dir / kind
+        final = self._segment_path(kind, first, last)
+        folder = final.parent
         folder.mkdir(parents=True, exist_ok=True)
-        final = folder / f"part-{first:012d}-{last:012d}.parquet"
         tmp = folder / f".{final.name}.{uuid.uuid4().hex[:8]}.tmp"
         with open(tmp, "wb") as fh:
             pq.write_table(pa.table(data, schema=schema), fh)
