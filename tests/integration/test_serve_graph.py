@@ -1,13 +1,12 @@
 """The Ray Serve graph over real HTTP, serving the champion registered by the finetune job:
 requests and every class of bad input (one error shape), non-ASCII ids, filters, diversity,
 feedback (durable, reflected in the next answer), the token check, conformance to its own
-OpenAPI schema (schemathesis), a killed ingress, and a model swap under concurrent load."""
+OpenAPI schema (schemathesis), a killed ingress, and a model swap under concurrent load. The
+`server` fixture (tests/integration/conftest.py) is shared with test_serve_graph_experiments.py."""
 
 import contextlib
 import json
-import os
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -15,7 +14,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import mlflow
 import numpy as np
 import psutil
 import pyarrow as pa
@@ -28,50 +26,13 @@ from llmrec.config import RegistryConfig
 from llmrec.serving import CandidateRanker, QueryBuilder, QueryEncoder, RecommendRequest
 from llmrec.serving.errors import ErrorBody
 from llmrec.serving.history import HistoryStore
+from llmrec.serving.impressions import ImpressionLog, read_log
+
+from tests.integration.conftest import SERVE_TOKEN
 
 pytestmark = pytest.mark.slow
-TOKEN = "s3cret-token"
+TOKEN = SERVE_TOKEN
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def server(trained, tmp_path_factory):
-    from ray import serve
-
-    from serve_deployments import build_app
-
-    root = tmp_path_factory.mktemp("serve")
-    port = _free_port()
-    serve.start(http_options={"port": port})  # the host is Serve's default: 127.0.0.1
-    settings = {
-        "tracking_uri": trained["tracking_uri"],
-        "history_db": str(root / "history.sqlite"),
-        "feedback_dir": str(root / "feedback"),
-        "watch_interval_s": 0,
-        "max_body_bytes": 32768,
-    }
-    os.environ["LLMREC_API_TOKEN"] = TOKEN
-    try:
-        serve.run(build_app(settings), name="llmrec", route_prefix="/")
-    finally:
-        del os.environ["LLMREC_API_TOKEN"]
-    mlflow.set_tracking_uri(trained["tracking_uri"])
-    _, bundle = registry.download_bundle("models:/llmrec-scorer@champion", root / "bundle")
-    yield {
-        "url": f"http://127.0.0.1:{port}",
-        "port": port,
-        "bundle": ModelBundle(bundle),
-        "settings": settings,
-        "trained": trained,
-        "root": root,
-    }
-    serve.shutdown()
 
 
 def post(server, body, path="/recommend", **kw):
@@ -451,8 +412,9 @@ def kill_replica(app: str, deployment: str) -> str:
 
 def test_feedback_survives_a_killed_server(server):
     """The ingress replica is killed under load, right after a feedback 200; Serve starts
-    another, which has the event (history and Parquet log). Requests lost with the dead
-    replica are answered 503 (never 500), the others 200."""
+    another, which has the event (history and Parquet log), the logged answers and their
+    attributed clicks, and attributes a click on an answer of the dead replica. Requests
+    lost with the dead replica are answered 503 (never 500), the others 200."""
     item = server["bundle"].catalogue.ids[7]
     event = {"user_id": "durable-user", "item_id": item, "event": "like"}
     request = {"history": list(server["bundle"].catalogue.ids[30:33]), "k": 5}
@@ -472,6 +434,11 @@ def test_feedback_survives_a_killed_server(server):
         time.sleep(1)
         r = post(server, event, "/feedback", headers=AUTH)
         assert r.status_code == 200, r.text
+        shown = post(server, {**request, "session_id": "durable-session"}).json()
+        click = {"user_id": "durable-clicker", "item_id": shown["items"][0]["item_id"]}
+        click["request_id"] = shown["request_id"]
+        clicked = post(server, click, "/feedback", headers=AUTH)
+        assert clicked.status_code == 200 and clicked.json()["attributed"] == 1
         before = kill_replica("llmrec", "Ingress")
         deadline = time.time() + 180
         while time.time() < deadline:
@@ -499,6 +466,15 @@ def test_feedback_survives_a_killed_server(server):
     assert rec.status_code == 200 and item not in ids_of(rec)
     logged = pq.read_table(Path(server["settings"]["feedback_dir"]) / r.json()["logged_to"])
     assert logged.column("user_id").to_pylist() == ["durable-user"]
+    # the answer and its attributed click outlived the replica; the new one attributes too
+    late = {**click, "item_id": shown["items"][1]["item_id"]}
+    again = post(server, late, "/feedback", headers=AUTH)
+    assert again.status_code == 200 and again.json()["attributed"] == 1, again.text
+    ImpressionLog(server["root"] / "impressions.sqlite", server["root"] / "exported").export()
+    answers, events = read_log(server["root"] / "exported")
+    assert shown["request_id"] in answers["request_id"].to_pylist()
+    mine = [e for e in events.to_pylist() if e["request_id"] == shown["request_id"]]
+    assert sorted(e["position"] for e in mine) == [1, 2]
 
 
 @pytest.mark.parametrize("deployment", ["QueryEncoderDeployment", "CandidateRankerDeployment"])
