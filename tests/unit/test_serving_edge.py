@@ -358,3 +358,26 @@ def test_admin_routes_have_their_own_body_limit(client):
         client.post("/admin/echo", content=big, headers=headers), 413, "payload_too_large"
     )
     assert "limit is 4096" in item["msg"]
+
+
+def test_a_405_lists_every_method_of_the_path():
+    """One route per method at one path (GET/PUT/DELETE /admin/experiment): the 405's
+    ``Allow`` names them all, in the one error shape."""
+    app = FastAPI()
+    install_error_handlers(app)
+
+    @app.get("/thing")
+    async def get_thing() -> dict:
+        return {}
+
+    @app.put("/thing")
+    async def put_thing() -> dict:
+        return {}
+
+    @app.delete("/thing")
+    async def delete_thing() -> dict:
+        return {}
+
+    r = TestClient(app).options("/thing")
+    assert r.status_code == 405 and r.headers["allow"] == "DELETE, GET, PUT"
+    assert ErrorBody.model_validate(r.json()).detail[0].type == "method_not_allowed"

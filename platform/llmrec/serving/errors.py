@@ -126,7 +126,20 @@ async def _on_validation(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": _validation_items(exc)}, status_code=422)
 
 
-async def _on_http(_: Request, exc: Exception) -> JSONResponse:
+def _allowed(request: Request) -> list[str]:
+    """Every method of every route at the request's path (Starlette's 405 names only the
+    first route's, where one path has a route per method)."""
+    from starlette.routing import Match
+
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match != Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods)
+
+
+async def _on_http(request: Request, exc: Exception) -> JSONResponse:
     """Starlette's and FastAPI's own HTTP errors (404 route, 405 method, 400 body) too."""
     assert isinstance(exc, StarletteHTTPException)
     if exc.status_code == 400:  # FastAPI could not decode the body (not UTF-8, say)
@@ -137,9 +150,10 @@ async def _on_http(_: Request, exc: Exception) -> JSONResponse:
     else:
         kind = ERROR_TYPES.get(exc.status_code, f"http_{exc.status_code}")
         items = [error_item(str(exc.detail), (), kind)]
-    return JSONResponse(
-        {"detail": items}, status_code=exc.status_code, headers=dict(exc.headers or {})
-    )
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405 and _allowed(request):
+        headers["Allow"] = ", ".join(_allowed(request))
+    return JSONResponse({"detail": items}, status_code=exc.status_code, headers=headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:
