@@ -9,7 +9,7 @@ from typing import Annotated
 import jsonschema
 import numpy as np
 import pytest
-from fastapi import FastAPI, Security
+from fastapi import APIRouter, FastAPI, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from llmrec.serving import RecommendRequest
 from llmrec.serving import settings as serving_settings
@@ -381,3 +381,30 @@ def test_a_405_lists_every_method_of_the_path():
     r = TestClient(app).options("/thing")
     assert r.status_code == 405 and r.headers["allow"] == "DELETE, GET, PUT"
     assert ErrorBody.model_validate(r.json()).detail[0].type == "method_not_allowed"
+
+
+def test_a_405_lists_the_methods_of_an_included_router():
+    """Ray Serve's ``@serve.ingress`` adds a class's routes with ``include_router``: the
+    ``Allow`` of a 405 names the methods of the routes inside it too."""
+    router = APIRouter()
+
+    @router.get("/admin/experiment")
+    async def status() -> dict:
+        return {}
+
+    @router.put("/admin/experiment")
+    async def start() -> dict:
+        return {}
+
+    @router.delete("/admin/experiment")
+    async def stop() -> dict:
+        return {}
+
+    app = FastAPI()
+    install_error_handlers(app)
+    app.include_router(router)
+    client = TestClient(app)
+    for method in ("OPTIONS", "PATCH"):
+        r = client.request(method, "/admin/experiment")
+        assert r.status_code == 405 and r.headers["allow"] == "DELETE, GET, PUT", method
+    assert client.get("/admin/experiment").status_code == 200

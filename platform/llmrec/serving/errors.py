@@ -15,7 +15,7 @@ programs: pydantic's error types for validation, ``not_found``, ``unauthorized``
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -126,13 +126,24 @@ async def _on_validation(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": _validation_items(exc)}, status_code=422)
 
 
+def _routes(routes: Iterable[Any]) -> Iterator[Any]:
+    """``routes`` with FastAPI's included routers (``include_router``, as Ray Serve's
+    ``@serve.ingress`` registers a class's routes) expanded into the routes they hold."""
+    for route in routes:
+        nested = getattr(route, "effective_route_contexts", None)
+        if callable(nested):
+            yield from _routes(nested())
+        else:
+            yield route
+
+
 def _allowed(request: Request) -> list[str]:
     """Every method of every route at the request's path (Starlette's 405 names only the
     first route's, where one path has a route per method)."""
     from starlette.routing import Match
 
     methods: set[str] = set()
-    for route in request.app.router.routes:
+    for route in _routes(request.app.router.routes):
         match, _ = route.matches(request.scope)
         if match != Match.NONE:
             methods |= set(getattr(route, "methods", None) or ())
