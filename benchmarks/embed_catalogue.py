@@ -41,12 +41,17 @@ def main() -> int:
 
     demo = generate_demo(num_users=5, num_items=args.items, seed=1)
     catalogue = Catalogue.from_table(demo.items)
-    cfg = Config()
+    from dataclasses import replace
+
+    from llmrec.modeling.towers import TextTowers
+
+    cfg = Config()  # the text design: the catalogue's vectors are the language model's own
+    cfg = replace(cfg, model=replace(cfg.model, architecture="text"))
     scorer = LLMScorer(cfg.model).eval()
     bundle = write_bundle(
         Path(tempfile.mkdtemp()) / "bundle",
         cfg,
-        scorer,
+        TextTowers(scorer, catalogue.items, cfg.data.max_history),
         catalogue,
         torch.zeros(len(catalogue), 384),
         demo.interactions,

@@ -148,9 +148,16 @@ def write_version(data: Synthetic, cf: Any, encoded: int, out: Path, scorer: Any
             "timestamp": [t for u in users for t in range(len(data.histories[u][-50:]))],
         }
     )
-    import torch
+    from dataclasses import replace
 
-    write_bundle(out, Config(), scorer, catalogue, torch.from_numpy(emb), log, "scale", hybrid)
+    import torch
+    from llmrec.modeling.towers import TextTowers
+
+    # the text design: its item vectors are the language model's own embeddings, like emb
+    cfg = Config()
+    cfg = replace(cfg, model=replace(cfg.model, architecture="text"))
+    towers = TextTowers(scorer, catalogue.items, cfg.data.max_history)
+    write_bundle(out, cfg, towers, catalogue, torch.from_numpy(emb), log, "scale", hybrid)
     return out
 
 
