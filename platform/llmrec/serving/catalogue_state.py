@@ -31,6 +31,7 @@ import pyarrow as pa
 
 from llmrec.data.contract import ITEMS_SCHEMA
 from llmrec.data.text import ItemText
+from llmrec.serving.history import thread_connection
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS live_items (
@@ -123,13 +124,7 @@ class CatalogueState:
             raise
 
     def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
-            self._local.conn = conn
-        return conn
+        return thread_connection(self._local, self.path)
 
     def seq(self) -> int:
         """The number of the latest change (0: none yet); one indexed read."""

@@ -64,6 +64,20 @@ class UserState:
     last_query: str | None
 
 
+def thread_connection(
+    local: threading.local, path: Path, synchronous: str = "FULL"
+) -> sqlite3.Connection:
+    """This thread's connection to the SQLite file at ``path`` (opened on first use, WAL mode,
+    autocommit; ``synchronous`` FULL makes each commit durable before it returns)."""
+    conn = getattr(local, "conn", None)
+    if conn is None:
+        conn = sqlite3.connect(path, timeout=30.0, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={synchronous}")
+        local.conn = conn
+    return conn
+
+
 class HistoryStore:
     """SQLite-backed user histories (thread-safe; one connection per thread)."""
 
@@ -76,13 +90,7 @@ class HistoryStore:
             conn.executescript(_SCHEMA)
 
     def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
-            self._local.conn = conn
-        return conn
+        return thread_connection(self._local, self.path)
 
     def seed(self, source: str, histories: Mapping[str, Sequence[str]]) -> int:
         """Load training histories once per ``source`` (e.g. a model version's run id);

@@ -32,6 +32,7 @@ import pyarrow.parquet as pq
 
 from llmrec.serving.attribution import Attributed, Impression
 from llmrec.serving.experiment import Allocation, ExperimentSpec, allocate
+from llmrec.serving.history import thread_connection
 
 IMPRESSIONS_SCHEMA = pa.schema(
     [
@@ -121,13 +122,7 @@ class ImpressionLog:
             conn.executescript(_SCHEMA)
 
     def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            self._local.conn = conn
-        return conn
+        return thread_connection(self._local, self.path, "NORMAL")
 
     def _write(self, sql: str, rows: Sequence[tuple[Any, ...]], full: bool = False) -> None:
         conn = self._conn()
