@@ -20,11 +20,13 @@ from llmrec import lifecycle, registry
 from llmrec.bundle import ModelBundle, write_bundle
 from llmrec.config import Config
 from llmrec.data.catalogue import Catalogue
+from llmrec.data.splits import in_time_order
 from llmrec.modeling.baselines import Popularity, interaction_matrix
 from llmrec.modeling.cf import CFParams, fit_cf
 from llmrec.modeling.scorer import HEAD_FILE
 from llmrec.modeling.sequential import load_trained
 from llmrec.modeling.towers import Towers
+from llmrec.modeling.transitions import Transitions
 from llmrec.ranking.hybrid import HybridScorer, HybridWeights
 from llmrec.training.trainer import TrainOutcome
 
@@ -90,15 +92,17 @@ def serving_hybrid(
 ) -> HybridScorer:
     """The hybrid a served version uses: ``weights`` (tuned on validation) and
     ``request_weights`` (for users who typed a request; None: ``weights`` with the model's
-    term raised to 1), with the CF part (``cf`` fitted with ``cf_params``) and popularity
-    fitted on every user's whole history over the whole catalogue."""
+    term raised to 1), with the CF part (``cf`` fitted with ``cf_params``), popularity and
+    the transitions fitted on every user's whole history (in time order, ties by item id, as
+    the split orders them) over the whole catalogue."""
     index = catalogue.index
-    df = interactions.select(["user_id", "item_id"]).to_pandas()
+    df = in_time_order(interactions.select(["user_id", "item_id", "timestamp"]).to_pandas())
     histories = [[index[i] for i in items] for _, items in df.groupby("user_id")["item_id"]]
     x = interaction_matrix(histories, len(catalogue))
     counts = Popularity().fit(x).counts
     cf_model = fit_cf(cf, x, cf_params)
-    return HybridScorer(item_emb, weights, cf_model, counts, request_weights)
+    chain = Transitions.fit(histories, len(catalogue))
+    return HybridScorer(item_emb, weights, cf_model, counts, request_weights, chain)
 
 
 def cf_settings(bundle: ModelBundle) -> tuple[HybridWeights, str, CFParams]:

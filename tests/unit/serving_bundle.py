@@ -1,6 +1,6 @@
 """A tiny but real model version for serving tests without Ray: a random 2-layer BERT, a
 small sequential user tower, MovieLens-style titles with years and genres, and a hybrid
-with an EASE term and popularity, other weights for typed requests (written by
+with an EASE term, popularity and transitions, other weights for typed requests (written by
 ``write_bundle``, read back by ``ModelBundle``)."""
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from llmrec.modeling.cf import CFParams, fit_cf
 from llmrec.modeling.scorer import LLMScorer
 from llmrec.modeling.sequential import SequentialRecommender
 from llmrec.modeling.towers import SequentialTowers
+from llmrec.modeling.transitions import Transitions
 from llmrec.ranking.hybrid import HybridScorer, HybridWeights
 
 GENRES = ["Mystery", "Romance", "Comedy", "Horror", "Sci-Fi"]
@@ -106,8 +107,10 @@ def make_bundle(root: Path, tiny_base: str, cf_kind: str = "ease") -> ModelBundl
     cf = fit_cf(cf_kind, x, CFParams(ease_lambda=5.0, neighbours=10, factors=4, iterations=3))
     counts = np.asarray(x.sum(axis=0)).ravel() + 1.0
     # typed requests get other weights than history alone (as ``request_weights`` may)
-    request = HybridWeights(1.5, 0.25, 0.25)
-    hybrid = HybridScorer(vectors.numpy(), HybridWeights(1.0, 0.5, 0.25), cf, counts, request)
+    request = HybridWeights(1.5, 0.25, 0.25, 0.1)
+    chain = Transitions.fit([[index[i] for i in h] for h in logs.values()], N)
+    weights = HybridWeights(1.0, 0.5, 0.25, 0.2)
+    hybrid = HybridScorer(vectors.numpy(), weights, cf, counts, request, chain)
     path = write_bundle(
         root, cfg, towers, catalogue, vectors, interactions, "test card", hybrid, {}
     )

@@ -41,7 +41,8 @@ def test_parts_add_up_to_the_score_and_because_names_only_the_history(version):
         assert any(i.explanation.because for i in items)
         for item in items:
             why = item.explanation
-            total = why.parts.llm + why.parts.cf + why.parts.popularity + why.parts.query
+            p = why.parts
+            total = p.llm + p.cf + p.popularity + p.transition + p.query
             assert total == pytest.approx(item.score, abs=1e-4), (body, item)
             assert len(why.because) <= 3  # only history items that raised the score
             assert {b.item_id for b in why.because} <= set(q.history)
@@ -126,10 +127,13 @@ def test_the_collaborative_split_adds_up_to_the_cf_part(tmp_path, tiny_base, kin
     contributions = explainer.contributions(block, q, rows)
     assert set(contributions) == set(q.history)
     summed = sum(contributions.values())
+    # the transition term is the last history item's doing, all of it
+    history = parts["cf"] + parts["transition"]
+    assert np.abs(parts["transition"]).sum() > 0
     if kind == "als":  # occlusion of a nonlinear solve: same sign and size, not exact
-        assert np.corrcoef(summed, parts["cf"])[0, 1] > 0.5
+        assert np.corrcoef(summed, history)[0, 1] > 0.5
     else:
-        assert np.allclose(summed, parts["cf"], atol=1e-4)
+        assert np.allclose(summed, history, atol=1e-4)
 
 
 def test_removing_the_explained_item_moves_the_recommendation_down_more(version):

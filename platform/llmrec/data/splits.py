@@ -104,6 +104,16 @@ def hold_out_items(split: Split, share: float, seed: int = 0) -> frozenset[str]:
     return frozenset(items[i] for i in picked)
 
 
+def in_time_order(df: pd.DataFrame) -> pd.DataFrame:
+    """Interactions sorted by user, then timestamp; ties on timestamp broken by item id,
+    numerically when every id is a number (as in the reference implementation on
+    MovieLens)."""
+    numeric = df["item_id"].str.fullmatch(r"\d+").all()
+    order = df["item_id"].astype("int64") if numeric else df["item_id"]
+    df = df.assign(_order=order).sort_values(["user_id", "timestamp", "_order"], kind="stable")
+    return df.drop(columns="_order")
+
+
 def leave_one_out(interactions: pa.Table | pd.DataFrame, min_core: int = 5) -> Split:
     """k-core filter, then sort each user's interactions by (timestamp, item id).
 
@@ -111,12 +121,7 @@ def leave_one_out(interactions: pa.Table | pd.DataFrame, min_core: int = 5) -> S
     give a training, validation and test item and are dropped.
     """
     df = interactions.to_pandas() if isinstance(interactions, pa.Table) else interactions
-    df = k_core(df[["user_id", "item_id", "timestamp", "value", "query"]], min_core)
-    # Ties on timestamp are broken by item id, numerically when every id is a number
-    # (as in the reference implementation on MovieLens).
-    numeric = df["item_id"].str.fullmatch(r"\d+").all()
-    order = df["item_id"].astype("int64") if numeric else df["item_id"]
-    df = df.assign(_order=order).sort_values(["user_id", "timestamp", "_order"], kind="stable")
+    df = in_time_order(k_core(df[["user_id", "item_id", "timestamp", "value", "query"]], min_core))
     grouped = df.groupby("user_id", sort=True)
     seq = pd.DataFrame(
         {

@@ -16,6 +16,7 @@ product, so the hybrid is served at any catalogue size.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 import json
 from collections.abc import Callable, Sequence
@@ -25,29 +26,40 @@ from pathlib import Path
 import numpy as np
 
 from llmrec.modeling.cf import CFModel, ItemItemCF, load_cf
+from llmrec.modeling.transitions import Transitions
 
 WEIGHTS_FILE = "weights.json"
 POPULARITY_FILE = "popularity.npy"
 
 CF_GRID = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
 POPULARITY_GRID = (0.0, 0.1, 0.25, 0.5)
+TRANSITION_GRID = (0.0, 0.05, 0.1, 0.2, 0.35, 0.5, 1.0)
+"""Weights of the standardised transition term: its nonzero entries are far out in the
+tail of a user's distribution (a handful of successors among thousands of items), so small
+weights already move them to the top."""
+PARTS = ("llm", "cf", "popularity", "transition")
 
 
 @dataclass(frozen=True)
 class HybridWeights:
-    """Weights of the standardised parts; ``llm=1, cf=0, popularity=0`` is the LLM alone."""
+    """Weights of the standardised parts; ``llm=1`` and the rest 0 is the LLM alone."""
 
     llm: float = 1.0
     cf: float = 0.0
     popularity: float = 0.0
+    transition: float = 0.0
 
     def describe(self) -> str:
-        return f"llm {self.llm:g} + cf {self.cf:g} + popularity {self.popularity:g}"
+        return (
+            f"llm {self.llm:g} + cf {self.cf:g} + popularity {self.popularity:g}"
+            f" + transition {self.transition:g}"
+        )
 
 
 def weight_grid() -> list[HybridWeights]:
-    """The weights tried on validation: the LLM with every CF / popularity weight, plus the
-    collaborative model alone (so that a useless LLM cannot make the hybrid worse)."""
+    """The (llm, cf, popularity) weights tried on validation: the LLM with every CF /
+    popularity weight, plus the collaborative model alone (so that a useless LLM cannot make
+    the hybrid worse). The transition weight is tuned after them (:func:`tune_weights`)."""
     grid = [HybridWeights(1.0, c, p) for c, p in itertools.product(CF_GRID, POPULARITY_GRID)]
     grid += [HybridWeights(0.0, 1.0, p) for p in POPULARITY_GRID]
     return grid
@@ -57,7 +69,7 @@ def with_model(weights: HybridWeights) -> HybridWeights:
     """``weights`` with the model's term at 1 or more: a typed request reaches the ranking
     only through the model, so it must count even where the CF model alone won on
     validation."""
-    return HybridWeights(max(weights.llm, 1.0), weights.cf, weights.popularity)
+    return dataclasses.replace(weights, llm=max(weights.llm, 1.0))
 
 
 def standardize(scores: np.ndarray) -> np.ndarray:
@@ -83,6 +95,8 @@ class HybridScorer:
         request_weights: The weights for users who typed a request (their text reaches the
             ranking only through the model's term); None: ``weights`` with the model's weight
             raised to at least 1.
+        transitions: What followed what in the logs (:class:`Transitions`): the transition
+            term scores what followed the user's last item.
     """
 
     def __init__(
@@ -92,6 +106,7 @@ class HybridScorer:
         cf: CFModel | np.ndarray | None = None,
         popularity: np.ndarray | None = None,
         request_weights: HybridWeights | None = None,
+        transitions: Transitions | None = None,
     ) -> None:
         items = np.asarray(item_embeddings)
         self.items = items if items.dtype == np.float16 else items.astype(np.float32)
@@ -103,6 +118,9 @@ class HybridScorer:
         n = len(self.items)
         if self.cf is not None and self.cf.num_items != n:
             raise ValueError(f"the CF model has {self.cf.num_items} items, expected {n}")
+        if transitions is not None and transitions.num_items != n:
+            raise ValueError(f"the transitions have {transitions.num_items} items, expected {n}")
+        self.transitions = transitions
         if popularity is not None and len(popularity) != n:
             raise ValueError(f"popularity has {len(popularity)} items, expected {n}")
         self.popularity_counts = (
@@ -137,8 +155,11 @@ class HybridScorer:
 
     @property
     def uses_history(self) -> bool:
-        weighted = self.weights.cf != 0.0 or self.request_weights.cf != 0.0
-        return weighted and self.cf is not None
+        """Whether a user's history reaches the score other than through the model (the CF
+        or the transition term is weighted)."""
+        cf = self.cf is not None and (self.weights.cf != 0.0 or self.request_weights.cf != 0.0)
+        weighted = self.weights.transition != 0.0 or self.request_weights.transition != 0.0
+        return cf or (self.transitions is not None and weighted)
 
     def llm_part(self, queries: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
         """Standardised LLM scores of ``queries`` ``[B, dim]`` for all items, or for the item
@@ -170,11 +191,36 @@ class HybridScorer:
             out[:, trained] = self.cf.part(known, rows[trained])
         return out
 
-    def cf_candidates(self, histories: Sequence[Sequence[int]], n: int) -> list[np.ndarray]:
-        """Per user, the rows of the ``n`` items the CF model scores highest."""
-        if self.cf is None:
-            return [np.zeros(0, dtype=np.int64) for _ in histories]
-        return self.cf.top([[i for i in h if i < self.cf.num_items] for h in histories], n)
+    def transition_part(
+        self, histories: Sequence[Sequence[int]], rows: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Standardised transition scores ``[B, items]`` (or ``[B, len(rows)]``); zeros
+        without transitions and for items appended after training."""
+        width = self.num_items if rows is None else len(rows)
+        if self.transitions is None:
+            return np.zeros((len(histories), width), dtype=np.float32)
+        n = self.transitions.num_items
+        if self.num_items == n:
+            return self.transitions.part(histories, rows)
+        rows = np.arange(self.num_items) if rows is None else np.asarray(rows, dtype=np.int64)
+        out = np.zeros((len(histories), len(rows)), dtype=np.float32)
+        trained = rows < n
+        if trained.any():
+            out[:, trained] = self.transitions.part(histories, rows[trained])
+        return out
+
+    def history_candidates(self, histories: Sequence[Sequence[int]], n: int) -> list[np.ndarray]:
+        """Per user, the rows of the ``n`` items the CF model scores highest and of the ``n``
+        items that most often followed their last item (the terms that are weighted)."""
+        out = [np.zeros(0, dtype=np.int64) for _ in histories]
+        if self.cf is not None and (self.weights.cf or self.request_weights.cf):
+            known = [[i for i in h if i < self.cf.num_items] for h in histories]
+            out = [np.union1d(a, b) for a, b in zip(out, self.cf.top(known, n), strict=True)]
+        weighted = self.weights.transition or self.request_weights.transition
+        if self.transitions is not None and weighted:
+            top = self.transitions.top(histories, n)
+            out = [np.union1d(a, b) for a, b in zip(out, top, strict=True)]
+        return out
 
     def popularity_part(self) -> np.ndarray:
         if self.popularity is None:
@@ -196,7 +242,7 @@ class HybridScorer:
         ]
         w = {
             part: np.array([getattr(p, part) for p in picked], dtype=np.float32)[:, None]
-            for part in ("llm", "cf", "popularity")
+            for part in PARTS
         }
         out = w["llm"] * self.llm_part(queries, rows)
         if w["cf"].any() and self.cf is not None:
@@ -204,6 +250,8 @@ class HybridScorer:
         if w["popularity"].any() and self.popularity is not None:
             pop = self.popularity if rows is None else self.popularity[rows]
             out = out + w["popularity"] * pop[None, :]
+        if w["transition"].any() and self.transitions is not None:
+            out = out + w["transition"] * self.transition_part(histories, rows)
         return out.astype(np.float32)
 
     def with_weights(
@@ -218,8 +266,8 @@ class HybridScorer:
     def save(self, directory: str | Path, meta: dict[str, object] | None = None) -> None:
         """``weights.json`` (+ metadata such as how the weights were tuned), the CF model in
         its compact form (``cf.json`` + ``cf.npy`` dense, ``cf.npz`` sparse or
-        ``cf_item_factors.npy``) and ``popularity.npy``; the item embeddings are stored with
-        the bundle."""
+        ``cf_item_factors.npy``), ``popularity.npy`` and ``transitions.npz``; the item
+        embeddings are stored with the bundle."""
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         weights = {"weights": asdict(self.weights)}
@@ -229,6 +277,8 @@ class HybridScorer:
             self.cf.save(d)
         if self.popularity_counts is not None:
             np.save(d / POPULARITY_FILE, self.popularity_counts)
+        if self.transitions is not None:
+            self.transitions.save(d)
 
     @classmethod
     def load(cls, directory: str | Path, item_embeddings: np.ndarray) -> HybridScorer:
@@ -238,7 +288,14 @@ class HybridScorer:
         pop = np.load(d / POPULARITY_FILE) if (d / POPULARITY_FILE).exists() else None
         asked = meta.get("request_weights")
         request = HybridWeights(**asked) if asked else None
-        return cls(item_embeddings, HybridWeights(**meta["weights"]), load_cf(d), pop, request)
+        return cls(
+            item_embeddings,
+            HybridWeights(**meta["weights"]),
+            load_cf(d),
+            pop,
+            request,
+            Transitions.load(d),
+        )
 
 
 def _moments(items: np.ndarray, chunk: int = 65536) -> tuple[np.ndarray, np.ndarray]:
@@ -275,18 +332,45 @@ def tune_weights(
     popularity: np.ndarray,
     metric: Callable[[np.ndarray], float],
     grid: Sequence[HybridWeights] | None = None,
+    transition: np.ndarray | None = None,
 ) -> Tuned:
     """Pick the weights with the best ``metric(scores)`` on validation.
+
+    The (llm, cf, popularity) settings of ``grid`` are tried first; with a ``transition``
+    part, every :data:`TRANSITION_GRID` weight is then tried on top of the best of them,
+    beside the chain alone (the transition term with each popularity weight: so that the
+    hybrid is never below the Markov chain it could have used), and the (llm, cf,
+    popularity) grid is tried once more around the best transition weight.
 
     Args:
         llm: ``[users, items]`` standardised LLM scores (:meth:`HybridScorer.llm_part`).
         cf: ``[users, items]`` standardised CF scores.
         popularity: ``[items]`` standardised popularity.
         metric: maps a score matrix to the value to maximise (e.g. validation NDCG@10).
-        grid: weight settings to try (default :func:`weight_grid`).
+        grid: (llm, cf, popularity) settings to try (default :func:`weight_grid`).
+        transition: ``[users, items]`` standardised transition scores, or None.
     """
-    tried = []
-    for w in grid or weight_grid():
-        tried.append((w, metric(w.llm * llm + w.cf * cf + w.popularity * popularity[None, :])))
-    best = max(tried, key=lambda t: t[1])[0]
-    return Tuned(best, tried)
+    base = list(grid or weight_grid())
+    tried: dict[HybridWeights, float] = {}
+
+    def attempt(w: HybridWeights) -> float:
+        if w not in tried:
+            scores = w.llm * llm + w.cf * cf + w.popularity * popularity[None, :]
+            if w.transition and transition is not None:
+                scores = scores + w.transition * transition
+            tried[w] = metric(scores)
+        return tried[w]
+
+    for w in base:
+        attempt(w)
+    if transition is not None:
+        best = max(tried, key=tried.__getitem__)
+        for t in TRANSITION_GRID:
+            attempt(dataclasses.replace(best, transition=t))
+        for p in (0.01, *POPULARITY_GRID):  # 0.01: popularity only breaks the chain's ties
+            attempt(HybridWeights(0.0, 0.0, p, 1.0))
+        t = max(tried, key=tried.__getitem__).transition
+        for w in base:
+            attempt(dataclasses.replace(w, transition=t))
+    best = max(tried, key=tried.__getitem__)
+    return Tuned(best, list(tried.items()))

@@ -106,6 +106,9 @@ class Explainer:
             "popularity": w.popularity * h.popularity[rows]
             if w.popularity and h.popularity is not None
             else zeros,
+            "transition": w.transition * h.transition_part(history, rows)[0]
+            if w.transition and h.transitions is not None
+            else zeros,
             "query": zeros if boosts is None else np.asarray(boosts, dtype=np.float32),
         }
 
@@ -122,6 +125,11 @@ class Explainer:
             ids, cf = self._cf_contributions(q, rows)
             for item, c in zip(ids, cf, strict=True):
                 out[item] = out.get(item, 0.0) + w.cf * c
+        history = self._history_rows(q)
+        if w.transition and h.transitions is not None and history:
+            last = self.catalogue.ids[history[-1]]  # the transition term is all its doing
+            part = w.transition * h.transition_part([history], rows)[0]
+            out[last] = out.get(last, 0.0) + part
         return out
 
     def _history_rows(self, q: Query) -> list[int]:
@@ -209,12 +217,18 @@ def sentence(
         meets = "matches " + ", ".join(matched)
         out = f"{out}; {meets}" if out else meets[0].upper() + meets[1:]
     if not out:
-        terms = {"llm": parts.llm, "cf": parts.cf, "popularity": parts.popularity}
+        terms = {
+            "llm": parts.llm,
+            "cf": parts.cf,
+            "popularity": parts.popularity,
+            "transition": parts.transition,
+        }
         top = max(terms, key=lambda k: terms[k])
         out = {
             "llm": "Close to what you asked for" if has_request else "Close to your taste",
             "cf": "Often chosen by people with a history like yours",
             "popularity": "Popular with other users",
+            "transition": "Often chosen right after your last item",
         }[top]
     return out + "."
 
@@ -228,18 +242,21 @@ def answer_table(items: Sequence[RecommendedItem], read: Understood | None = Non
         shown["like"] = [r["title"] for r in shown["like"]]
         kept = {k: v for k, v in shown.items() if v not in ([], {}, None)}
         lines += [f"understood: {kept}", ""]
-    lines.append("| # | item | score | llm | cf | popularity | query | because | matched |")
-    lines.append("|---|---|---|---|---|---|---|---|---|")
+    lines.append(
+        "| # | item | score | llm | cf | popularity | transition | query | because | matched |"
+    )
+    lines.append("|---|---|---|---|---|---|---|---|---|---|")
     for n, item in enumerate(items, 1):
         why = item.explanation
         if why is None:
-            lines.append(f"| {n} | {item.title} | {item.score:.3f} | | | | | | |")
+            lines.append(f"| {n} | {item.title} | {item.score:.3f} | | | | | | | |")
             continue
         p = why.parts
         because = "; ".join(f"{b.title} {b.share:.0%}" for b in why.because)
         lines.append(
             f"| {n} | {item.title} | {item.score:.3f} | {p.llm:.3f} | {p.cf:.3f} | "
-            f"{p.popularity:.3f} | {p.query:.3f} | {because} | {', '.join(why.matched)} |"
+            f"{p.popularity:.3f} | {p.transition:.3f} | {p.query:.3f} | {because} | "
+            f"{', '.join(why.matched)} |"
         )
     lines.append("")
     lines += [

@@ -527,5 +527,5 @@ class CandidateRanker:
         if self.hybrid.weights.popularity:
             parts.append(self.popular_rows)
         if self.hybrid.uses_history:
-            parts.append(self.hybrid.cf_candidates(history, self.candidates)[0])
+            parts.append(self.hybrid.history_candidates(history, self.candidates)[0])
         return np.unique(np.concatenate(parts))

@@ -168,6 +168,11 @@ class ScoreParts(BaseModel):
     llm: float = Field(description="The model's standardised score times its weight.")
     cf: float = Field(description="The collaborative model's standardised score times its weight.")
     popularity: float = Field(description="Standardised log popularity times its weight.")
+    transition: float = Field(
+        0.0,
+        description="How often the item followed the user's last item in the logs, "
+        "standardised, times its weight.",
+    )
     query: float = Field(description="The boost of the query's wanted constraints the item meets.")
 
 
