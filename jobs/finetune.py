@@ -11,6 +11,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from _common import add_config_args, check_cluster, fail, init_ray, load
 from llmrec import console
@@ -64,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
                 else ""
             )
         )
+    if result.comparison is not None:
+        print(verdict(result.comparison))
     if result.gate is not None:
         print(f"promotion gate: {result.gate.reason}")
     print(f"training {result.train_seconds:.0f} s, whole job {time.perf_counter() - start:.0f} s")
@@ -74,6 +77,20 @@ def main(argv: list[str] | None = None) -> int:
         "  mlflow ui --backend-store-uri sqlite:///mlflow.db"
     )
     return 0
+
+
+def verdict(compared: Any) -> str:
+    """One line: the strongest baseline on test, and the model and the hybrid against it."""
+    ours = compared[compared["x best baseline"] != ""]
+    others = compared[compared["x best baseline"] == ""]
+    if others.empty:
+        return "no baseline to compare with"
+    best = others.iloc[0]
+    parts = [f"{r['method']} {float(r['x best baseline']):.2f}x" for _, r in ours.iterrows()]
+    return (
+        f"strongest baseline on test: {best['method']} (NDCG@10 {best['test NDCG@10']:.4f}); "
+        + ", ".join(parts)
+    )
 
 
 if __name__ == "__main__":

@@ -105,8 +105,10 @@ def model_card(
     outcome: TrainOutcome,
     towers: Towers,
     champion: tuple[str, dict[str, float], str] | None,
+    comparison: str = "",
 ) -> str:
-    """The Markdown model card that becomes the registered version's description."""
+    """The Markdown model card that becomes the registered version's description
+    (``comparison``: the model and its hybrid beside the baselines, as Markdown)."""
     params = trainable_parameters(towers)
     header = "| metric | this version |"
     if champion is not None:
@@ -131,7 +133,13 @@ def model_card(
         f"**Training**: {cfg.train.epochs} epochs, {cfg.train.num_workers} workers, "
         f"{outcome.seconds:.0f} s, Ray Train run `{outcome.run_name}`, "
         f"trained {time.strftime('%Y-%m-%d %H:%M')}.\n\n"
-        "**Metrics** (full ranking over the catalogue, history masked):\n\n"
+        + (
+            "**Beside the baselines** (same split; test NDCG@10 as a multiple of the "
+            f"strongest baseline's):\n\n{comparison}\n\n"
+            if comparison
+            else ""
+        )
+        + "**Metrics** (full ranking over the catalogue, history masked):\n\n"
         + "\n".join(lines)
         + f"\n\n**Reproduce**: `{command}`\n"
     )

@@ -6,6 +6,7 @@ module wires the library pieces and holds no Ray start-up and no argument parsin
 
 from __future__ import annotations
 
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from llmrec.config import Config
 from llmrec.data.pipeline import item_log_frequency
 from llmrec.data.prepare import Prepared, load_source, prepare, split_and_save
 from llmrec.lineage import Lineage, data_fingerprint, model_card, training_summary
+from llmrec.modeling.cf import choose_cf
 from llmrec.modeling.towers import Towers
 from llmrec.steps import (
     IncompatibleInitError,
@@ -32,7 +34,7 @@ from llmrec.steps import (
     serving_hybrid,
     towers_parts,
 )
-from llmrec.training import designs, offline, reports
+from llmrec.training import designs, offline, references, reports
 from llmrec.training.metrics import target_ranks
 from llmrec.training.trainer import run_training
 
@@ -57,6 +59,8 @@ class FinetuneResult:
     train_seconds: float
     data_summary: str
     gate: lifecycle.GateDecision | None
+    comparison: pd.DataFrame | None = None
+    """The model and the hybrid beside the baselines (:func:`references.comparison`)."""
 
 
 def finetune(cfg: Config, log: Any = print) -> FinetuneResult:
@@ -84,6 +88,12 @@ def finetune(cfg: Config, log: Any = print) -> FinetuneResult:
     )
     with tempfile.TemporaryDirectory(prefix="llmrec-") as tmp:
         log_q = item_log_frequency(sequences, catalogue) if cfg.train.logq_correction else None
+        if data.batch_windows and data.batch_windows != cfg.train.batch_size:
+            log(
+                f"batches: {data.batch_windows} windows a worker per step (about "
+                f"{cfg.train.batch_size} windows of {cfg.model.seq_len} positions; "
+                "train.batch_positions)"
+            )
         outcome = run_training(
             cfg,
             data.dataset,
@@ -93,6 +103,7 @@ def finetune(cfg: Config, log: Any = print) -> FinetuneResult:
             catalogue.texts(),
             log_q,
             data.inputs,
+            {"batch_windows": data.batch_windows} if data.batch_windows else None,
         )
         log(training_summary(outcome))
         towers, vectors = designs.trained_towers(cfg, outcome.checkpoint_dir, catalogue, data)
@@ -101,12 +112,10 @@ def finetune(cfg: Config, log: Any = print) -> FinetuneResult:
     table, fit, groups_md = evaluation_table(
         cfg, protocol, towers, item_emb[rows].numpy(), prepared.users
     )
-    metrics = {
-        ("" if r["method"] == "llm" else f"{r['method']}_") + f"{r['split']}_{k}": float(v)
-        for r in table.to_dict("records")
-        for k, v in r.items()
-        if k not in ("method", "split")
-    }
+    metrics = table_metrics(table)
+    compared = references.comparison(table, MODEL_ROWS)
+    compared_md = offline.to_markdown(compared)
+    log("\nvalidation and test, beside the baselines (same split, history masked):\n" + compared_md)
     hybrid = None
     if fit is not None:
         hybrid = serving_hybrid(
@@ -121,7 +130,9 @@ def finetune(cfg: Config, log: Any = print) -> FinetuneResult:
         log(f"hybrid: {fit.weights.describe()} (EASE lambda {fit.ease_lambda:g})")
     metrics["train_seconds"] = outcome.seconds
     fingerprint = data_fingerprint(prepared)
-    card = model_card(cfg, prepared, fingerprint, metrics, outcome, towers, champion_metrics(cfg))
+    card = model_card(
+        cfg, prepared, fingerprint, metrics, outcome, towers, champion_metrics(cfg), compared_md
+    )
     lineage = full_lineage(cfg, prepared, fingerprint)
     version = register(
         cfg,
@@ -148,14 +159,43 @@ def finetune(cfg: Config, log: Any = print) -> FinetuneResult:
         extra_texts={
             "evaluation/table.md": offline.to_markdown(table) + "\n\n" + groups_md,
             "evaluation/table.csv": table.to_csv(index=False),
+            "evaluation/comparison.md": compared_md,
         },
     )
     gate = None
     if cfg.registry.auto_promote:
         version, gate = promote(cfg, version, log)
     return FinetuneResult(
-        version, metrics, outcome.history, outcome.seconds, prepared.summary(), gate
+        version, metrics, outcome.history, outcome.seconds, prepared.summary(), gate, compared
     )
+
+
+MODEL_ROWS = {"llm": "model alone", "hybrid": "served hybrid"}
+COLD_FIRST = "cold items first (random order)"
+"""The cold-start yardstick's row (``test_cold`` only)."""
+"""The trained model's rows in the evaluation table, and how the comparison names them."""
+
+BASELINE_METRICS = ("hr_at_10", "ndcg_at_10", "hr_at_20", "ndcg_at_20", "mrr")
+
+
+def table_metrics(table: pd.DataFrame) -> dict[str, float]:
+    """The evaluation table as MLflow metrics: every measure of the model (``val_...``) and
+    the hybrid (``hybrid_val_...``); the accuracy of each baseline (``baseline_ease_...``,
+    ``baseline_markov_1_...``)."""
+    out = {}
+    for r in table.to_dict("records"):
+        method = str(r["method"])
+        if method in MODEL_ROWS:
+            prefix, keep = ("" if method == "llm" else "hybrid_"), None
+        else:
+            slug = re.sub(r"[^a-z0-9]+", "_", method.split(" (")[0].lower()).strip("_")
+            prefix, keep = f"baseline_{slug}_", BASELINE_METRICS
+        for k, v in r.items():
+            if k in ("method", "split") or (keep is not None and k not in keep):
+                continue
+            if v is not None and not np.isnan(float(v)):  # a measure another row has
+                out[f"{prefix}{r['split']}_{k}"] = float(v)
+    return out
 
 
 def full_lineage(cfg: Config, prepared: Prepared, fingerprint: str) -> Lineage:
@@ -177,9 +217,10 @@ def evaluation_table(
     item_emb: np.ndarray,
     users: Any = None,
 ) -> tuple[pd.DataFrame, offline.HybridFit | None, str]:
-    """The trained model, and the hybrid tuned on validation (``rank.hybrid``), on
-    validation and test: accuracy and beyond-accuracy measures; and the test quality per
-    user group (activity, and ``users``' attributes) as a Markdown section."""
+    """The trained model, the hybrid tuned on validation (``rank.hybrid``) and the baselines
+    (:mod:`references`), on validation and test: accuracy and beyond-accuracy measures; and
+    the test quality per user group (activity, and ``users``' attributes) as a Markdown
+    section."""
     parts = {name: protocol.part(name) for name in ("val", "test")}
     queries = {name: offline.user_vectors(towers, part) for name, part in parts.items()}
     rows = []
@@ -193,6 +234,16 @@ def evaluation_table(
             )
             for name, part in parts.items()
         }
+        kind, params = fit.cf, fit.cf_params
+        models = {name: sc.cf for name, sc in fit.scorers.items() if sc.cf is not None}
+    else:
+        kind = choose_cf(
+            cfg.rank.cf, len(protocol.catalogue), cfg.rank.ease_max_items, cfg.rank.sparse_max_items
+        )
+        params = offline.tune_cf(protocol, kind, cfg.rank, offline.EASE_LAMBDAS)[0]
+        models = references.fit_cf_models(protocol, kind, params)
+    label = offline.cf_label(kind, params)
+    scored |= references.reference_scores(protocol, cfg.rank, label, models)
     for method, by_part in scored.items():
         for name, part in parts.items():
             rows.append(
@@ -201,6 +252,13 @@ def evaluation_table(
             if name == "test" and len(part.cold_rows):
                 rows.append(offline.cold_row(protocol, part, by_part[name], method))
     test = parts["test"]
-    ranks = {m: target_ranks(s["test"], test.targets, test.histories) for m, s in scored.items()}
+    if len(test.cold_rows):
+        cold_first = offline.cold_first_scores(protocol, len(test.targets), cfg.train.seed)
+        rows.append(offline.cold_row(protocol, test, cold_first, COLD_FIRST))
+    ranks = {
+        m: target_ranks(s["test"], test.targets, test.histories)
+        for m, s in scored.items()
+        if m in MODEL_ROWS
+    }
     groups_md, _ = reports.group_section(protocol, reports.users_frame(users), ranks)
     return pd.DataFrame(rows), fit, groups_md

@@ -52,6 +52,16 @@ def test_job_registers_a_champion_with_metrics(trained):
     assert 0 < m["hybrid_test_ndcg_at_10"] <= 1
     # cold start: items held out of training entirely are still recommended from their text
     assert m["test_cold_hr_at_10"] > 0
+    # read beside the yardstick that ranks every cold item first, and with the share of
+    # cold items the model puts in the other users' top 10
+    assert m["baseline_cold_items_first_test_cold_hr_at_10"] > 0
+    assert 0 <= m["test_cold_cold_share"] <= 1
+    # the baselines, on the same split, beside the model: in the metrics and the card
+    for baseline in ("popularity", "itemknn", "ease", "markov_1"):
+        assert 0 <= m[f"baseline_{baseline}_test_ndcg_at_10"] <= 1, baseline
+    card = version.description
+    assert "Beside the baselines" in card and "| markov-1 |" in card
+    assert "| served hybrid |" in card and "| model alone |" in card
 
 
 def test_registered_bundle_holds_adapter_tokenizer_embeddings_and_config(trained):
@@ -66,9 +76,11 @@ def test_registered_bundle_holds_adapter_tokenizer_embeddings_and_config(trained
     items = pd.read_parquet(bundle / "items.parquet")
     assert len(items) == 200 and len(items["embedding"][0]) == 64  # model.dim
     weights = json.loads((bundle / "hybrid" / "weights.json").read_text())
-    assert set(weights["weights"]) == {"llm", "cf", "popularity"}
+    assert set(weights["weights"]) == {"llm", "cf", "popularity", "transition"}
     assert weights["cf"] == "ease" and weights["tuned_on"] == "validation NDCG@10"
     assert np.load(bundle / "hybrid" / "cf.npy").shape == (200, 200)
+    # the transition term's counts: what followed what in the logs
+    assert (bundle / "hybrid" / "transitions.npz").exists()
 
 
 def test_pyfunc_model_recommends_without_ray(trained):

@@ -22,6 +22,7 @@ from llmrec.data.splits import Split
 from llmrec.modeling.baselines import EASE, ItemKNN, ItemScorer, Popularity, interaction_matrix
 from llmrec.modeling.cf import CFModel, CFParams, choose_cf, fit_cf
 from llmrec.modeling.towers import Towers
+from llmrec.modeling.transitions import Transitions, markov_scores
 from llmrec.ranking.hybrid import HybridScorer, HybridWeights, tune_weights, weight_grid
 from llmrec.ranking.rerank import category_distribution
 from llmrec.ranking.slate import long_tail
@@ -178,8 +179,12 @@ def fit_score(model: ItemScorer, part: EvalPart, num_items: int) -> np.ndarray:
     return model.fit(x).score(interaction_matrix(part.histories, num_items))
 
 
+EASE_LAMBDAS = (10, 50, 100, 200, 500, 1000)
+"""The EASE lambdas tried on validation."""
+
+
 def tune_ease(
-    protocol: Protocol, lambdas: Sequence[float] = (10, 50, 100, 200, 500, 1000)
+    protocol: Protocol, lambdas: Sequence[float] = EASE_LAMBDAS
 ) -> tuple[float, dict[float, float]]:
     """The EASE lambda with the best validation NDCG@10, and every lambda's value."""
     val = protocol.part("val")
@@ -193,18 +198,25 @@ def tune_ease(
     return max(tried, key=lambda lam: tried[lam]), tried
 
 
+MARKOV_LABEL = "markov-1"
+
+
 def baseline_scores(protocol: Protocol, ease_lambda: float) -> dict[str, dict[str, np.ndarray]]:
-    """Popularity, ItemKNN and EASE scores on validation and test: label -> part -> scores."""
+    """Popularity, ItemKNN, EASE and Markov-1 scores on validation and test: label -> part
+    -> scores (each fitted on what the part may see: train for val, train + val for test)."""
     n = len(protocol.catalogue)
     out: dict[str, dict[str, np.ndarray]] = {}
     for part_name in ("val", "test"):
         full = protocol.part(part_name)
         part = protocol.scored(full)
+        x = interaction_matrix(full.fit_histories, n)
         for model in (Popularity(), ItemKNN(), EASE(ease_lambda)):
             label = f"ease (lambda={ease_lambda:g})" if model.name == "ease" else model.name
-            x = interaction_matrix(full.fit_histories, n)
             scores = model.fit(x).score(interaction_matrix(part.histories, n))
             out.setdefault(label, {})[part_name] = scores
+        out.setdefault(MARKOV_LABEL, {})[part_name] = markov_scores(
+            full.fit_histories, part.histories, n
+        )
     return out
 
 
@@ -223,7 +235,7 @@ def score_table(protocol: Protocol, scored: dict[str, dict[str, np.ndarray]]) ->
 
 
 def baseline_table(protocol: Protocol, ease_lambda: float) -> pd.DataFrame:
-    """Popularity, ItemKNN and EASE on validation and test."""
+    """Popularity, ItemKNN, EASE and Markov-1 on validation and test."""
     return score_table(protocol, baseline_scores(protocol, ease_lambda))
 
 
@@ -267,13 +279,30 @@ def ease_popularity(
 def cold_row(
     protocol: Protocol, part: EvalPart, scores: np.ndarray, method: str
 ) -> dict[str, object]:
-    """A table row over the users whose target is a cold item (split ``test_cold``)."""
+    """A table row over the users whose target is a cold item (split ``test_cold``), with
+    ``cold_share``: the share of cold items in the *other* users' top 10 (a method that
+    ranks every cold item first scores well on cold users and badly on everyone else)."""
     cold = part.subset(part.cold_rows, f"{part.name}_cold")
+    warm = np.setdiff1d(np.arange(len(part.targets)), part.cold_rows)
+    items = protocol.catalogue.index
+    cold_items = np.array([items[i] for i in protocol.cold if i in items], dtype=np.int64)
+    top = top_k_lists(scores[warm], [part.histories[u] for u in warm], 10)
     return {
         "method": method,
         "split": cold.name,
         **evaluate(protocol, cold, scores[part.cold_rows]),
+        "cold_share": float(np.isin(top, cold_items).mean()) if len(warm) else 0.0,
     }
+
+
+def cold_first_scores(protocol: Protocol, users: int, seed: int = 0) -> np.ndarray:
+    """The cold-start yardstick: every cold item above every other item, each group in a
+    random order (``[users, items]``)."""
+    n = len(protocol.catalogue)
+    scores = np.random.default_rng(seed).random((users, n)).astype(np.float32)
+    items = protocol.catalogue.index
+    scores[:, [items[i] for i in protocol.cold if i in items]] += 1.0
+    return scores
 
 
 def to_markdown(table: pd.DataFrame) -> str:
@@ -436,8 +465,12 @@ def fit_hybrid(
     for name in ("val", "test"):
         part = protocol.part(name)
         x = interaction_matrix(part.fit_histories, n)
-        counts = Popularity().fit(x).counts
-        scorers[name] = HybridScorer(item_embeddings, cf=fit_cf(kind, x, params), popularity=counts)
+        scorers[name] = HybridScorer(
+            item_embeddings,
+            cf=fit_cf(kind, x, params),
+            popularity=Popularity().fit(x).counts,
+            transitions=Transitions.fit(part.fit_histories, n) if rank.transitions else None,
+        )
     val = protocol.scored(protocol.part("val"))
     s = scorers["val"]
 
@@ -445,7 +478,8 @@ def fit_hybrid(
         return ranking_metrics(target_ranks(scores, val.targets, val.histories))["ndcg_at_10"]
 
     llm, cf_scores, pop = s.llm_part(val_queries), s.cf_part(val.histories), s.popularity_part()
-    tuned = tune_weights(llm, cf_scores, pop, ndcg)
+    chain = s.transition_part(val.histories) if rank.transitions else None
+    tuned = tune_weights(llm, cf_scores, pop, ndcg, transition=chain)
     request = None
     asked = np.flatnonzero(requests_of(val))
     if len(asked) >= MIN_REQUEST_USERS:  # enough validation users who typed a request
@@ -456,7 +490,16 @@ def fit_hybrid(
             return ranking_metrics(ranks)["ndcg_at_10"]
 
         grid = [w for w in weight_grid() if w.llm > 0]  # the request must count
-        request = tune_weights(llm[asked], cf_scores[asked], pop, ndcg_asked, grid).weights
+        request = tune_weights(
+            llm[asked],
+            cf_scores[asked],
+            pop,
+            ndcg_asked,
+            grid,
+            None if chain is None else chain[asked],
+        ).weights
+        if request.llm == 0:  # the chain alone won: the request must still count
+            request = dataclasses.replace(request, llm=1.0)
     return HybridFit(
         tuned.weights,
         kind,

@@ -1,9 +1,9 @@
 """What ``jobs/evaluate.py`` computes: the protocol table, the re-ranking sweep and the group
 report, as printable sections and MLflow artifacts.
 
-Methods are the baselines (popularity, ItemKNN, EASE with lambda tuned on validation), the
-hybrid without a language model (``ease+popularity``, when asked for) and, per registered
-version, the LLM alone and the platform's hybrid.
+Methods are the baselines (popularity, ItemKNN, EASE with lambda tuned on validation,
+Markov-1), the hybrid without a language model (``ease+popularity``, when asked for) and,
+per registered version, the LLM alone and the platform's hybrid.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from llmrec.ranking.rerank import SlateSpec
 from llmrec.ranking.slate import ItemFacts, Reranker
 from llmrec.serving.backends import query_scorer
 from llmrec.training import groups as group_stats
-from llmrec.training import offline, sweep
+from llmrec.training import offline, references, sweep
 from llmrec.training.faithfulness import faithfulness
 from llmrec.training.metrics import target_ranks, top_k_lists
 
@@ -149,6 +149,13 @@ def evaluate_all(
     out = Evaluation(
         table, [offline.to_markdown(table)], params={"ease_lambda": best, "diversity": basis}
     )
+    models = {m: m for m in scored if m.startswith(("llm ", "hybrid "))}
+    compared = offline.to_markdown(references.comparison(table, models))
+    out.sections.append(
+        "## Beside the baselines (test NDCG@10 as a multiple of the strongest baseline's)\n\n"
+        + compared
+    )
+    out.texts["evaluation/comparison.md"] = compared
     for n, md in enumerate(explained):
         out.sections.append(md)
         out.texts[f"evaluation/faithfulness_{n}.md"] = md
