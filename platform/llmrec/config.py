@@ -123,6 +123,10 @@ class ModelConfig:
     item_ids: bool = True
     """``sequential``: add a learned embedding per item seen in training to its text vector
     (items never trained on keep the text vector alone)."""
+    item_text: bool = True
+    """``sequential``: build item vectors from the language model's embedding of their text.
+    ``false`` gives the same towers with text off, IDs only (a SASRec-like model: the
+    baseline that shows what the text adds; items never trained on then score 0)."""
     text_tuning: Literal["frozen", "adapter"] = "frozen"
     """``sequential``: ``frozen`` embeds item and request texts once with the base model (the
     adapter stays at its identity initialisation); ``adapter`` also trains the adapter, on the
@@ -154,6 +158,8 @@ class ModelConfig:
             out.append("model.base must name a model or a path, got ''")
         if not 0.0 <= self.dropout < 1.0:
             out.append(f"model.dropout must be in [0, 1), got {self.dropout}")
+        if not (self.item_text or self.item_ids):
+            out.append("model.item_text and model.item_ids cannot both be false (no item vector)")
         if self.heads >= 1 and self.dim % self.heads:
             out.append(f"model.dim ({self.dim}) must be divisible by model.heads ({self.heads})")
         return out
@@ -169,6 +175,12 @@ class TrainConfig:
     """Examples per worker per step: user windows (``sequential``; every position of a window
     is scored) or (user, item) pairs (``text``; the other items of a batch are the
     negatives)."""
+    batch_positions: bool = True
+    """``sequential``: size a step by the positions it scores, not by its windows. Histories
+    shorter than ``model.seq_len`` give short windows, so a step takes ``batch_size x
+    seq_len / (mean positions per window)`` windows: about as many scored positions as
+    ``batch_size`` full windows, and about as many steps per epoch on data with short
+    histories as on data with long ones (``false``: ``batch_size`` windows)."""
     lr: float = 2e-3
     """AdamW learning rate (the ``text`` design's adapter wants about 5e-4)."""
     weight_decay: float = 0.01
@@ -347,6 +359,10 @@ class RankConfig:
     the user's factor solved from their history at request time); ``auto``: ``ease`` up to
     ``ease_max_items`` items, ``sparse`` up to ``sparse_max_items``, ``als`` above. Lambdas and
     ALS regularisation/confidence are tuned on validation."""
+    transitions: bool = True
+    """Add the transition term to the hybrid: how often each item followed the user's last
+    item in the logs (a first-order Markov chain), standardised like the CF part, its weight
+    tuned on validation (0 where order carries no signal)."""
     cf_neighbours: int = 50
     """Neighbours per item of ``sparse`` and ``itemknn``."""
     cf_factors: int = 32

@@ -40,10 +40,15 @@ def test_the_user_tower_is_causal_and_ignores_padding():
     model = SequentialRecommender(CFG, text_dim=8, num_items=10).eval()
     vectors = model.items(torch.randn(10, 8), torch.ones(10, dtype=torch.bool))
     idx, pad = left_pad([[1, 2, 3, 4], [1, 2, 3, 9]], 8)
+    assert idx.shape == (2, 4)  # padded to the longest history only
     out = model.sequence(vectors[idx], pad)
     # positions up to the third item see the same history: same output
-    assert torch.allclose(out[0, :7], out[1, :7], atol=1e-5)
-    assert not torch.allclose(out[0, 7], out[1, 7])
+    assert torch.allclose(out[0, :3], out[1, :3], atol=1e-5)
+    assert not torch.allclose(out[0, 3], out[1, 3])
+    # padded to the full seq_len, the same users get the same vectors
+    full = torch.cat([torch.zeros(2, 4, dtype=torch.long), idx], dim=1)
+    full_pad = torch.cat([torch.ones(2, 4, dtype=torch.bool), pad], dim=1)
+    assert torch.allclose(model.sequence(vectors[full], full_pad)[:, -4:], out, atol=1e-5)
     # whatever sits under the padding is never read
     other = idx.clone()
     other[pad] = 7
@@ -268,3 +273,40 @@ def test_items_never_seen_in_training_are_not_negatives():
             torch.manual_seed(1)
             losses.append(float(objective([[0, 1, 2, 3], [1, 2, 3, 4]], [[0] * 4, [0] * 4])))
         assert losses[0] == pytest.approx(losses[1], rel=1e-6)
+
+
+def test_windows_are_grouped_by_length_and_the_loss_is_that_of_each_window():
+    from llmrec.training.sequential import length_groups
+
+    assert length_groups([3, 20, 7, 60, 9], 50) == [[0, 2], [4], [1], [3]]
+    n = 30
+    rng = np.random.default_rng(0)
+    inputs = SequenceInputs(
+        [f"item {k}" for k in range(n)],
+        rng.normal(size=(n, 8)).astype(np.float32),
+        np.ones(n, dtype=bool),
+        [""],
+        np.zeros((1, 8), dtype=np.float32),
+    )
+    cfg = ModelConfig(dim=16, seq_len=20, layers=1, heads=2, dropout=0.0)
+    train = TrainConfig(query_align_weight=0.0, id_dropout=0.0)
+    torch.manual_seed(0)
+    objective = SequenceObjective(cfg, train, inputs).eval()
+    short, long = [1, 2, 3], list(range(5, 21))  # 2 and 15 scored positions, two groups
+    with torch.no_grad():
+        both = float(objective([short, long], [[0] * 3, [0] * 16]))
+        alone = [float(objective([w], [[0] * len(w)])) for w in (short, long)]
+    assert both == pytest.approx((2 * alone[0] + 15 * alone[1]) / 17, rel=1e-5)
+
+
+def test_a_step_takes_more_windows_when_histories_are_short(tmp_path):
+    import pandas as pd
+    from llmrec.training.designs import batch_windows
+
+    path = tmp_path / "train_sequences.parquet"
+    # 4 users of 11 items (10 positions each, one window of seq_len 50): 5x the windows
+    pd.DataFrame({"items": [[f"i{k}" for k in range(11)]] * 4}).to_parquet(path)
+    assert batch_windows(path, 32, 50) == 160
+    # full windows: batch_size itself (never fewer)
+    pd.DataFrame({"items": [[f"i{k}" for k in range(101)]] * 2}).to_parquet(path)
+    assert batch_windows(path, 32, 50) == 32

@@ -17,6 +17,7 @@ from typing import Protocol
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.linalg import lapack
 
 
 def interaction_matrix(histories: Sequence[Sequence[int]], num_items: int) -> sp.csr_matrix:
@@ -28,6 +29,18 @@ def interaction_matrix(histories: Sequence[Sequence[int]], num_items: int) -> sp
     )
     m.data[:] = 1.0  # duplicates were summed
     return m
+
+
+def spd_inverse(a: np.ndarray) -> np.ndarray:
+    """The inverse of a symmetric positive definite matrix through its Cholesky factor (half
+    the work of a general inverse)."""
+    factor, info = lapack.dpotrf(a, lower=False, overwrite_a=False)
+    if info == 0:
+        inv, info = lapack.dpotri(factor, lower=False, overwrite_c=True)
+    if info != 0:  # not positive definite in floating point: the general inverse
+        return np.linalg.inv(a)
+    upper = np.triu(inv)
+    return upper + np.triu(upper, 1).T
 
 
 class ItemScorer(Protocol):
@@ -88,7 +101,7 @@ class EASE:
     def fit(self, x: sp.csr_matrix) -> EASE:
         gram = (x.T @ x).toarray().astype(np.float64)
         gram[np.diag_indices_from(gram)] += self.lam
-        p = np.linalg.inv(gram)
+        p = spd_inverse(gram)
         b = -p / np.diag(p)[None, :]
         np.fill_diagonal(b, 0.0)
         self.weights = b.astype(np.float32)

@@ -94,6 +94,9 @@ class SequentialRecommender(nn.Module):
                 text part learns to rank items alone.
         """
         out = self.item_text(text)
+        if not self.cfg.item_text:  # IDs only: the text never reaches the item vector
+            out = torch.zeros_like(out)
+            id_dropout = 0.0
         if self.item_ids is None or known is None:
             return out
         n = min(len(text), self.num_items)
@@ -108,6 +111,10 @@ class SequentialRecommender(nn.Module):
     def sequence(self, vectors: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
         """Causal self-attention over left-padded histories.
 
+        ``L`` may be shorter than ``seq_len`` (a batch of short histories is padded to its
+        longest only): positions count back from the newest item, which always takes the
+        last position embedding, so the outputs do not depend on how much padding there is.
+
         Args:
             vectors: ``[B, L, dim]`` item vectors, oldest first, padding on the left.
             pad: ``[B, L]`` True where a position is padding.
@@ -117,7 +124,8 @@ class SequentialRecommender(nn.Module):
         """
         length = vectors.shape[1]
         pos = torch.arange(length, device=vectors.device)
-        x = self.dropout(vectors + self.position(pos).unsqueeze(0))
+        embedded = self.position(pos + (self.cfg.seq_len - length))
+        x = self.dropout(vectors + embedded.unsqueeze(0))
         x = x.masked_fill(pad.unsqueeze(-1), 0.0)
         future = pos.unsqueeze(0) > pos.unsqueeze(1)  # [L, L] True = not allowed
         blocked = future.unsqueeze(0) | pad.unsqueeze(1)  # padding keys are never attended
@@ -167,8 +175,11 @@ class SequentialRecommender(nn.Module):
 def left_pad(
     histories: list[list[int]], length: int, device: torch.device | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The last ``length`` items of each history as a ``[B, length]`` index tensor, padded on
-    the left, and the ``[B, length]`` padding mask (padding indexes row 0)."""
+    """The last ``length`` items of each history as a ``[B, L]`` index tensor, padded on the
+    left, and the ``[B, L]`` padding mask (padding indexes row 0). ``L`` is ``length`` or the
+    longest history if shorter (at least 1): self-attention over padding is wasted work,
+    most of it on data with short histories."""
+    length = max(1, min(length, max((len(h) for h in histories), default=0)))
     out = torch.zeros(len(histories), length, dtype=torch.long)
     pad = torch.ones(len(histories), length, dtype=torch.bool)
     for row, history in enumerate(histories):

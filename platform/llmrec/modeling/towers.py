@@ -194,19 +194,23 @@ def user_vectors(
     has_query: torch.Tensor | None = None,
     batch_size: int = 512,
 ) -> torch.Tensor:
-    """``[B, dim]`` user vectors from histories given as rows of ``item_vectors``."""
+    """``[B, dim]`` user vectors from histories given as rows of ``item_vectors``.
+
+    Users are batched by history length (each batch padded to its own longest history, not
+    to ``seq_len``), the output in the order given."""
     model.eval()
-    out = []
     length = model.cfg.seq_len
     device = item_vectors.device
+    order = np.argsort([min(len(h), length) for h in histories], kind="stable")
+    out = torch.empty(len(histories), model.cfg.dim)
     with torch.no_grad():
         for start in range(0, len(histories), batch_size):
-            part = [list(h) for h in histories[start : start + batch_size]]
-            idx, pad = left_pad(part, length, device)
-            q = None if query is None else query[start : start + batch_size].to(device)
-            hq = None if has_query is None else has_query[start : start + batch_size].to(device)
-            out.append(model.users(item_vectors[idx], pad, q, hq).float().cpu())
-    return torch.cat(out) if out else torch.empty(0, model.cfg.dim)
+            rows = torch.as_tensor(order[start : start + batch_size], dtype=torch.long)
+            idx, pad = left_pad([list(histories[int(r)]) for r in rows], length, device)
+            q = None if query is None else query[rows].to(device)
+            hq = None if has_query is None else has_query[rows].to(device)
+            out[rows] = model.users(item_vectors[idx], pad, q, hq).float().cpu()
+    return out
 
 
 __all__ = ["SequentialTowers", "TextTowers", "Towers", "user_vectors"]

@@ -37,6 +37,8 @@ class TrainingData:
     dataset: ray.data.Dataset | Any
     eval_set: EvalSet | SequenceEvalSet
     inputs: SequenceInputs | None = None
+    batch_windows: int = 0
+    """Windows per worker per step (``sequential``; 0: ``train.batch_size``)."""
 
 
 def training_data(
@@ -69,7 +71,26 @@ def training_data(
     dataset = build_window_dataset(
         sequences, catalogue, query_ids, cfg.model.seq_len, cfg.train.seed
     )
-    return TrainingData(dataset, sequence_eval_set(protocol, "val", catalogue, base), inputs)
+    windows = cfg.train.batch_size
+    if cfg.train.batch_positions:
+        windows = batch_windows(sequences, cfg.train.batch_size, cfg.model.seq_len)
+    eval_set = sequence_eval_set(protocol, "val", catalogue, base)
+    return TrainingData(dataset, eval_set, inputs, windows)
+
+
+def batch_windows(sequences: Path, batch_size: int, seq_len: int) -> int:
+    """Windows per step that score about ``batch_size * seq_len`` positions, given the
+    training sequences' lengths (:func:`user_windows` cuts them into windows of ``seq_len``
+    positions); never fewer than ``batch_size`` windows."""
+    import pyarrow.compute as pc
+
+    lengths = pc.list_value_length(pq.read_table(sequences, columns=["items"])["items"])
+    positions = np.maximum(lengths.to_numpy(zero_copy_only=False).astype(np.int64) - 1, 0)
+    windows = int(np.ceil(positions / seq_len).sum())
+    if windows == 0:
+        return batch_size
+    per_window = positions.sum() / windows
+    return max(batch_size, round(batch_size * seq_len / per_window))
 
 
 def sequence_inputs(
@@ -193,6 +214,7 @@ def _with_empty_row(base: LLMScorer, queries: list[str]) -> np.ndarray:
 
 __all__ = [
     "TrainingData",
+    "batch_windows",
     "sequence_eval_set",
     "sequence_inputs",
     "trained_item_mask",

@@ -19,21 +19,39 @@ def target_ranks(
 ) -> np.ndarray:
     """0-based rank of each user's target among all items.
 
+    Ties count against the target (every other item with an equal score is put first).
+    Works through the users in blocks, in the scores' own precision (float64 scores stay
+    float64), so that a large validation set is ranked without a float64 copy of it all.
+
     Args:
         scores: ``[users, items]`` scores.
         targets: ``[users]`` item index of each user's target.
         exclude: per user, item indices to mask (the history).
     """
-    scores = np.array(scores, dtype=np.float64, copy=True)
-    rows = np.arange(len(targets))
-    target_scores = scores[rows, targets]
-    for u, items in enumerate(exclude):
-        if len(items):
-            scores[u, np.asarray(items, dtype=np.int64)] = -np.inf
-    scores[rows, targets] = target_scores
-    higher = (scores > target_scores[:, None]).sum(1)
-    ties = (scores == target_scores[:, None]).sum(1) - 1
-    return (higher + ties).astype(np.int64)
+    scores = np.asarray(scores)
+    if not np.issubdtype(scores.dtype, np.floating):
+        scores = scores.astype(np.float64)
+    out = np.zeros(len(targets), dtype=np.int64)
+    for start in range(0, len(targets), RANK_BLOCK):
+        block = np.array(scores[start : start + RANK_BLOCK], copy=True)
+        rows = np.arange(len(block))
+        wanted = np.asarray(targets[start : start + RANK_BLOCK], dtype=np.int64)
+        target_scores = block[rows, wanted]
+        masked = exclude[start : start + RANK_BLOCK]
+        lengths = [len(items) for items in masked]
+        if sum(lengths):
+            users = np.repeat(rows, lengths)
+            items = np.concatenate([np.asarray(i, dtype=np.int64) for i in masked if len(i)])
+            block[users, items] = -np.inf
+        block[rows, wanted] = target_scores
+        higher = (block > target_scores[:, None]).sum(1)
+        ties = (block == target_scores[:, None]).sum(1) - 1
+        out[start : start + len(block)] = higher + ties
+    return out
+
+
+RANK_BLOCK = 2048
+"""Users ranked at a time by :func:`target_ranks`."""
 
 
 def ranking_metrics(ranks: np.ndarray, ks: Sequence[int] = (10, 20)) -> dict[str, float]:

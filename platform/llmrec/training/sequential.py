@@ -148,6 +148,31 @@ class TextTable(nn.Module):
             )
 
 
+@dataclass(frozen=True)
+class Positions:
+    """A group of windows padded together: item rows ``x`` ``[B, L]``, the padding mask,
+    request ids ``q``, which positions are scored (``valid``) and their targets."""
+
+    x: torch.Tensor
+    pad: torch.Tensor
+    q: torch.Tensor
+    valid: torch.Tensor
+    targets: torch.Tensor
+
+
+def length_groups(lengths: Sequence[int], seq_len: int, smallest: int = 8) -> list[list[int]]:
+    """Window indices grouped by length (up to 8, 16, 32, ... positions, then ``seq_len``),
+    each group in batch order: windows padded together with others of about their length,
+    not to the longest of the batch (on short histories most of a batch would be padding)."""
+    groups: dict[int, list[int]] = {}
+    for i, n in enumerate(lengths):
+        width = smallest
+        while width < min(n, seq_len):
+            width *= 2
+        groups.setdefault(min(width, seq_len), []).append(i)
+    return [groups[w] for w in sorted(groups)]
+
+
 class SequenceObjective(nn.Module):
     """The sequential recommender, its text tables and the training loss (DDP wraps this).
 
@@ -204,34 +229,28 @@ class SequenceObjective(nn.Module):
         cfg = self.train_cfg
         device = self.device
         length = self.model.cfg.seq_len
-        x, pad = left_pad([list(w[:-1]) for w in windows], length, device)
-        y, _ = left_pad([list(w[1:]) for w in windows], length, device)
-        q, _ = left_pad([list(r[1:]) for r in queries], length, device)
-        valid = ~pad
-        if first is not None:  # target j (item j + 1) sits at position length - (len - 1) + j
-            starts = torch.tensor(
-                [length - len(w) + int(f) for w, f in zip(windows, first, strict=True)]
+        starts = [int(f) for f in first] if first is not None else [1] * len(windows)
+        groups = length_groups([len(w) - 1 for w in windows], length)
+        parts = [
+            self._positions(
+                [windows[i] for i in g], [queries[i] for i in g], [starts[i] for i in g]
             )
-            valid = valid & (torch.arange(length).unsqueeze(0) >= starts.unsqueeze(1)).to(device)
-        targets = y[valid]
+            for g in groups
+        ]
+        targets = torch.cat([p.targets for p in parts])
         vectors = self.item_vectors(targets)
-        users = self.model.sequence(vectors[x], pad)
-        asked = q > 0
-        if bool(asked.any()):
-            request = self.queries(q[asked])[q]
-            users = users + self.model.request(request, asked, users)
-        users = users[valid]
+        users = torch.cat([self._users(p, vectors) for p in parts])
         loss = torch.zeros((), device=device)
         if cfg.objective != "rating":
             loss = loss + self._softmax(users, vectors, targets)
         if cfg.objective != "contrastive" and values is not None:
-            # the values of the valid positions, in the order ``valid`` selects them
-            skip = [int(f) - 1 for f in first] if first is not None else [0] * len(values)
+            # the values of the valid positions, in the order the groups select them
             rated = torch.tensor(
                 [
                     float(v)
-                    for r, k in zip(values, skip, strict=True)
-                    for v in list(r[1:])[-length:][k:]
+                    for g in groups
+                    for i in g
+                    for v in list(values[i][1:])[-length:][starts[i] - 1 :]
                 ],
                 device=device,
             )
@@ -241,6 +260,31 @@ class SequenceObjective(nn.Module):
         if cfg.query_align_weight > 0:
             loss = loss + cfg.query_align_weight * self._align(targets, vectors)
         return loss
+
+    def _positions(
+        self, windows: list[Sequence[int]], queries: list[Sequence[int]], starts: list[int]
+    ) -> Positions:
+        """The padded inputs of windows of similar length and their scored positions
+        (``starts``: per window, the position of its first target)."""
+        device = self.device
+        length = self.model.cfg.seq_len
+        x, pad = left_pad([list(w[:-1]) for w in windows], length, device)
+        y, _ = left_pad([list(w[1:]) for w in windows], length, device)
+        q, _ = left_pad([list(r[1:]) for r in queries], length, device)
+        width = x.shape[1]  # the group's longest window (at most seq_len)
+        # target j (item j + 1) sits at position width - (len - 1) + j - 1
+        first = torch.tensor([width - len(w) + f for w, f in zip(windows, starts, strict=True)])
+        valid = ~pad & (torch.arange(width).unsqueeze(0) >= first.unsqueeze(1)).to(device)
+        return Positions(x, pad, q, valid, y[valid])
+
+    def _users(self, part: Positions, vectors: torch.Tensor) -> torch.Tensor:
+        """The user tower's output at the scored positions of one group."""
+        users = self.model.sequence(vectors[part.x], part.pad)
+        asked = part.q > 0
+        if bool(asked.any()):
+            request = self.queries(part.q[asked])[part.q]
+            users = users + self.model.request(request, asked, users)
+        return users[part.valid]
 
     def _softmax(
         self, users: torch.Tensor, vectors: torch.Tensor, targets: torch.Tensor
@@ -314,18 +358,20 @@ def evaluate_sequential(
             asked = [i for i, h in enumerate(has_query.tolist()) if h]
             query[asked] = objective.text.encode([str(data.queries[i]) for i in asked]).cpu()
         users = user_vectors(objective.model, vectors, data.histories, query, has_query)
-        candidates = vectors[torch.as_tensor(data.candidates)].cpu()
+        candidates = vectors[torch.tensor(np.asarray(data.candidates))].cpu()
         scores = (users @ candidates.T).numpy()
     objective.train(was)
     return ranking_metrics(target_ranks(scores, data.targets, data.exclude), ks)
 
 
 __all__ = [
+    "Positions",
     "SequenceEvalSet",
     "SequenceInputs",
     "SequenceObjective",
     "TextTable",
     "evaluate_sequential",
+    "length_groups",
     "load_state",
     "optimizer_for",
     "trained_state",

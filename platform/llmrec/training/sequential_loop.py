@@ -53,8 +53,9 @@ def sequential_loop_per_worker(config: dict[str, Any]) -> None:
     (:class:`SequenceInputs`), ``eval_set`` (:class:`SequenceEvalSet`) and optionally
     ``init_state`` (tensors of :func:`trained_state` to start from: incremental training;
     ignored when the run resumes from its own checkpoint), ``max_steps`` (stop after this
-    many optimizer steps per worker; 0: none) and ``keep_last`` (register the last epoch,
-    not the best on ``eval_set``: an update whose evaluation data must stay unseen).
+    many optimizer steps per worker; 0: none), ``keep_last`` (register the last epoch,
+    not the best on ``eval_set``: an update whose evaluation data must stay unseen) and
+    ``batch_windows`` (windows per step; default ``train.batch_size``).
     """
     model_cfg: ModelConfig = config["model"]
     train_cfg: TrainConfig = config["train"]
@@ -83,9 +84,10 @@ def sequential_loop_per_worker(config: dict[str, Any]) -> None:
     steps = int(config.get("total_steps") or 0)
     progress = {"step": state["epoch"] * steps // max(train_cfg.epochs, 1)}
     max_steps = int(config.get("max_steps") or 0)
+    batch = int(config.get("batch_windows") or train_cfg.batch_size)
     for epoch in range(state["epoch"], train_cfg.epochs):
         stats = _train_epoch(
-            model, objective, optimizer, shard, train_cfg, epoch, progress, max_steps
+            model, objective, optimizer, shard, train_cfg, epoch, progress, max_steps, batch
         )
         metrics: dict[str, Any] = {
             "epoch": epoch + 1,
@@ -164,6 +166,7 @@ def _train_epoch(
     epoch: int = 0,
     progress: dict[str, int] | None = None,
     max_steps: int = 0,
+    batch_size: int = 0,
 ) -> dict[str, float]:
     """One pass over this worker's windows (shuffled anew each epoch): loss, throughput and
     the data-wait share. ``progress["step"]`` counts optimizer steps across epochs (AdaLoRA's
@@ -177,7 +180,7 @@ def _train_epoch(
     start = time.perf_counter()
     batches = iter(
         shard.iter_batches(
-            batch_size=cfg.batch_size,
+            batch_size=batch_size or cfg.batch_size,
             batch_format="numpy",
             local_shuffle_buffer_size=SHUFFLE_BUFFER,
             local_shuffle_seed=cfg.seed * 1000 + epoch,
