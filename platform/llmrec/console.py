@@ -48,6 +48,8 @@ NOISE = (
     # Ray Train, per worker and epoch: logged under a file-path logger name, so the level
     # of RunConfig(logging_config) (which hides Ray Train's other INFO lines) misses it.
     r"Reporting training result \d+: TrainingReport",
+    # The GCS, when a finished Ray Data actor is killed a second time at shutdown.
+    "Failed to kill actor",
 )
 """Lines that Ray forwards from its processes and that a user can do nothing about: dropped
 by default (``RAY_DEDUP_LOGS_SKIP_REGEX``), shown with ``--verbose``."""
@@ -61,6 +63,8 @@ QUIET_ENV = {
     "RAY_DATA_DISABLE_PROGRESS_BARS": "1",
     "RAY_DATA_LOG_LEVEL": "WARNING",  # "Starting execution of Dataset ..." per epoch
     "RAY_DEDUP_LOGS_SKIP_REGEX": "|".join(NOISE),
+    # "(RayTrainWorker pid=3985)" before every forwarded line: the epoch lines read alone
+    "RAY_DISABLE_WORKER_LOG_PREFIX": "1",
     # PyTorch's C++ warnings (DDP's "find_unused_parameters=True ... did not find any unused
     # parameters" once per worker): they bypass Python's warnings module
     "TORCH_CPP_LOG_LEVEL": "ERROR",
