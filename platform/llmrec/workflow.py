@@ -171,9 +171,10 @@ def finetune(cfg: Config, log: Any = print) -> FinetuneResult:
 
 
 MODEL_ROWS = {"llm": "model alone", "hybrid": "served hybrid"}
+"""The trained model's rows in the evaluation table, and how the comparison names them."""
+
 COLD_FIRST = "cold items first (random order)"
 """The cold-start yardstick's row (``test_cold`` only)."""
-"""The trained model's rows in the evaluation table, and how the comparison names them."""
 
 BASELINE_METRICS = ("hr_at_10", "ndcg_at_10", "hr_at_20", "ndcg_at_20", "mrr")
 
