@@ -96,7 +96,10 @@ def serving_hybrid(
     the transitions fitted on every user's whole history (in time order, ties by item id, as
     the split orders them) over the whole catalogue."""
     index = catalogue.index
-    df = in_time_order(interactions.select(["user_id", "item_id", "timestamp"]).to_pandas())
+    if "timestamp" in interactions.column_names:
+        df = in_time_order(interactions.select(["user_id", "item_id", "timestamp"]).to_pandas())
+    else:  # already in the order they happened (held-back slices of an update)
+        df = interactions.select(["user_id", "item_id"]).to_pandas()
     histories = [[index[i] for i in items] for _, items in df.groupby("user_id")["item_id"]]
     x = interaction_matrix(histories, len(catalogue))
     counts = Popularity().fit(x).counts
