@@ -19,10 +19,10 @@ import scipy.sparse as sp
 from llmrec.config import RankConfig
 from llmrec.data.catalogue import Catalogue
 from llmrec.data.splits import Split
-from llmrec.modeling.baselines import EASE, ItemKNN, ItemScorer, Popularity, interaction_matrix
+from llmrec.modeling.baselines import EASE, ItemScorer, Popularity, interaction_matrix
 from llmrec.modeling.cf import CFModel, CFParams, choose_cf, fit_cf
 from llmrec.modeling.towers import Towers
-from llmrec.modeling.transitions import Transitions, markov_scores
+from llmrec.modeling.transitions import Transitions
 from llmrec.ranking.hybrid import HybridScorer, HybridWeights, tune_weights, weight_grid
 from llmrec.ranking.rerank import category_distribution
 from llmrec.ranking.slate import long_tail
@@ -201,25 +201,6 @@ def tune_ease(
 MARKOV_LABEL = "markov-1"
 
 
-def baseline_scores(protocol: Protocol, ease_lambda: float) -> dict[str, dict[str, np.ndarray]]:
-    """Popularity, ItemKNN, EASE and Markov-1 scores on validation and test: label -> part
-    -> scores (each fitted on what the part may see: train for val, train + val for test)."""
-    n = len(protocol.catalogue)
-    out: dict[str, dict[str, np.ndarray]] = {}
-    for part_name in ("val", "test"):
-        full = protocol.part(part_name)
-        part = protocol.scored(full)
-        x = interaction_matrix(full.fit_histories, n)
-        for model in (Popularity(), ItemKNN(), EASE(ease_lambda)):
-            label = f"ease (lambda={ease_lambda:g})" if model.name == "ease" else model.name
-            scores = model.fit(x).score(interaction_matrix(part.histories, n))
-            out.setdefault(label, {})[part_name] = scores
-        out.setdefault(MARKOV_LABEL, {})[part_name] = markov_scores(
-            full.fit_histories, part.histories, n
-        )
-    return out
-
-
 def score_table(protocol: Protocol, scored: dict[str, dict[str, np.ndarray]]) -> pd.DataFrame:
     """One row per method and part (and ``test_cold`` rows under the cold-start protocol);
     ``scored`` holds the scores of the protocol's scored users (:meth:`Protocol.scored`)."""
@@ -232,11 +213,6 @@ def score_table(protocol: Protocol, scored: dict[str, dict[str, np.ndarray]]) ->
             if part_name == "test" and len(part.cold_rows):
                 rows.append(cold_row(protocol, part, scores, label))
     return pd.DataFrame(rows)
-
-
-def baseline_table(protocol: Protocol, ease_lambda: float) -> pd.DataFrame:
-    """Popularity, ItemKNN, EASE and Markov-1 on validation and test."""
-    return score_table(protocol, baseline_scores(protocol, ease_lambda))
 
 
 POPULARITY_WEIGHTS = (0.0, 0.05, 0.1, 0.25, 0.5, 1.0)

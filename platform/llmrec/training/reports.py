@@ -17,6 +17,7 @@ import pandas as pd
 
 from llmrec.bundle import ModelBundle
 from llmrec.config import Config
+from llmrec.modeling.cf import CFParams
 from llmrec.modeling.towers import Towers
 from llmrec.ranking.rerank import SlateSpec
 from llmrec.ranking.slate import ItemFacts, Reranker
@@ -106,7 +107,13 @@ def evaluate_all(
         "EASE validation NDCG@10 by lambda: "
         + ", ".join(f"{k:g}: {v:.4f}" for k, v in tried.items())
     )
-    scored = offline.baseline_scores(protocol, best)
+    ease = CFParams(ease_lambda=best)
+    scored = references.reference_scores(
+        protocol,
+        cfg.rank,
+        offline.cf_label("ease", ease),
+        references.fit_cf_models(protocol, "ease", ease),
+    )
     names: list[str] = []
     embeddings = None
     explained: list[str] = []
