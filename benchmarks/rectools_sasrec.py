@@ -89,25 +89,19 @@ def run_seed(split: pd.DataFrame, seed: int) -> dict[str, float]:
     seed_everything(seed, workers=True)
     renamed = {"user_id": Columns.User, "item_id": Columns.Item}
     renamed |= {"weight": Columns.Weight, "datetime": Columns.Datetime}
-    train = Dataset.construct(interactions(split, with_val=False).rename(columns=renamed))
+    seen = interactions(split, with_val=False)
+    train = Dataset.construct(seen.rename(columns=renamed))
     model = SASRecModel(**HYPER, deterministic=True, verbose=0)
     start = time.perf_counter()
     model.fit(train)
     seconds = time.perf_counter() - start
     users = split["user_id"].tolist()
     out: dict[str, float] = {"fit_seconds": seconds}
-    known = set(interactions(split, with_val=False)["item_id"])
-    for part, data in (
-        ("val", train),
-        ("test", Dataset.construct(interactions(split, True).rename(columns=renamed))),
-    ):
-        # items first seen as a validation target are unknown to the fitted model
-        if part == "test":
-            data = Dataset.construct(
-                interactions(split, True)
-                .loc[lambda d: d["item_id"].isin(known)]
-                .rename(columns=renamed)
-            )
+    # items first seen as a validation target are unknown to the fitted model
+    with_val = interactions(split, with_val=True)
+    test = with_val[with_val["item_id"].isin(set(seen["item_id"]))]
+    test = Dataset.construct(test.rename(columns=renamed))
+    for part, data in (("val", train), ("test", test)):
         recos = model.recommend(users=users, dataset=data, k=10, filter_viewed=True)
         recos = recos.rename(columns={Columns.User: "user_id", Columns.Item: "item_id"})
         scores = metrics(recos, dict(zip(split["user_id"], split[part], strict=True)))

@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
+from llmrec.modeling.cf import _standardise
+
 TRANSITIONS_FILE = "transitions.npz"
 
 
@@ -104,10 +106,7 @@ class Transitions:
         mean = total / n
         std = np.sqrt(np.maximum(squares / n - mean**2, 0.0))
         dense = block.toarray() if rows is None else block[:, np.asarray(rows)].toarray()
-        ok = std > 1e-12
-        z = (dense - mean[:, None]) / np.where(ok, std, 1.0)[:, None]
-        z[~ok] = 0.0
-        out[known] = z
+        out[known] = _standardise(dense, mean, std)
         return out
 
     def top(self, histories: Sequence[Sequence[int]], n: int) -> list[np.ndarray]:
