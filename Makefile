@@ -9,7 +9,7 @@ TORCH_CPU ?= torch==2.13.0
 export HF_HUB_OFFLINE ?= 1
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
-.PHONY: setup demo test lint format clean
+.PHONY: setup browser demo test lint format clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,7 +17,19 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed browser
+
+# Debian's Chromium for the review page's browser test (tests/integration/
+# test_serve_review_page.py; Playwright drives it, never downloading a browser of its own).
+# Installed where this runs as root with apt; elsewhere that test says why it skips.
+browser:
+	@if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing Debian's chromium (apt-get) for the browser test"; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1 || \
+		(apt-get update -qq >/dev/null 2>&1 && \
+		 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1) || \
+		echo "chromium could not be installed: the browser test will skip"; \
+	fi
 
 demo: setup
 	$(PY) jobs/finetune.py

@@ -36,7 +36,9 @@ class QueryEncoderDeployment:
         self.settings = ServeSettings(**settings)
         experiment = self.settings.experiment
         live = 1 + (len(experiment.variants) if experiment else 0)  # the app's model + each arm
-        self.versions: VersionCache[QueryEncoder] = VersionCache(self._load, versions_needed(live))
+        self.versions: VersionCache[QueryEncoder] = VersionCache(
+            self._load, versions_needed(live, self.settings.review_versions)
+        )
         self.versions.put(model_uri, self._load(model_uri))
         self.catalogue = CatalogueState(self.settings.catalogue_path)
         self.encode.set_max_batch_size(self.settings.max_batch_size)
@@ -51,7 +53,7 @@ class QueryEncoderDeployment:
         """Load ``model_uri``; ``live``: the versions the ingress serves at once (one per
         experiment variant), each kept with room for its successor (None: as it is)."""
         if live is not None:
-            self.versions.resize(versions_needed(live))
+            self.versions.resize(versions_needed(live, self.settings.review_versions))
         await self.versions.get(model_uri)
         return model_uri
 

@@ -1,8 +1,9 @@
 """The scoring graph: ingress (FastAPI) -> query encoder (the LLM) -> candidate ranker.
 
 ``serve_deployments`` is the only Ray Serve code, one module per deployment
-(``ingress.py``, ``encoder.py``, ``ranker.py``) and this one, which binds them; the work
-itself lives in ``llmrec.serving``.
+(``ingress.py`` with its FastAPI app ``api.py``, its answering path ``answering.py`` and the
+review page's routes ``review.py``; ``encoder.py``, ``ranker.py``) and this one, which binds
+them; the work itself lives in ``llmrec.serving``.
 
 One model version per request: the ingress routes each request to a concrete version
 (``models:/name/N``: the app's, or while an experiment runs the one its user's variant

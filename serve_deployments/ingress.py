@@ -4,7 +4,9 @@ The edge pieces (error shape, body limit, media type, request counting, bearer t
 OpenAPI document) are plain classes in ``llmrec.serving.errors`` and ``llmrec.serving.edge``;
 experiments (assignment, routing, the impression log, attribution) are plain classes in
 ``llmrec.serving.{experiment,routing,impressions,attribution}``; this module wires them into
-one FastAPI app and one Serve deployment.
+one Serve deployment. The FastAPI app itself is ``api.py``; the routes the review page
+needs (versions named by a request, list measures, user search, the version list, the page)
+are ``review.py``'s :class:`~serve_deployments.review.Review`, a part of :class:`Ingress`.
 """
 
 import asyncio
@@ -12,10 +14,10 @@ import logging
 import os
 import time
 import uuid
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import FastAPI, Security
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import Request
+from fastapi.security import HTTPAuthorizationCredentials
 from llmrec import registry
 from llmrec.serving import (
     QueryBuilder,
@@ -27,8 +29,8 @@ from llmrec.serving import (
 from llmrec.serving import settings as serving_settings
 from llmrec.serving.attribution import Attributed, AttributionError, Impression, attribute
 from llmrec.serving.catalogue_state import CatalogueState, LiveCatalogue, LiveItem, sync
-from llmrec.serving.edge import BearerAuth, EdgeMiddleware, openapi_document, sha256
-from llmrec.serving.errors import ApiError, error_responses, install_error_handlers
+from llmrec.serving.edge import BearerAuth, sha256
+from llmrec.serving.errors import ApiError, error_responses
 from llmrec.serving.experiment import ExperimentSpec, parse_spec
 from llmrec.serving.history import Event, FeedbackLog, HistoryStore
 from llmrec.serving.impressions import ImpressionLog
@@ -46,6 +48,7 @@ from llmrec.serving.schemas import (
     Health,
     NewItems,
     Ready,
+    ReferredItem,
     ReloadResponse,
     RetireItems,
     UserHistory,
@@ -55,27 +58,12 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from serve_deployments.answering import Active, Answerer, is_replica_death
+from serve_deployments.api import Credentials, api
+from serve_deployments.review import Review
 
 logger = logging.getLogger("ray.serve")
 TOKEN_ENV = "LLMREC_API_TOKEN"
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-
-api = FastAPI(
-    title="llmrec",
-    description="Recommendations scored by a fine-tuned language model, with champion/"
-    "challenger experiments. `/feedback`, "
-    "`/users/{user_id}/history` and `/admin/*` need `Authorization: Bearer <token>` when the "
-    "server runs with `LLMREC_API_TOKEN` set. Every error answers "
-    '`{"detail": [{"loc": [...], "msg": "...", "type": "..."}]}`.',
-    version="0.3.0",
-)
-install_error_handlers(api)
-api.add_middleware(EdgeMiddleware)
-api.openapi = openapi_document(api)  # type: ignore[method-assign]
-Credentials = Annotated[
-    HTTPAuthorizationCredentials | None,
-    Security(HTTPBearer(auto_error=False, description="The server's LLMREC_API_TOKEN.")),
-]
 
 
 @serve.deployment(
@@ -86,7 +74,7 @@ Credentials = Annotated[
     graceful_shutdown_timeout_s=5,
 )
 @serve.ingress(api)
-class Ingress:
+class Ingress(Review):
     """HTTP edge: validates requests, routes each to its version (the app's, or its
     experiment variant's), builds the query, calls encoder then ranker, logs the answer;
     takes feedback into the history store and attributes it; follows the model aliases."""
@@ -115,6 +103,7 @@ class Ingress:
         self.catalogue = CatalogueState(self.settings.catalogue_path)
         self.live = LiveCatalogue(self.catalogue, self._embed_items)
         self.impressions = ImpressionLog(self.settings.impression_db, self.settings.impressions_dir)
+        self._start_review()  # versions a request names (model_uri: the review page)
         self.router: Router[Active] = Router(
             self.settings.model_uri or model_uri,
             self._resolve,
@@ -158,11 +147,14 @@ class Ingress:
         """The version of the app's ``model_uri`` (what answers outside experiments)."""
         return self.router.routing.arms[APP]
 
-    async def _prepare(self, uri: str, live: int = 1) -> Active:
+    async def _prepare(self, uri: str, live: int | None = 1, seed: bool = True) -> Active:
         """Load ``uri`` everywhere (history seeded, encoder and ranker loaded) before use;
-        ``live``: the versions served at once (each deployment keeps room for them)."""
+        ``live``: the versions served at once (each deployment keeps room for them; None:
+        as it is); ``seed``: load the version's training histories into the history store
+        (not for a version only looked at)."""
         version, bundle = await asyncio.to_thread(open_version, uri, self.settings.tracking_uri)
-        await asyncio.to_thread(self.store.seed, uri, bundle.histories)
+        if seed:
+            await asyncio.to_thread(self.store.seed, uri, bundle.histories)
         await retry(
             lambda: self.encoder.load.remote(uri, live), is_replica_death, self.retry, "load"
         )
@@ -252,15 +244,20 @@ class Ingress:
         response_model_exclude_none=True,
         responses=error_responses(404, 413, 415, 422, 503),
     )
-    async def recommend(self, req: RecommendRequest) -> RecommendResponse:
+    async def recommend(self, req: RecommendRequest, request: Request) -> RecommendResponse:
         """Top-k items for a known user, or for a history and/or a free-text query (read
         into constraints: `understood`); optionally excluding items, within categories,
         re-ranked for diversity, each item explained. While an experiment runs, the user
-        (or session) is served by their variant's version."""
+        (or session) is served by their variant's version; `model_uri` (with the token)
+        names another version to look at, answered outside experiments and logs."""
         started = time.perf_counter()
         request_id = uuid.uuid4().hex
-        # one version for the whole request: the one its arm serves now
-        active, assigned = self.router.routing.route(req.user_id, req.session_id, request_id)
+        # one version for the whole request: the one its arm serves now, or the one named
+        assigned = None
+        if req.model_uri is not None:
+            active = await self._named(req.model_uri, request.headers.get("authorization"))
+        else:
+            active, assigned = self.router.routing.route(req.user_id, req.session_id, request_id)
         self._sync_live(active)
         try:
             if req.query and req.parse_query and len(req.query) <= self.settings.max_query_chars:
@@ -273,12 +270,15 @@ class Ingress:
             raise ApiError(503, str(exc), headers={"Retry-After": "1"}) from None
         # a known user's vector can be cached (not with a query, nor with occlusion rows)
         user = req.user_id if req.query is None and not req.explain else None
+        measures = None
         try:
             items = await self.answers(active.uri, query, user)
+            if req.measures:
+                measures = await self._measure(active.uri, items, query.history)
         except Unavailable as exc:
             raise ApiError(503, str(exc), headers={"Retry-After": "1"}) from None
         read = understood(query.intent, query.strict, active.builder.catalogue)
-        if self.settings.impressions:
+        if self.settings.impressions and req.model_uri is None:
             took = 1000 * (time.perf_counter() - started)
             ids = [i.item_id for i in items]
             await self._log(
@@ -290,6 +290,7 @@ class Ingress:
             understood=read,
             request_id=request_id,
             variant=assigned.variant if assigned else None,
+            measures=measures,
         )
 
     async def _log(self, shown: Impression) -> None:
@@ -372,9 +373,14 @@ class Ingress:
         if state is None:
             raise ApiError(404, f"unknown user_id {user_id!r}", ("path", "user_id"))
         events = await asyncio.to_thread(self.store.events, user_id)
+        titles = self.active.builder.catalogue
         return UserHistory(
             user_id=user_id,
             history=list(state.history),
+            items=[
+                ReferredItem(item_id=i, title=titles.title(i) if i in titles else i)
+                for i in state.history
+            ],
             recent_feedback=[e.__dict__ for e in events],
         )
 

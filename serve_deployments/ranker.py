@@ -5,6 +5,7 @@ from typing import Any
 import numpy as np
 from llmrec.serving import CandidateRanker, Query, RecommendedItem, ServeSettings
 from llmrec.serving.catalogue_state import CatalogueState, sync
+from llmrec.serving.schemas import ListMeasures
 from llmrec.serving.versions import VersionCache, open_version, versions_needed
 from ray import serve
 
@@ -24,7 +25,7 @@ class CandidateRankerDeployment:
         experiment = self.settings.experiment
         live = 1 + (len(experiment.variants) if experiment else 0)  # the app's model + each arm
         self.versions: VersionCache[CandidateRanker] = VersionCache(
-            self._load, versions_needed(live)
+            self._load, versions_needed(live, self.settings.review_versions)
         )
         self.versions.put(model_uri, self._load(model_uri))
         self.catalogue = CatalogueState(self.settings.catalogue_path)
@@ -37,7 +38,7 @@ class CandidateRankerDeployment:
         """Load ``model_uri``; ``live``: the versions the ingress serves at once (one per
         experiment variant), each kept with room for its successor (None: as it is)."""
         if live is not None:
-            self.versions.resize(versions_needed(live))
+            self.versions.resize(versions_needed(live, self.settings.review_versions))
         ranker = await self.versions.get(model_uri)
         sync(self.catalogue, model_uri, ranker)
         return {
@@ -53,3 +54,11 @@ class CandidateRankerDeployment:
         ranker = await self.versions.get(model_uri)
         sync(self.catalogue, model_uri, ranker)  # items added or retired live
         return ranker.rank_many(vectors, queries)
+
+    async def measure(
+        self, model_uri: str, lists: list[tuple[list[str], tuple[str, ...]]]
+    ) -> list[ListMeasures]:
+        """The measures of answered lists: (item ids, the history they answer), each."""
+        ranker = await self.versions.get(model_uri)
+        sync(self.catalogue, model_uri, ranker)
+        return [ranker.measure(ids, history) for ids, history in lists]

@@ -170,6 +170,46 @@ def get_version(name: str, version: str, run_id: str | None = None) -> Registere
     return RegisteredVersion(name, str(mv.version), run_id or mv.run_id or "", aliases)
 
 
+def list_versions(name: str) -> list[tuple[RegisteredVersion, int, str | None]]:
+    """Every registered version of model ``name``, newest first: (the version, its
+    registration time in Unix milliseconds, its description).
+
+    Raises:
+        ModelNotFoundError: no model of that name.
+    """
+    if not name.isprintable():
+        raise ModelNotFoundError(f"{name!r} is not a registered model's name")
+    client = MlflowClient()
+    try:
+        aliases = client.get_registered_model(name).aliases
+        found = client.search_model_versions(f"name = '{name.replace(chr(39), '')}'")
+    except MlflowException as exc:
+        raise ModelNotFoundError(
+            f"no registered model {name!r} at {mlflow.get_tracking_uri()}: "
+            f"{exc.message.splitlines()[0]}"
+        ) from exc
+    out = []
+    for mv in sorted(found, key=lambda v: -int(v.version)):
+        named = tuple(sorted(a for a, v in aliases.items() if str(v) == str(mv.version)))
+        version = RegisteredVersion(name, str(mv.version), mv.run_id or "", named)
+        out.append((version, int(mv.creation_timestamp or 0), mv.description or None))
+    return out
+
+
+def model_name(uri: str) -> str:
+    """The registered model's name in ``models:/NAME/N`` or ``models:/NAME@ALIAS``.
+
+    Raises:
+        ModelNotFoundError: malformed URI.
+    """
+    m = _URI.match(uri.strip())
+    if m is None:
+        raise ModelNotFoundError(
+            f"model URI {uri!r} must look like models:/NAME/VERSION or models:/NAME@ALIAS"
+        )
+    return m["name"]
+
+
 def resolve(uri: str) -> RegisteredVersion:
     """Resolve ``models:/name/3`` or ``models:/name@champion`` to a concrete version.
 
@@ -182,6 +222,8 @@ def resolve(uri: str) -> RegisteredVersion:
             f"model URI {uri!r} must look like models:/NAME/VERSION or models:/NAME@ALIAS"
         )
     name = m["name"]
+    if not name.isprintable():  # control characters, lone surrogates: no model has them
+        raise ModelNotFoundError(f"model URI {uri!r} names no registered model")
     client = MlflowClient()
     try:
         version = (

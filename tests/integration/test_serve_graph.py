@@ -563,7 +563,7 @@ def test_the_api_conforms_to_its_own_openapi_schema(server, tmp_path):
     )
     report = out.stdout[-6000:] + out.stderr[-2000:]
     assert out.returncode == 0, report
-    assert "Tested: 11" in out.stdout, report  # 8 routes + GET/PUT/DELETE /admin/experiment
+    assert "Tested: 13" in out.stdout, report  # 10 routes + GET/PUT/DELETE /admin/experiment
 
 
 def test_http_proxy_listens_on_localhost_only(server):

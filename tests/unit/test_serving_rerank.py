@@ -126,3 +126,19 @@ def test_a_version_whose_default_caps_name_a_missing_attribute_fails_to_load(tmp
 def test_out_of_range_request_values_are_refused(field, value, message):
     with pytest.raises(ValidationError, match=message):
         RecommendRequest(query="x", **{field: value})
+
+
+def test_list_measures_are_the_offline_report_measures_of_one_list(tmp_path):
+    """Items 0, 1, 8, 12 for u1 (two Westerns): genres Drama, Comedy, Drama, Drama."""
+    ranker = CandidateRanker(make_bundle(tmp_path / "b"))
+    m = ranker.measure(["i00", "i01", "i08", "i12", "nope"], ["i03", "i07"])
+    assert m.categories == 2
+    assert m.tail_share == 0.5  # items 8 and 12 are outside the top 20%
+    assert m.mean_popularity == (40 + 39 + 32 + 28) / 4
+    # category vectors (rank.similarity=categories): 1 - cosine is 1 between genres, 0 within;
+    # of the 12 ordered pairs, 6 join the Comedy to a Drama
+    assert m.diversity == pytest.approx(6 / 12)
+    # the list has no Western: far from u1's history (KL with the 0.01 smoothing)
+    assert m.miscalibration == pytest.approx(np.log(1 / 0.01))
+    assert ranker.measure([], []).diversity is None
+    assert ranker.measure(["i00"], []).miscalibration is None  # no history to calibrate to

@@ -164,6 +164,20 @@ class HistoryStore:
             last_query=queries[-1] if queries else None,
         )
 
+    def users(self, prefix: str = "", limit: int = 20) -> list[str]:
+        """Up to ``limit`` known user ids starting with ``prefix``, in sorted order (a range
+        over the user index, not a scan)."""
+        rows = (
+            self._conn()
+            .execute(
+                "SELECT DISTINCT user_id FROM interactions WHERE user_id >= ? AND user_id < ? "
+                "ORDER BY user_id LIMIT ?",
+                (prefix, prefix + "\U0010ffff", limit),
+            )
+            .fetchall()
+        )
+        return [r[0] for r in rows]
+
     def events(self, user_id: str, limit: int = 50) -> list[Event]:
         """The user's most recent feedback events, newest first."""
         rows = (

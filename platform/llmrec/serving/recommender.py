@@ -34,8 +34,9 @@ from llmrec.serving.explain import Explainer, occlusion_targets
 from llmrec.serving.history import HistoryStore
 from llmrec.serving.intent import IntentParser
 from llmrec.serving.lexicon import Lexicon
+from llmrec.serving.measures import list_measures
 from llmrec.serving.query import Query, RequestError, blocks, user_inputs
-from llmrec.serving.schemas import RecommendedItem, RecommendRequest
+from llmrec.serving.schemas import ListMeasures, RecommendedItem, RecommendRequest
 from llmrec.serving.settings import ServeSettings
 
 if TYPE_CHECKING:
@@ -405,6 +406,15 @@ class CandidateRanker:
 
     def describe(self) -> str:
         return f"{self.items.kind} ({self.num_items} items)"
+
+    def measure(self, item_ids: Sequence[str], history: Sequence[str]) -> ListMeasures:
+        """Diversity, long tail, categories and calibration of an answered list
+        (:func:`~llmrec.serving.measures.list_measures`); unknown ids are left out."""
+        if self._stale_facts:
+            self._refresh_facts()
+        rows = [self.index[i] for i in item_ids if i in self.index]
+        read = [self.index[i] for i in history if i in self.index]
+        return list_measures(self.reranker.facts, self.counts, rows, read)
 
     def spec(self, q: Query) -> SlateSpec:
         """The re-ranking of one query: the version's defaults, replaced where it asks."""

@@ -25,6 +25,8 @@ MAX_EXCLUDE = 1000
 MAX_EVENTS = 100
 
 MAX_CAPS = 10
+MODEL_URI = r"^models:/[^/@]+(/[0-9]+|@[A-Za-z0-9_-]+)$"
+"""A registered version or alias: ``models:/NAME/VERSION`` or ``models:/NAME@ALIAS``."""
 Attribute = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 
 EventKind = Literal["view", "click", "like", "purchase", "rating", "dislike", "skip"]
@@ -147,6 +149,22 @@ class RecommendRequest(BaseModel):
         description="Wanted categories, years and attribute values from the query filter "
         "instead of boosting (unwanted ones always filter).",
     )
+    measures: bool = Field(
+        False,
+        description="Add `measures`: the list's intra-list diversity, long-tail share, "
+        "categories and miscalibration, as the offline reports compute them.",
+    )
+    model_uri: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=300,
+        pattern=MODEL_URI,
+        description="Answer with this registered version or alias (models:/NAME/N, "
+        "models:/NAME@ALIAS) instead of the version the request would be routed to: for "
+        "looking at a version before promoting it (the review page, /ui). Needs the bearer "
+        "token when the server has one; such answers are outside any experiment and are not "
+        "written to the impression log.",
+    )
 
     @model_validator(mode="after")
     def _something_to_go_on(self) -> RecommendRequest:
@@ -232,6 +250,24 @@ class Understood(BaseModel):
     strict: bool
 
 
+class ListMeasures(BaseModel):
+    """What the offline reports measure of a list, for this one list."""
+
+    diversity: float | None = Field(
+        description="Mean pairwise 1 - cosine of the items' similarity vectors (the "
+        "version's rank.similarity); null when fewer than two items have one."
+    )
+    tail_share: float = Field(
+        description="Share of the items outside the most popular 20% (training counts)."
+    )
+    mean_popularity: float = Field(description="Mean training interactions of the items.")
+    categories: int = Field(description="Distinct categories among the items.")
+    miscalibration: float | None = Field(
+        description="KL divergence of the list's category mix from the history's (Steck "
+        "2018; 0 = the same mix); null without categorised history."
+    )
+
+
 class RecommendResponse(BaseModel):
     items: list[RecommendedItem]
     model_version: str = Field(description="The registered version that computed this answer.")
@@ -245,6 +281,7 @@ class RecommendResponse(BaseModel):
     variant: str | None = Field(
         None, description="The experiment variant that answered; null when none runs."
     )
+    measures: ListMeasures | None = Field(None, description='With `"measures": true`.')
 
 
 class FeedbackEvent(BaseModel):
@@ -295,7 +332,33 @@ class FeedbackResponse(BaseModel):
 class UserHistory(BaseModel):
     user_id: str
     history: list[str] = Field(description="Items that build the user's text, oldest first.")
+    items: list[ReferredItem] = Field(
+        default_factory=list, description="The same items with their titles, oldest first."
+    )
     recent_feedback: list[dict[str, Any]]
+
+
+class UserList(BaseModel):
+    """Known user ids: those starting with a prefix, or a random sample."""
+
+    users: list[str]
+
+
+class VersionInfo(BaseModel):
+    version: str
+    aliases: list[str]
+    run_id: str
+    created: int = Field(description="Registration time, Unix milliseconds.")
+    description: str | None = None
+
+
+class VersionList(BaseModel):
+    """The registered versions of a model, newest first."""
+
+    model: str
+    follows: str = Field(description="The alias or version the app follows.")
+    model_version: str = Field(description="The version the app serves now.")
+    versions: list[VersionInfo]
 
 
 class ReloadResponse(BaseModel):

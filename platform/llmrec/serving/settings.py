@@ -150,6 +150,14 @@ class ServeSettings(BaseModel):
         description="Encode the training logs' users in the background when a version "
         "loads (up to user_cache_size), so that their first request is a cache hit.",
     )
+    review_versions: int = Field(
+        default=2,
+        ge=0,
+        le=8,
+        description="Versions outside the routing that a request may name (model_uri, the "
+        "review page /ui) kept loaded in each replica beside the served ones; 0: requests "
+        "may not name a version.",
+    )
     retry_deadline_s: float = Field(
         default=20.0,
         gt=0.0,

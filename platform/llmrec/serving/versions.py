@@ -11,8 +11,9 @@ them, and for each one's successor during a swap (:func:`versions_needed`).
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
 from llmrec import registry
@@ -35,14 +36,17 @@ def open_version(model_uri: str, tracking_uri: str) -> tuple[str, ModelBundle]:
 
 
 class VersionCache(Generic[T]):
-    """The last ``size`` objects loaded by model URI, each loaded once, in a thread.
+    """The last ``size`` objects loaded by model URI, each loaded once (a plain function in
+    a thread, a coroutine function awaited).
 
     Args:
         load: builds the object of one model URI (slow: downloads, model weights).
         size: how many versions to keep; 2 lets a swap finish the old version's requests.
     """
 
-    def __init__(self, load: Callable[[str], T], size: int = 2) -> None:
+    def __init__(
+        self, load: Callable[[str], T] | Callable[[str], Awaitable[T]], size: int = 2
+    ) -> None:
         if size < 1:
             raise ValueError(f"size must be >= 1, got {size}")
         self.load = load
@@ -72,14 +76,19 @@ class VersionCache(Generic[T]):
             return self.loaded[uri]
         async with self._lock:
             if uri not in self.loaded:
-                self.put(uri, await asyncio.to_thread(self.load, uri))
+                if inspect.iscoroutinefunction(self.load):
+                    value = await self.load(uri)
+                else:
+                    value = await asyncio.to_thread(self.load, uri)
+                self.put(uri, value)
             return self.loaded[uri]
 
 
-def versions_needed(live: int) -> int:
+def versions_needed(live: int, review: int = 0) -> int:
     """Versions a replica keeps for ``live`` versions served at once (one per experiment
-    variant, or one): each, and its successor while a swap lets its requests finish."""
-    return 2 * max(1, live)
+    variant, or one): each, and its successor while a swap lets its requests finish; and
+    ``review`` versions asked for by name (``model_uri`` on a request: the review page)."""
+    return 2 * max(1, live) + max(0, review)
 
 
 __all__ = ["VersionCache", "open_version", "versions_needed"]

@@ -1,0 +1,27 @@
+"""The FastAPI application of the ingress: error shape, edge checks, the OpenAPI document,
+and the bearer-token credentials its routes declare (``ingress.py`` and ``review.py`` add
+the routes)."""
+
+from typing import Annotated
+
+from fastapi import FastAPI, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from llmrec.serving.edge import EdgeMiddleware, openapi_document
+from llmrec.serving.errors import install_error_handlers
+
+api = FastAPI(
+    title="llmrec",
+    description="Recommendations scored by a fine-tuned language model, with champion/"
+    "challenger experiments. `/feedback`, `/users`, `/users/{user_id}/history`, `/admin/*` "
+    "and `/recommend` with a `model_uri` need `Authorization: Bearer <token>` when the "
+    "server runs with `LLMREC_API_TOKEN` set. Every error answers "
+    '`{"detail": [{"loc": [...], "msg": "...", "type": "..."}]}`.',
+    version="0.3.0",
+)
+install_error_handlers(api)
+api.add_middleware(EdgeMiddleware)
+api.openapi = openapi_document(api)  # type: ignore[method-assign]
+Credentials = Annotated[
+    HTTPAuthorizationCredentials | None,
+    Security(HTTPBearer(auto_error=False, description="The server's LLMREC_API_TOKEN.")),
+]
