@@ -136,6 +136,38 @@ def test_the_collaborative_split_adds_up_to_the_cf_part(tmp_path, tiny_base, kin
         assert np.allclose(summed, history, atol=1e-4)
 
 
+@pytest.mark.parametrize("kind", ["ease", "sparse", "als"])
+def test_items_added_live_are_explained_in_histories_and_answers(tmp_path, tiny_base, kind):
+    """Live items have no CF row: in a history they add nothing through the CF term, as
+    answers they get none (a history with one used to fail with an IndexError: a 500 the
+    API fuzzer found with a control-character query)."""
+    from llmrec.serving.catalogue_state import LiveChanges, LiveItem
+
+    bundle = make_bundle(tmp_path / "b", tiny_base, cf_kind=kind)
+    encoder = QueryEncoder(bundle)
+    builder, ranker = QueryBuilder(bundle, parser=encoder.parser()), CandidateRanker(bundle)
+    items = [
+        LiveItem("0", "\x00", None, ("\x96",)),
+        LiveItem("新品", "新的标题 \U0009a0a7", "文字", ("Comedy",)),
+    ]
+    changes = LiveChanges(1, items, encoder.embed_items(items), frozenset())
+    for target in (builder, encoder, ranker):
+        target.apply_live(changes)
+    odd = "\u0096\u0099\u0018\u00c0H\U0009a0a7"
+    for history in (["0"], ["新品", "m00"], ["m03", "0", "新品"]):
+        for query in (None, odd):
+            q = builder.build(RecommendRequest(history=history, query=query, explain=True, k=50))
+            answered = ranker.rank(encoder.encode([q]), q)
+            assert answered and {"0", "新品"} - set(history) <= {i.item_id for i in answered}
+            for item in answered:
+                p = item.explanation.parts
+                total = p.llm + p.cf + p.popularity + p.transition + p.query
+                assert total == pytest.approx(item.score, abs=1e-4), (history, item)
+                if item.item_id in {"0", "新品"}:
+                    assert p.cf == 0.0
+                assert {b.item_id for b in item.explanation.because} <= set(q.history)
+
+
 def test_removing_the_explained_item_moves_the_recommendation_down_more(version):
     """jobs/evaluate.py --explain on the tiny version: every test user with 2+ history items
     is explained or counted as skipped; the item the explanation names matters more than a

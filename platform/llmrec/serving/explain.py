@@ -137,19 +137,29 @@ class Explainer:
         return [index[i] for i in q.history if i in index]
 
     def _cf_contributions(self, q: Query, rows: np.ndarray) -> tuple[list[str], np.ndarray]:
-        index = self.catalogue.index
-        ids = [i for i in dict.fromkeys(q.history) if i in index]
-        hist = np.array([index[i] for i in ids], dtype=np.int64)
+        """Per history item the CF term's share of each row's score. Items added live
+        (rows past the CF model's) have no CF part, as in :meth:`HybridScorer.cf_part`:
+        they neither contribute nor receive."""
         cf = self.hybrid.cf
-        if len(hist) == 0 or cf is None:
+        if cf is None:
             return [], np.zeros((0, len(rows)), dtype=np.float32)
+        index, n = self.catalogue.index, cf.num_items
+        ids = [i for i in dict.fromkeys(q.history) if i in index and index[i] < n]
+        hist = np.array([index[i] for i in ids], dtype=np.int64)
+        rows = np.asarray(rows, dtype=np.int64)
+        trained = rows < n
+        out = np.zeros((len(hist), len(rows)), dtype=np.float32)
+        if len(hist) == 0 or not trained.any():
+            return ids, out
         if isinstance(cf, ItemItemCF):
-            return ids, self._item_item(cf, hist, rows)
-        if isinstance(cf, FactorCF):
-            variants = [np.delete(hist, n).tolist() for n in range(len(hist))]
-            full = cf.part([hist.tolist()], rows)[0]
-            return ids, full[None, :] - cf.part(variants, rows)
-        return [], np.zeros((0, len(rows)), dtype=np.float32)
+            out[:, trained] = self._item_item(cf, hist, rows[trained])
+        elif isinstance(cf, FactorCF):
+            variants = [np.delete(hist, k).tolist() for k in range(len(hist))]
+            full = cf.part([hist.tolist()], rows[trained])[0]
+            out[:, trained] = full[None, :] - cf.part(variants, rows[trained])
+        else:
+            return [], np.zeros((0, len(rows)), dtype=np.float32)
+        return ids, out
 
     def _item_item(self, cf: ItemItemCF, hist: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """``[len(hist), len(rows)]``: ``(B[a, j] - mean_j' B[a, j']) / std(user's row)``;
