@@ -108,7 +108,7 @@ def sample_figures(url: str, a: str, b: str) -> dict[str, float]:
     ]
 
     def mean(uri: str, key: str) -> float:
-        values = [r["measures"][key] for r in lists[uri] if r["measures"][key] is not None]
+        values = [r["measures"][key] for r in lists[uri] if r["measures"].get(key) is not None]
         return statistics.fmean(values) if values else float("nan")
 
     return {

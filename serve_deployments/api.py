@@ -25,3 +25,20 @@ Credentials = Annotated[
     HTTPAuthorizationCredentials | None,
     Security(HTTPBearer(auto_error=False, description="The server's LLMREC_API_TOKEN.")),
 ]
+
+ADDED_ITEM_LINKS = {
+    "RetireTheItem": {
+        "operationRef": "#/paths/~1admin~1items~1retire/post",
+        "requestBody": {"item_ids": ["$request.body#/items/0/item_id"]},
+        "description": "The item just added (or updated) can be retired.",
+        # exactly this body: a fuzzer's own ids added to the list were never created
+        "x-schemathesis": {"merge_body": False},
+    },
+    "RecommendAfterIt": {
+        "operationRef": "#/paths/~1recommend/post",
+        "requestBody": {"history": ["$request.body#/items/0/item_id"], "explain": True},
+        "description": "The item just added can be a history item, explained.",
+    },
+}
+"""OpenAPI links of ``POST /admin/items``: what its answer makes possible (API fuzzers follow
+them in their stateful phase instead of guessing that any id list feeds any other)."""

@@ -58,7 +58,7 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from serve_deployments.answering import Active, Answerer, is_replica_death
-from serve_deployments.api import Credentials, api
+from serve_deployments.api import ADDED_ITEM_LINKS, Credentials, api
 from serve_deployments.review import Review
 
 logger = logging.getLogger("ray.serve")
@@ -401,7 +401,10 @@ class Ingress(Review):
     @api.post(
         "/admin/items",
         response_model=CatalogueChange,
-        responses=error_responses(401, 413, 415, 422, 503),
+        responses={
+            **error_responses(401, 413, 415, 422, 503),
+            200: {"description": "What changed.", "links": ADDED_ITEM_LINKS},
+        },
     )
     async def add_items(self, body: NewItems, credentials: Credentials) -> CatalogueChange:
         """Add items to the served catalogue, or update existing ones: the served version's

@@ -251,11 +251,13 @@ class Understood(BaseModel):
 
 
 class ListMeasures(BaseModel):
-    """What the offline reports measure of a list, for this one list."""
+    """What the offline reports measure of a list, for this one list (a measure that is
+    undefined for it is left out)."""
 
     diversity: float | None = Field(
+        default=None,
         description="Mean pairwise 1 - cosine of the items' similarity vectors (the "
-        "version's rank.similarity); null when fewer than two items have one."
+        "version's rank.similarity); absent when fewer than two items have one.",
     )
     tail_share: float = Field(
         description="Share of the items outside the most popular 20% (training counts)."
@@ -263,8 +265,9 @@ class ListMeasures(BaseModel):
     mean_popularity: float = Field(description="Mean training interactions of the items.")
     categories: int = Field(description="Distinct categories among the items.")
     miscalibration: float | None = Field(
+        default=None,
         description="KL divergence of the list's category mix from the history's (Steck "
-        "2018; 0 = the same mix); null without categorised history."
+        "2018; 0 = the same mix); absent without categorised history.",
     )
 
 
