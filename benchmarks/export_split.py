@@ -7,6 +7,10 @@ validation target) and ``test`` (the test target), the item ids of the EVALUATIO
 this platform evaluates on (5-core, sorted by time then item id, leave-one-out). A library
 with pins that clash with this project's (RecTools pins numpy < 2) reads this file and is
 measured on exactly the same split (``benchmarks/rectools_sasrec.py``).
+
+The records come from ``llmrec.training.predictions.split_lines``; ``jobs/evaluate.py
+--export-split DIR`` writes the same file as ``DIR/split.jsonl`` beside the split's parts in
+the interaction contract's columns (docs/evaluation.md, "Comparing with what you have").
 """
 
 from __future__ import annotations
@@ -30,22 +34,21 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load(args)
     from llmrec.data.prepare import load_source, prepare
     from llmrec.data.splits import leave_one_out
+    from llmrec.training.predictions import split_lines
 
     prepared = prepare(
-        load_source(cfg.data.source, cfg.data), tempfile.mkdtemp(prefix="llmrec-split-")
+        load_source(cfg.data.source, cfg.data),
+        tempfile.mkdtemp(prefix="llmrec-split-"),
+        cfg.data.events,
     )
     split = leave_one_out(prepared.interactions, cfg.data.min_core)
-    val, test = split.part("val"), split.part("test")
-    targets = dict(zip(test["user_id"], test["target"], strict=True))
+    records = split_lines(split)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w", encoding="utf-8") as f:
-        for user, history, target in zip(
-            val["user_id"], val["history"], val["target"], strict=True
-        ):
-            row = {"user_id": user, "history": list(history), "val": target}
-            f.write(json.dumps(row | {"test": targets[user]}, ensure_ascii=False) + "\n")
-    print(f"{cfg.data.source}: {len(val)} users, {len(split.item_ids())} items -> {out}")
+        for row in records:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    print(f"{cfg.data.source}: {len(records)} users, {len(split.item_ids())} items -> {out}")
     return 0
 
 

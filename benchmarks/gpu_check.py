@@ -1,7 +1,7 @@
 """The GPU check: both scorer designs on one device, without Ray or MLflow.
 
-    python benchmarks/gpu_check.py --data ../shared/data/ml-100k
-    python benchmarks/gpu_check.py --data ../shared/data/ml-100k --base /path/to/minilm-fp16
+    python benchmarks/gpu_check.py --data path/to/ml-100k
+    python benchmarks/gpu_check.py --data path/to/ml-100k --base /path/to/minilm-fp16
 
 Runs where only PyTorch, transformers and peft are installed (a bare GPU machine): the data
 contract, the protocol split, the sequential design's objective and evaluation are the

@@ -96,14 +96,57 @@ def fail(message: str) -> NoReturn:
     console.fail(message)
 
 
+DEFAULT_STATE = "runs/serve/impressions.sqlite"
+STATE_HELP = (
+    "the server's impression log (serve setting impression_db), which keeps the running "
+    "experiment (default: $LLMREC_IMPRESSION_DB, else impressions.sqlite beside "
+    f"$LLMREC_HISTORY_DB, else {DEFAULT_STATE})"
+)
+
+
+def default_state() -> str:
+    """Serving's impression log where serving puts it by default: ``$LLMREC_IMPRESSION_DB``,
+    else ``impressions.sqlite`` beside ``$LLMREC_HISTORY_DB``, else
+    ``runs/serve/impressions.sqlite``."""
+    if os.environ.get("LLMREC_IMPRESSION_DB"):
+        return os.environ["LLMREC_IMPRESSION_DB"]
+    history = os.environ.get("LLMREC_HISTORY_DB")
+    return str(Path(history).with_name("impressions.sqlite")) if history else DEFAULT_STATE
+
+
+def add_guard_args(parser: argparse.ArgumentParser, state: bool = True) -> None:
+    """``--state`` (serving's impression log: an alias its running experiment follows is not
+    moved) and ``--force`` (move it anyway)."""
+    if state:
+        parser.add_argument(
+            "--state", "--experiment-state", dest="state", metavar="PATH", help=STATE_HELP
+        )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="move an alias even when a running experiment's variant follows it",
+    )
+
+
+def state_path(args: argparse.Namespace) -> str | None:
+    """The impression log whose running experiment guards the aliases (None with
+    ``--force``); an explicit ``--state`` must exist."""
+    if args.state is not None and not Path(args.state).is_file():
+        fail(f"--state {args.state}: no such file (serving's impression_db)")
+    if args.force:
+        return None
+    return default_state() if args.state is None else str(args.state)
+
+
 def add_experiment_args(parser: argparse.ArgumentParser, required: bool = True) -> None:
     """Where an experiment's log is and how it is judged (the report and promote jobs)."""
     parser.add_argument("--experiment", required=required, help="the online experiment's name")
     parser.add_argument(
         "--state",
-        default="runs/serve/impressions.sqlite",
-        help="the server's impression log (serve setting impression_db); its new rows are "
-        "exported first (default: %(default)s)",
+        "--experiment-state",
+        dest="state",
+        metavar="PATH",
+        help=STATE_HELP + "; its new rows are exported first",
     )
     parser.add_argument(
         "--impressions",
@@ -134,11 +177,11 @@ def analyse_experiment(args: argparse.Namespace) -> Any:
         return from_log(
             args.impressions,
             args.experiment,
-            args.state,
+            args.state or default_state(),
             metric=args.metric,
             reward_events=args.reward_event or ["click"],
             alpha=args.alpha,
             bootstrap=args.bootstrap,
         )
     except ValueError as exc:
-        fail(f"{exc} (--state {args.state}, --impressions {args.impressions})")
+        fail(f"{exc} (--state {args.state or default_state()}, --impressions {args.impressions})")

@@ -1,7 +1,7 @@
 """Evaluate registered model versions and the baselines on the protocol of EVALUATION.md.
 
-    python jobs/evaluate.py --data ../shared/data/ml-100k
-    python jobs/evaluate.py --data ../shared/data/ml-100k --model models:/llmrec-scorer@champion
+    python jobs/evaluate.py --data path/to/ml-100k
+    python jobs/evaluate.py --data path/to/ml-100k --model models:/llmrec-scorer@champion
 
 Chronological leave-one-out after iterative k-core, full ranking over the catalogue with the
 history masked, validation and test. Prints one table (HR@10/20, NDCG@10/20, MRR, coverage,
@@ -12,7 +12,7 @@ tuned on validation. Each --model is scored alone (llm: the model's own user and
 vectors) and as the hybrid of the platform (the model + the rank.cf collaborative model +
 popularity, weights tuned on validation). --cf lists CF options alone:
 
-    python jobs/evaluate.py --data ../shared/data/ml-100k --cf ease,sparse,itemknn,als
+    python jobs/evaluate.py --data path/to/ml-100k --cf ease,sparse,itemknn,als
     python jobs/evaluate.py --config jobs/configs/ml100k.yaml \\
         --model models:/llmrec-scorer-ml100k@champion --rerank-sweep --groups
 
@@ -22,6 +22,21 @@ knob on validation, prints one table and logs one plot per objective. --groups a
 and HR@10 per user group (activity quartile, the user table's attributes) and the largest
 gap with its bootstrap interval. See docs/beyond-accuracy.md. --explain measures how
 faithful each model's explanations are (docs/explanations.md).
+
+Baselines take the form the catalogue's size allows (the rules of rank.cf: auto): dense EASE
+and ItemKNN up to rank.ease_max_items items (and when their estimated memory is free), sparse
+EASE and the top-k cosine ItemKNN up to rank.sparse_max_items, ALS above; what cannot fit is
+skipped with a one-line reason. --max-users N scores a seeded sample of N users (models are
+fitted on every user), what a million-item catalogue needs.
+
+Comparing with what you have (docs/evaluation.md): --export-split DIR writes the exact split
+(training interactions, validation and test targets, the masked items, the catalogue, the
+users scored) and exits; --predictions NAME=PATH scores another model's predictions on it
+(CSV or Parquet of user_id,item_id,score or user_id,item_id,rank, optionally split) as a row
+of the same table:
+
+    python jobs/evaluate.py --config jobs/configs/ml100k.yaml --export-split runs/split-ml100k
+    python jobs/evaluate.py --config jobs/configs/ml100k.yaml --predictions mine=runs/mine.csv
 
 --incremental runs the incremental protocol (docs/updates.md): the first 70% of the
 interactions by time train a base model, the rest is cut into --periods periods; per period
@@ -110,6 +125,21 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the user sample")
     parser.add_argument(
+        "--export-split",
+        metavar="DIR",
+        help="write the split (train, validation, test, the masked items, the catalogue, the\n"
+        "users scored) to DIR for another model to train and predict on, and exit",
+    )
+    parser.add_argument(
+        "--predictions",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="another model's predictions, scored as a row NAME of the table: CSV or Parquet\n"
+        "of user_id,item_id,score (or rank), optionally split (val/test; without it:\n"
+        "test); repeatable",
+    )
+    parser.add_argument(
         "--incremental",
         action="store_true",
         help="the incremental protocol: stale vs fine-tune (new data, with replay) vs\n"
@@ -131,6 +161,16 @@ def main(argv: list[str] | None = None) -> int:
         fail(f"--ease-lambdas and --depths take numbers separated by commas, got {args!r}")
     if args.method in ("hybrid", "llm") and not args.model:
         fail(f"--method {args.method} re-ranks a model's lists: give --model URI")
+    if args.max_users < 0:
+        fail(f"--max-users must be >= 0 (0: every user), got {args.max_users}")
+    if args.export_split and (args.model or args.predictions or args.incremental):
+        fail("--export-split writes the split and exits: evaluate in a second run")
+    for given in args.predictions:
+        if "=" not in given or not given.split("=", 1)[0].strip() or not given.split("=", 1)[1]:
+            fail(f"--predictions takes NAME=PATH, e.g. sasrec=runs/sasrec.csv, got {given!r}")
+    names = [given.split("=", 1)[0].strip() for given in args.predictions]
+    if len(set(names)) < len(names):
+        fail(f"--predictions names must differ, got {', '.join(names)}")
     with console.report_errors(args.verbose):
         if args.incremental:
             from llmrec.training.incremental_eval import main as incremental
@@ -144,7 +184,7 @@ def run(args: Any, cfg: Any, lambdas: tuple[float, ...], depths: tuple[int, ...]
     from llmrec.bundle import ModelBundle
     from llmrec.data.prepare import load_source, prepare
     from llmrec.data.splits import hold_out_items, leave_one_out
-    from llmrec.training import offline, reports
+    from llmrec.training import offline, predictions, references, reports
 
     opts = reports.EvalOptions(
         models=tuple(args.model),
@@ -159,10 +199,28 @@ def run(args: Any, cfg: Any, lambdas: tuple[float, ...], depths: tuple[int, ...]
         backends=tuple(args.encoder_backend or ["torch"]),
     )
     source = args.data or cfg.data.source
-    prepared = prepare(load_source(source, cfg.data), tempfile.mkdtemp(prefix="llmrec-eval-"))
+    prepared = prepare(
+        load_source(source, cfg.data), tempfile.mkdtemp(prefix="llmrec-eval-"), cfg.data.events
+    )
     split = leave_one_out(prepared.interactions, cfg.data.min_core)
     cold = hold_out_items(split, cfg.data.cold_items, cfg.data.cold_seed)
     protocol = offline.Protocol.create(split, prepared.catalogue, cold, args.max_users, args.seed)
+    total = protocol.split.num_users
+    scored = len(protocol.scored(protocol.part("test")).targets)
+    sample = f"{scored} of {total} users" + (
+        f" (a random sample, seed {args.seed})" if scored < total else ""
+    )
+    if args.export_split:
+        about = {"source": source, "min_core": cfg.data.min_core, "cold_seed": cfg.data.cold_seed}
+        out = predictions.export_split(protocol, args.export_split, about)
+        print(
+            f"{source}: the split of {total} users and {len(protocol.catalogue)} items -> {out}"
+            f"; scored: {sample} (users.parquet)"
+        )
+        return 0
+    read = [
+        predictions.read_predictions(*given.split("=", 1)) for given in args.predictions
+    ]  # before anything is fitted: a bad file fails at once
     registry.use_tracking(cfg.registry)
 
     def load_model(uri: str) -> tuple[str, ModelBundle]:
@@ -170,17 +228,19 @@ def run(args: Any, cfg: Any, lambdas: tuple[float, ...], depths: tuple[int, ...]
         return f"{version.name}/{version.version}", ModelBundle(path)
 
     result = reports.evaluate_all(
-        cfg, protocol, opts, reports.users_frame(prepared.users), load_model
+        cfg,
+        protocol,
+        opts,
+        reports.users_frame(prepared.users),
+        load_model,
+        predictions=read,
+        available=references.available_memory(),
     )
     n_cold = len(protocol.part("test").cold_rows)
     print(
         f"\n{source}: {protocol.split.num_users} users, {len(protocol.catalogue)} items "
         "(ties count against the target)"
-        + (
-            f"; scored: a sample of {args.max_users} users per split (seed {args.seed})"
-            if 0 < args.max_users < protocol.split.num_users
-            else ""
-        )
+        + (f"; scored: {sample} per split" if scored < total else "")
         + (
             f"; cold start: {len(cold)} items held out of training, "
             f"{n_cold} test users with a cold target"

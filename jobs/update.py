@@ -13,6 +13,8 @@ interactions mixed with replayed older ones (update.replay_ratio, update.epochs)
 newest update.holdout share held back to compare candidate and champion on; the candidate
 is registered with its lineage (parent_version, data_window_start/end, update_strategy)
 and the comparison in its card; update.auto_promote=true runs the promotion gate on it.
+While a variant of the experiment serving runs (read from its impression log, --state)
+follows champion, the gate does not move champion and says so (--force: it may).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import argparse
 import sys
 import time
 
-from _common import add_config_args, check_cluster, init_ray, load
+from _common import add_config_args, add_guard_args, check_cluster, init_ray, load, state_path
 from llmrec import console
 
 
@@ -45,9 +47,11 @@ def main(argv: list[str] | None = None) -> int:
         metavar="SOURCE",
         help="new or changed catalogue rows in the item contract (repeatable)",
     )
+    add_guard_args(parser)
     args = parser.parse_args(argv)
     console.setup(args.verbose)
     cfg = load(args)  # before torch, Ray and MLflow are imported: config errors come fast
+    state = state_path(args)
     start = time.perf_counter()
     with console.report_errors(args.verbose):
         from llmrec.update_workflow import learn, plan
@@ -57,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\n{planned}")
             return 0
         check_cluster(planned[0], init_ray(cfg.ray.address, cfg.ray.num_cpus))
-        result = learn(cfg, *planned)
+        result = learn(cfg, *planned, experiment_state=state)
     print(f"\n{result.message}")
     for who, m in result.comparison.items():
         print(

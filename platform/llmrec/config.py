@@ -30,6 +30,31 @@ class ConfigError(ValueError):
     """A configuration value is missing, unknown or out of range; the message lists them all."""
 
 
+EVENT_ACTIONS = ("positive", "negative", "ignore")
+"""What training can do with an interaction's ``event`` (``data.events``): train on it as a
+positive, take it as a negative (never a positive of that user, and an explicit negative
+where the loss takes them), or leave it out."""
+DEFAULT_EVENTS: dict[str, str] = {
+    "interaction": "positive",
+    "view": "positive",
+    "click": "positive",
+    "like": "positive",
+    "purchase": "positive",
+    "rating": "positive",
+    "dislike": "negative",
+    "skip": "ignore",
+}
+"""The documented defaults of ``data.events`` (an event not listed: :data:`OTHER_EVENTS`)."""
+OTHER_EVENTS = "positive"
+"""What training does with an event that neither ``data.events`` nor the defaults name."""
+DATA_COLUMNS: dict[str, tuple[str, ...]] = {
+    "interactions": ("user_id", "item_id", "timestamp", "event", "value", "query"),
+    "items": ("item_id", "title", "text", "categories"),
+    "users": ("user_id",),
+}
+"""The contract's columns per table (docs/data.md): what ``data.columns`` maps onto."""
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """Where the interactions and items come from and how training examples are built."""
@@ -60,9 +85,42 @@ class DataConfig:
     opaque_items: bool = False
     """Replace every item's title and text by its id and drop its categories: a check that
     the model learns from the interactions, not only from the text."""
+    events: dict[str, str] = field(default_factory=dict)
+    """What training does with each interaction ``event``: ``positive``, ``negative`` or
+    ``ignore``; overrides of the defaults (``view``, ``click``, ``like``, ``purchase``,
+    ``rating``, ``interaction``: positive; ``dislike``: negative; ``skip``: ignore), e.g.
+    ``{skip: negative}``. Events listed nowhere are positive. Event names are matched
+    without case and surrounding spaces. See docs/updates.md."""
+    columns: dict[str, str | list[str]] = field(default_factory=dict)
+    """Contract folders whose columns have other names: contract column -> the file's column,
+    e.g. ``{user_id: customer, item_id: sku, timestamp: ts, value: rating, title: name,
+    text: [description, bullet_points], categories: category_path}``. ``text`` may list
+    several columns, joined in order into the item text (``description: ... bullet_points:
+    ...``). A key applies to every file with that contract column (``item_id``: interactions
+    and items); ``items.item_id: sku`` to one. Columns named as in the contract need no entry;
+    the summary says which column fed which and which were ignored. See docs/data.md."""
 
     def problems(self) -> list[str]:
         out = []
+        known = dict.fromkeys(c for cols in DATA_COLUMNS.values() for c in cols)
+        for key, column in self.columns.items():
+            table, dot, name = key.rpartition(".")
+            tables = [table] if dot else [t for t, cols in DATA_COLUMNS.items() if name in cols]
+            if not tables or any(name not in DATA_COLUMNS.get(t, ()) for t in tables):
+                out.append(
+                    f"data.columns.{key} (column {column!r}): {key!r} is not a contract column "
+                    f"(expected one of {', '.join(known)}, or TABLE.COLUMN for one table: "
+                    f"{', '.join(DATA_COLUMNS)})"
+                )
+                continue
+            names = column if isinstance(column, list) and name == "text" else [column]
+            if not names or not all(isinstance(n, str) and n.strip() for n in names):
+                what = "a column name or a list of them" if name == "text" else "a column name"
+                out.append(f"data.columns.{key} must be {what}, got {column!r}")
+        for event, action in self.events.items():
+            if action not in EVENT_ACTIONS:
+                choices = ", ".join(repr(a) for a in EVENT_ACTIONS)
+                out.append(f"data.events.{event} must be one of {choices}, got {action!r}")
         for name in ("demo_users", "demo_items", "max_history"):
             if getattr(self, name) < 1:
                 out.append(f"data.{name} must be >= 1, got {getattr(self, name)}")
@@ -248,6 +306,11 @@ class TrainConfig:
     negatives: int = 0
     """``sequential``: 0 scores every position against the whole catalogue (full softmax);
     N > 0 against N uniformly sampled items shared by the batch (large catalogues)."""
+    negative_weight: float = 1.0
+    """``sequential``: weight of the explicit-negative term: at every scored position of a
+    user who gave an item a ``negative`` event (``data.events``, e.g. ``dislike``), that
+    item must score below the position's target (``softplus(s_neg - s_target)``). 0: such
+    items are only kept out of the positives."""
     text_lr: float = 1e-4
     """``sequential`` with ``model.text_tuning: adapter``: learning rate of the text adapter
     (the sequential model learns at ``lr``; at 2e-3 the adapter moved the text embeddings
@@ -297,6 +360,8 @@ class TrainConfig:
             out.append(f"train.text_lr must be > 0, got {self.text_lr}")
         if self.query_align_weight < 0:
             out.append(f"train.query_align_weight must be >= 0, got {self.query_align_weight}")
+        if self.negative_weight < 0:
+            out.append(f"train.negative_weight must be >= 0, got {self.negative_weight}")
         return out
 
     def resource_problems(self, nodes: Sequence[Mapping[str, float]]) -> list[str]:
@@ -547,7 +612,9 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -
     Args:
         path: A YAML file with any of the sections ``data, model, train, rank, registry,
             update, ray``.
-        overrides: ``"section.key=value"`` strings; values are parsed as YAML.
+        overrides: ``"section.key=value"`` strings (``section.key.entry=value`` sets one
+            entry of a mapping, e.g. ``data.columns.value=rating``); values are parsed as
+            YAML.
 
     Returns:
         The validated, frozen :class:`Config`.
@@ -575,11 +642,20 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -
         except yaml.YAMLError as exc:
             problems.append(f"override {item!r}: not valid YAML ({_yaml_problem(exc)})")
             continue
-        target = raw.setdefault(section, {})
-        if isinstance(target, dict):
-            target[name] = parsed
+        # section.key.sub=value sets one entry of a mapping (data.columns.value=rating)
+        *parents, leaf = [section, *name.split(".")]
+        target: Any = raw
+        for depth, part in enumerate(parents):
+            inner = target.setdefault(part, {})
+            if inner is None:
+                inner = target[part] = {}
+            if not isinstance(inner, dict):
+                where = ".".join(parents[: depth + 1])
+                problems.append(f"override {item!r}: {where} must be a mapping, got {inner!r}")
+                break
+            target = inner
         else:
-            problems.append(f"override {item!r}: {section} must be a mapping, got {target!r}")
+            target[leaf] = parsed
     return config_from_dict(raw, problems, source=str(path) if path else "defaults")
 
 

@@ -5,11 +5,17 @@ beats the current champion on the primary metric, measured on the same evaluatio
 more than a configured margin (:func:`promotion_gate`), or when it won an online experiment
 significantly (:func:`experiment_gate`); otherwise the champion stays and the decision says
 why.
+
+An alias that a running online experiment's variant follows does not move while the
+experiment runs (:func:`experiment_guard`, read from serving's impression log): the gate
+then keeps the champion and says why, and the jobs refuse to move the alias by hand unless
+told to (``--force``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from llmrec import registry
@@ -17,6 +23,92 @@ from llmrec.config import RegistryConfig
 
 if TYPE_CHECKING:
     from llmrec.experiments import Analysis
+    from llmrec.serving.experiment import ExperimentSpec, Variant
+
+
+class ExperimentStateError(RuntimeError):
+    """Serving's experiment state cannot be read (not an impression log, a bad spec)."""
+
+
+def running_experiment(state_path: str | Path | None) -> ExperimentSpec | None:
+    """The experiment serving runs now, as kept in its impression log (the SQLite file of
+    the serve setting ``impression_db``); None when there is none, or no such file (nothing
+    is created).
+
+    Raises:
+        ExperimentStateError: the file is not an impression log, or its spec is invalid.
+    """
+    if state_path is None or not Path(state_path).is_file():
+        return None
+    import sqlite3
+
+    from pydantic import ValidationError
+
+    from llmrec.serving.impressions import ImpressionLog
+
+    try:
+        log = ImpressionLog(state_path, Path(state_path).with_name("impressions"))
+        return log.experiments.current()
+    except (sqlite3.Error, ValidationError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ExperimentStateError(
+            f"cannot read the running experiment from {state_path}: {first}"
+        ) from exc
+
+
+def followed_by(
+    state_path: str | Path | None, model: str, alias: str
+) -> tuple[ExperimentSpec, Variant] | None:
+    """The running experiment (:func:`running_experiment`) and its first variant that
+    follows ``models:/<model>@<alias>``; None when no variant does."""
+    spec = running_experiment(state_path)
+    if spec is None:
+        return None
+    followed = f"models:/{model}@{alias}".casefold()
+    for variant in spec.variants:
+        if variant.model_uri.strip().casefold() == followed:
+            return spec, variant
+    return None
+
+
+def experiment_guard(
+    state_path: str | Path | None, model: str, alias: str, *, allow: str | None = None
+) -> str | None:
+    """Why ``alias`` of ``model`` must not move now, in one line: a variant of the running
+    experiment follows it (:func:`followed_by`); None when it may move (no experiment, no
+    file at ``state_path``, no variant following it, or the running experiment is the one
+    named ``allow``: the one whose result is being promoted).
+
+    Raises:
+        ExperimentStateError: the state cannot be read.
+    """
+    found = followed_by(state_path, model, alias)
+    if found is None or found[0].name == allow:
+        return None
+    spec, variant = found
+    return (
+        f"{alias} not moved: experiment {spec.name} is running and its variant "
+        f"{variant.name} follows {variant.model_uri} (serving state {state_path}); "
+        "end the experiment first (DELETE /admin/experiment), or pass --force"
+    )
+
+
+def candidate_warning(
+    state_path: str | Path | None, version: registry.RegisteredVersion
+) -> str | None:
+    """A warning when a variant of the running experiment follows ``candidate``, which the
+    newly registered ``version`` took (registration always moves it): that variant answers
+    with the new version from now on. None otherwise."""
+    found = followed_by(state_path, version.name, registry.CANDIDATE)
+    if found is None:
+        return None
+    spec, variant = found
+    return (
+        f"warning: variant {variant.name} of the running experiment {spec.name} follows "
+        f"{variant.model_uri}, which every new version takes: version {version.version} "
+        "answers for it now; let experiments follow challenger instead "
+        "(python jobs/promote.py --alias challenger --version N)"
+    )
 
 
 @dataclass(frozen=True)
@@ -30,15 +122,19 @@ class GateDecision:
     candidate_value: float | None
     champion_value: float | None
     reason: str
+    held: str | None = None
+    """Why the candidate won but ``champion`` did not move (:func:`experiment_guard`)."""
 
 
 def promotion_gate(
     cfg: RegistryConfig,
     candidate: str | None = None,
     scores: dict[str, float] | None = None,
+    experiment_state: str | Path | None = None,
 ) -> GateDecision:
     """Compare ``candidate`` (default: the version aliased ``candidate``) with the champion
-    and move ``champion`` when the candidate wins.
+    and move ``champion`` when the candidate wins, unless a running experiment's variant
+    follows ``champion``.
 
     Args:
         cfg: Registry config: model name, primary metric, margin.
@@ -47,6 +143,8 @@ def promotion_gate(
             (``jobs/promote.py --data``). Without it, the metric logged with each version is
             used, which is only comparable when both versions carry the same dataset
             fingerprint.
+        experiment_state: Serving's impression log, whose running experiment may hold
+            ``champion`` (:func:`experiment_guard`); None: not checked (``--force``).
     """
     name, metric = cfg.model_name, cfg.primary_metric
     if candidate is None:
@@ -57,6 +155,11 @@ def promotion_gate(
         promoted: bool, reason: str, cv: float | None = None, pv: float | None = None
     ) -> GateDecision:
         if promoted:
+            held = experiment_guard(experiment_state, name, registry.CHAMPION)
+            if held is not None:
+                return GateDecision(
+                    False, candidate, champion, metric, cv, pv, f"{reason}; {held}", held
+                )
             registry.set_champion(name, candidate)
         return GateDecision(promoted, candidate, champion, metric, cv, pv, reason)
 

@@ -4,7 +4,9 @@ A training run is logged with its params, per-epoch metrics, final metrics, a pl
 config; its model bundle is logged as one MLflow pyfunc model in the models-from-code form
 (no pickle: ``llmrec/serving/pyfunc_model.py`` is the code) and registered as a new version.
 Versions are promoted with aliases: every new version becomes ``candidate``; ``champion`` is
-set when the registered model has none yet.
+set when the registered model has none yet, and otherwise by the gates of
+:mod:`llmrec.lifecycle`; any other alias (``challenger``, which an online experiment's
+variant follows) is set by hand with :func:`set_alias`.
 """
 
 from __future__ import annotations
@@ -395,6 +397,82 @@ def champion_history(name: str) -> list[str]:
 def current_champion(name: str) -> str | None:
     aliases = MlflowClient().get_registered_model(name).aliases
     return str(aliases[CHAMPION]) if CHAMPION in aliases else None
+
+
+PROTECTED = (CHAMPION,)
+"""Aliases that move only through the promotion gates and rollback (:mod:`llmrec.lifecycle`,
+``jobs/promote.py``), never by :func:`set_alias`."""
+_ALIAS_NAME = re.compile(r"^[A-Za-z0-9_-]{1,255}$")  # what a variant's model_uri may follow
+
+
+class AliasError(ValueError):
+    """An alias that cannot be set by hand: protected, or not a valid name."""
+
+
+def alias_problem(alias: str) -> str | None:
+    """Why ``alias`` cannot be set with :func:`set_alias`, in one line; None when it can."""
+    if alias.casefold() in PROTECTED:
+        return (
+            f"{alias!r} moves only through the promotion gate: python jobs/promote.py "
+            "(--data SOURCE, --experiment NAME, --rollback)"
+        )
+    if not _ALIAS_NAME.match(alias) or alias.casefold() == "latest":
+        return (
+            f"alias {alias!r} must be letters, digits, '_' or '-' (at most 255), and not 'latest'"
+        )
+    if re.fullmatch(r"[vV]\d+", alias):
+        return f"alias {alias!r} reads as a version number (v<N>): MLflow does not allow it"
+    return None
+
+
+def alias_version(name: str, alias: str) -> str | None:
+    """The version ``alias`` of model ``name`` points at; None when it is not set.
+
+    Raises:
+        ModelNotFoundError: no model of that name.
+    """
+    try:
+        aliases = MlflowClient().get_registered_model(name).aliases
+    except MlflowException as exc:
+        raise ModelNotFoundError(
+            f"no registered model {name!r} at {mlflow.get_tracking_uri()}: "
+            f"{exc.message.splitlines()[0]}"
+        ) from exc
+    return str(aliases[alias]) if alias in aliases else None
+
+
+def set_alias(name: str, alias: str, version: str) -> str | None:
+    """Point ``alias`` of model ``name`` at registered ``version`` (``challenger`` for an
+    online experiment); returns the version it pointed at before (None: it was not set).
+
+    Raises:
+        AliasError: ``alias`` is protected (:data:`PROTECTED`) or not a valid name.
+        ModelNotFoundError: no such model or version.
+    """
+    problem = alias_problem(alias)
+    if problem is not None:
+        raise AliasError(problem)
+    target = require_version(name, version).version
+    before = alias_version(name, alias)
+    MlflowClient().set_registered_model_alias(name, alias, target)
+    return before
+
+
+def require_version(name: str, version: str) -> RegisteredVersion:
+    """Registered ``version`` of model ``name``.
+
+    Raises:
+        ModelNotFoundError: no such model or version (the message lists the versions).
+    """
+    if not str(version).isdigit():
+        raise ModelNotFoundError(f"a version is a number, got {version!r}")
+    known = [v.version for v, _, _ in list_versions(name)]  # raises for an unknown model
+    if str(int(version)) not in known:
+        raise ModelNotFoundError(
+            f"{name} has no version {version} at {mlflow.get_tracking_uri()} (registered: "
+            f"{', '.join(known[::-1]) or 'none'})"
+        )
+    return get_version(name, str(int(version)))
 
 
 def set_champion(name: str, version: str) -> None:

@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 
 from llmrec import lifecycle, registry
 from llmrec.bundle import ModelBundle, write_bundle
-from llmrec.config import Config
+from llmrec.config import Config, RegistryConfig
 from llmrec.data.catalogue import Catalogue
 from llmrec.data.splits import in_time_order
 from llmrec.modeling.baselines import Popularity, interaction_matrix
@@ -178,14 +178,17 @@ def register(
 
 
 def promote(
-    cfg: Config,
+    cfg: RegistryConfig,
     version: registry.RegisteredVersion,
     log: Callable[[str], Any],
     scores: dict[str, float] | None = None,
+    experiment_state: str | Path | None = None,
 ) -> tuple[registry.RegisteredVersion, lifecycle.GateDecision]:
     """Run the promotion gate on ``version`` (``scores``: the primary metric of candidate
-    and champion measured now on the same data); returns it with its new aliases."""
-    gate = lifecycle.promotion_gate(cfg.registry, version.version, scores)
+    and champion measured now on the same data; ``experiment_state``: the serving
+    impression log, whose running experiment may hold the champion alias); returns it with
+    its new aliases."""
+    gate = lifecycle.promotion_gate(cfg, version.version, scores, experiment_state)
     log(f"promotion gate: {gate.reason}")
     return registry.get_version(version.name, version.version, version.run_id), gate
 

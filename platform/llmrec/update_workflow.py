@@ -29,6 +29,7 @@ import torch
 from llmrec import lifecycle, registry
 from llmrec.bundle import ModelBundle
 from llmrec.config import Config
+from llmrec.data.events import negative_rows
 from llmrec.data.incoming import Sources, as_raw, gather
 from llmrec.data.prepare import Prepared, prepare
 from llmrec.lineage import (
@@ -112,14 +113,15 @@ def update(
     logs: list[str] | None = None,
     items: list[str] | None = None,
     log: Any = print,
+    experiment_state: str | Path | None = None,
 ) -> UpdateResult:
     """Update the champion of ``cfg.registry.model_name`` with what arrived since its data
     (``logs``: extra interaction sources; ``items``: catalogue rows), on an initialised
-    Ray."""
+    Ray (``experiment_state``: see :func:`learn`)."""
     planned = plan(cfg, logs or [], items or [], log)
     if isinstance(planned, str):
         return UpdateResult(None, planned, {})
-    return learn(cfg, *planned, log)
+    return learn(cfg, *planned, log, experiment_state=experiment_state)
 
 
 def plan(
@@ -143,7 +145,8 @@ def plan(
 
 def run_config(cfg: Config, champion: Config, uri: str) -> Config:
     """The champion's config with this run's registry, update, Ray and training runtime;
-    ``update.epochs`` / ``update.lr`` for the optimisation, starting from ``uri``."""
+    ``update.epochs`` / ``update.lr`` for the optimisation, starting from ``uri``; the
+    champion's event policy with this run's ``data.events`` over it."""
     runtime = {k: getattr(cfg.train, k) for k in RUNTIME_KEYS}
     train = replace(
         champion.train,
@@ -154,10 +157,15 @@ def run_config(cfg: Config, champion: Config, uri: str) -> Config:
         patience=0,
         eval_every=1,
     )
-    data = replace(champion.data, work_dir=cfg.data.work_dir)
+    data = replace(champion.data, work_dir=cfg.data.work_dir, events=event_overrides(cfg, champion))
     return replace(
         champion, data=data, train=train, registry=cfg.registry, update=cfg.update, ray=cfg.ray
     )
+
+
+def event_overrides(cfg: Config, champion: Config) -> dict[str, str]:
+    """The ``data.events`` of an update: the champion's, with this run's over them."""
+    return {**champion.data.events, **cfg.data.events}
 
 
 def read_new_data(
@@ -178,7 +186,8 @@ def read_new_data(
     log(f"champion: version {champion.version.version}; reading {described}")
     live = [(f"live items ({p})", _live_items(p)) for p in sources.live]
     work = Path(cfg.data.work_dir) / f"update-{time.strftime('%Y%m%d-%H%M%S')}"
-    prepared = prepare(as_raw(gather(sources, champion.bundle.config.data, live)), work)
+    events = event_overrides(cfg, champion.bundle.config)
+    prepared = prepare(as_raw(gather(sources, champion.bundle.config.data, live)), work, events)
     log(prepared.summary())
     timeline = Timeline.build(prepared.interactions)
     cutoff = int(tags.get("data_cutoff") or _cutoff_of(champion.bundle, timeline))
@@ -189,6 +198,12 @@ def read_new_data(
     if fresh < 2:
         said = f"{fresh} new interactions since the champion's cut-off ({when})"
         said += f" and {len(grown)} new catalogue rows" if grown else ""
+        stamps = prepared.negatives.column("timestamp").to_numpy()
+        if (stamps > cutoff).any():
+            said += (
+                f" ({int((stamps > cutoff).sum())} new negative user-item pairs: never "
+                "trained on as positives, masked by serving)"
+            )
         return said + ": nothing to learn from (2 needed: one to learn, one to compare on)"
     held = max(1, min(fresh - 1, round(cfg.update.holdout * fresh)))
     log(
@@ -211,9 +226,18 @@ class Tuned:
 
 
 def learn(
-    cfg: Config, run_cfg: Config, champion: Champion, data: NewData, log: Any = print
+    cfg: Config,
+    run_cfg: Config,
+    champion: Champion,
+    data: NewData,
+    log: Any = print,
+    experiment_state: str | Path | None = None,
 ) -> UpdateResult:
-    """Fine-tune, compare on the held-back slice, register, and run the gate if asked."""
+    """Fine-tune, compare on the held-back slice, register, and run the gate if asked.
+
+    ``experiment_state``: serving's impression log; while its running experiment has a
+    variant following ``champion``, the gate does not move it (None: not checked), and a
+    variant following ``candidate``, which every new version takes, is warned about."""
     users = period_users(
         data.timeline, data.catalogue.index, data.holdout, len(data.timeline), data.start
     )
@@ -238,6 +262,9 @@ def learn(
         )
     version = register_update(cfg, run_cfg, champion, data, tuned, comparison, primary)
     said = f"registered {version.name} version {version.version} ({version_strategy(cfg)})"
+    warning = lifecycle.candidate_warning(experiment_state, version)
+    if warning is not None:
+        log(warning)
     gate = None
     if cfg.update.auto_promote:
         scores = {
@@ -245,7 +272,7 @@ def learn(
             champion.version.version: comparison["champion"][primary],
         }
         held_back = replace(run_cfg.registry, primary_metric=f"held-back {primary}")
-        version, gate = promote(replace(run_cfg, registry=held_back), version, log, scores)
+        version, gate = promote(held_back, version, log, scores, experiment_state)
     return UpdateResult(version, said, comparison, gate, tuned.outcome.seconds)
 
 
@@ -265,11 +292,18 @@ def fine_tune(
     queries = timeline.queries(0, data.holdout)
     query_ids = {q: k + 1 for k, q in enumerate(queries)}
     length, seed = run_cfg.model.seq_len, run_cfg.train.seed
-    new = new_windows(timeline, rows, query_ids, length, data.start, data.holdout)
+    # explicit negatives: those no later than the last interaction learned from
+    owners, negatives = negative_rows(
+        data.prepared.negatives, rows, until=timeline.timestamp(data.holdout - 1)
+    )
+    if run_cfg.train.negative_weight <= 0:
+        owners, negatives = {}, []
+    users_of = owners or None
+    new = new_windows(timeline, rows, query_ids, length, data.start, data.holdout, users=users_of)
     if not new:
         return None
     count = round(cfg.update.replay_ratio * len(new))
-    old = replay_windows(timeline, rows, query_ids, length, data.start, count, seed)
+    old = replay_windows(timeline, rows, query_ids, length, data.start, count, seed, users=users_of)
     seen = timeline.items_before(data.holdout)
     init = init_weights(run_cfg, catalogue, champion.version.uri)
     known = np.array([i in seen for i in catalogue.ids], dtype=bool)
@@ -281,11 +315,18 @@ def fine_tune(
         f"fine-tuning version {champion.version.version} on {len(new)} new and {len(old)} "
         f"replayed windows: {run_cfg.train.epochs} epochs, {run_cfg.train.num_workers} Ray "
         "Train workers"
+        + (
+            f"; {sum(map(len, negatives))} explicit negatives ({len(negatives)} users)"
+            if negatives
+            else ""
+        )
     )
     import ray.data
 
     dataset = ray.data.from_items(new + old).random_shuffle(seed=seed).materialize()
-    options = {"max_steps": cfg.update.max_steps, "keep_last": True}
+    options: dict[str, Any] = {"max_steps": cfg.update.max_steps, "keep_last": True}
+    if negatives:
+        options["negatives"] = negatives
     with tempfile.TemporaryDirectory(prefix="llmrec-update-") as tmp:
         outcome = run_training(
             run_cfg, dataset, watch, Path(tmp) / "ckpt", init, inputs=inputs, loop_options=options
@@ -411,6 +452,7 @@ __all__ = [
     "Champion",
     "NewData",
     "UpdateResult",
+    "event_overrides",
     "learn",
     "plan",
     "read_new_data",

@@ -63,13 +63,20 @@ class FinetuneResult:
     """The model and the hybrid beside the baselines (:func:`references.comparison`)."""
 
 
-def finetune(cfg: Config, log: Any = print) -> FinetuneResult:
-    """Run the whole workflow on an initialised Ray; returns the registered version."""
+def finetune(
+    cfg: Config, log: Any = print, experiment_state: str | Path | None = None
+) -> FinetuneResult:
+    """Run the whole workflow on an initialised Ray; returns the registered version.
+
+    ``experiment_state``: serving's impression log; while its running experiment has a
+    variant following ``champion``, ``registry.auto_promote`` does not move it (None: not
+    checked), and a variant following ``candidate``, which the new version takes, is warned
+    about."""
     registry.use_tracking(cfg.registry)
     if cfg.train.init_from:  # fail before the data work when the version is unusable
         registry.download_bundle(cfg.train.init_from)
     log(f"data: reading {cfg.data.source}")
-    prepared = prepare(load_source(cfg.data.source, cfg.data), cfg.data.work_dir)
+    prepared = prepare(load_source(cfg.data.source, cfg.data), cfg.data.work_dir, cfg.data.events)
     log(prepared.summary())
     split, cold = split_and_save(
         prepared, cfg.data.min_core, cfg.data.cold_items, cfg.data.cold_seed
@@ -80,7 +87,9 @@ def finetune(cfg: Config, log: Any = print) -> FinetuneResult:
     protocol = offline.Protocol.create(split, catalogue, cold)
     if cold:
         log(f"cold start: {len(cold)} items held out of training")
-    data = designs.training_data(cfg, sequences, catalogue, protocol, init)
+    data = designs.training_data(
+        cfg, sequences, catalogue, protocol, init, prepared.negatives, frozenset(cold)
+    )
     log(
         f"split: {split.num_users} users, {len(protocol.catalogue)} items after "
         f"{cfg.data.min_core}-core (catalogue {len(catalogue)}); training the "
@@ -103,7 +112,7 @@ def finetune(cfg: Config, log: Any = print) -> FinetuneResult:
             catalogue.texts(),
             log_q,
             data.inputs,
-            {"batch_windows": data.batch_windows} if data.batch_windows else None,
+            data.loop_options(),
         )
         log(training_summary(outcome))
         towers, vectors = designs.trained_towers(cfg, outcome.checkpoint_dir, catalogue, data)
@@ -162,9 +171,12 @@ def finetune(cfg: Config, log: Any = print) -> FinetuneResult:
             "evaluation/comparison.md": compared_md,
         },
     )
+    warning = lifecycle.candidate_warning(experiment_state, version)
+    if warning is not None:
+        log(warning)
     gate = None
     if cfg.registry.auto_promote:
-        version, gate = promote(cfg, version, log)
+        version, gate = promote(cfg.registry, version, log, None, experiment_state)
     return FinetuneResult(
         version, metrics, outcome.history, outcome.seconds, prepared.summary(), gate, compared
     )

@@ -117,3 +117,54 @@ def test_init_from_reads_the_registered_adapter_and_checks_compatibility(trained
     )
     with pytest.raises(IncompatibleInitError, match=r"model\.dim=64, this run has 32"):
         init_weights(wrong, catalogue)
+
+
+def test_a_running_experiment_keeps_its_aliases_until_it_ends(trained, bundle, tmp_path, capsys):
+    """promote.py --alias challenger sets what an experiment's arm follows; while the
+    experiment runs (serving's impression log), neither the gate nor --alias moves the
+    aliases its variants follow, and --force or the experiment's end lets them move."""
+    from llmrec.serving.experiment import ExperimentSpec
+    from llmrec.serving.impressions import ImpressionLog
+
+    name = "lifecycle-experiment"
+    cfg = RegistryConfig(tracking_uri=trained["tracking_uri"], model_name=name)
+
+    def register(ndcg):
+        return registry.log_and_register(
+            cfg, run_name=f"ndcg-{ndcg}", params={}, history=[],
+            metrics={"val_ndcg_at_10": ndcg}, bundle_dir=bundle, model_card="card",
+            tags={"dataset_fingerprint": "same"},
+        )  # fmt: skip
+
+    champion, challenger, better = register(0.10), register(0.11), register(0.20)
+    args = ["--set", f"registry.tracking_uri={trained['tracking_uri']}",
+            "--set", f"registry.model_name={name}"]  # fmt: skip
+    assert promote.main([*args, "--alias", "challenger", "--version", challenger.version]) == 0
+    assert f"challenger moved from not set to version {challenger.version}" in (
+        capsys.readouterr().out
+    )
+    state = tmp_path / "serve" / "impressions.sqlite"
+    log = ImpressionLog(state, tmp_path / "impressions")
+    log.experiments.set(
+        ExperimentSpec(
+            name="ab",
+            variants=[
+                {"name": "control", "model_uri": f"models:/{name}@champion", "weight": 0.9},
+                {"name": "challenger", "model_uri": f"models:/{name}@challenger", "weight": 0.1},
+            ],
+        )
+    )
+    guarded = [*args, "--state", str(state)]
+    assert promote.main(guarded) == 0  # the candidate (0.20) wins, but champion stays
+    out = capsys.readouterr().out
+    assert "champion not moved: experiment ab is running and its variant control" in out
+    assert registry.current_champion(name) == champion.version
+    with pytest.raises(SystemExit):
+        promote.main([*guarded, "--alias", "challenger", "--version", better.version])
+    assert "variant challenger follows" in capsys.readouterr().err
+    assert promote.main([*guarded, "--alias", "challenger", "--version", better.version,
+                         "--force"]) == 0  # fmt: skip
+    assert registry.resolve(f"models:/{name}@challenger").version == better.version
+    log.experiments.set(None)  # DELETE /admin/experiment
+    assert promote.main(guarded) == 0
+    assert registry.current_champion(name) == better.version

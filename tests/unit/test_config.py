@@ -120,3 +120,11 @@ def test_a_local_cluster_too_small_stops_before_training(monkeypatch, capsys):
     assert err.rstrip().endswith("the cluster has 0 GPUs (a local cluster: ray.num_cpus=4)")
     _common.check_cluster(cfg, joined=True)  # an autoscaler may add GPU nodes: a warning
     assert "warning: train.use_gpu=true needs one GPU" in capsys.readouterr().out
+
+
+def test_an_override_can_set_one_entry_of_a_mapping():
+    cfg = load_config(None, ["data.columns.value=rating", "data.events.skip=negative"])
+    assert cfg.data.columns == {"value": "rating"}
+    assert cfg.data.events == {"skip": "negative"}
+    with pytest.raises(ConfigError, match=r"train\.epochs must be an int"):
+        load_config(None, ["train.epochs.x=3"])

@@ -14,6 +14,7 @@ from llmrec.data.contract import (
     check_users,
 )
 from llmrec.data.demo import generate_demo
+from llmrec.data.events import EventSplit, split_events
 from llmrec.data.files import Read, read_rows
 from llmrec.data.readers import read_movielens, read_table
 from llmrec.data.splits import Split, k_core, leave_one_out
@@ -28,6 +29,7 @@ __all__ = [
     "ContractError",
     "DataError",
     "DataSourceError",
+    "EventSplit",
     "ItemText",
     "Read",
     "Split",
@@ -42,4 +44,5 @@ __all__ = [
     "read_table",
     "render_item",
     "render_user",
+    "split_events",
 ]

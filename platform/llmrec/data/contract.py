@@ -84,9 +84,14 @@ class DataSourceError(DataError, FileNotFoundError):
 class ContractError(DataError):
     """A table does not follow the contract at column level (missing or mistyped column)."""
 
-    def __init__(self, source: str, column: str, expected: str, found: str) -> None:
-        super().__init__(f"{source}: column {column!r} expected {expected}, found {found}")
+    def __init__(
+        self, source: str, column: str, expected: str, found: str, key: str | None = None
+    ) -> None:
+        """``key``: the contract column that ``column`` was mapped to (``data.columns``)."""
+        mapped = f" (data.columns.{key})" if key else ""
+        super().__init__(f"{source}: column {column!r}{mapped} expected {expected}, found {found}")
         self.source, self.column, self.expected, self.found = source, column, expected, found
+        self.key = key
 
 
 @dataclass

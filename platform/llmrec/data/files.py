@@ -10,6 +10,7 @@ known); CSV rows that cannot be split into fields are set aside when ``strict`` 
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -78,8 +79,15 @@ def read_rows(uri: str, strict: bool = True) -> Read:
     return read_paths(fs, [(path, display(uri, path, path))], strict)
 
 
-def read_paths(fs: pafs.FileSystem, paths: list[tuple[str, str]], strict: bool) -> Read:
-    """Read ``(path, name for messages)`` entries (files or folders) as one table."""
+def read_paths(
+    fs: pafs.FileSystem,
+    paths: list[tuple[str, str]],
+    strict: bool,
+    text: Collection[str] = (),
+) -> Read:
+    """Read ``(path, name for messages)`` entries (files or folders) as one table; CSV
+    columns named in ``text`` (the source columns of ``data.columns``) are read as strings,
+    as the contract's columns are."""
     files: list[tuple[str, str]] = []
     for path, name in paths:
         if fs.get_file_info(path).type != pafs.FileType.Directory:
@@ -96,7 +104,7 @@ def read_paths(fs: pafs.FileSystem, paths: list[tuple[str, str]], strict: bool) 
     tables, unparsed = [], []
     for path, name in files:
         if file_format(path) == "csv":
-            table, bad = _read_csv(fs, path, name, strict)
+            table, bad = _read_csv(fs, path, name, strict, text)
             unparsed += bad
         else:
             table = _read_parquet(fs, path, name)
@@ -138,9 +146,10 @@ def _read_parquet(fs: pafs.FileSystem, path: str, name: str) -> pa.Table:
 
 
 def _read_csv(
-    fs: pafs.FileSystem, path: str, name: str, strict: bool
+    fs: pafs.FileSystem, path: str, name: str, strict: bool, text: Collection[str] = ()
 ) -> tuple[pa.Table, list[Unparsed]]:
     typed = {f.name: pa.string() for f in (*INTERACTIONS_SCHEMA, *ITEMS_SCHEMA)}
+    typed.update({column: pa.string() for column in text})
     convert = pacsv.ConvertOptions(column_types=typed, strings_can_be_null=True)
     unparsed: list[Unparsed] = []
 

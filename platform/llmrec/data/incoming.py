@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from llmrec.config import DataConfig
+from llmrec.data.columns import ColumnUse
 from llmrec.data.contract import DataSourceError
 from llmrec.data.files import Read, concat, read_rows
 from llmrec.data.prepare import load_source
@@ -70,6 +71,8 @@ class Incoming:
     interactions: list[tuple[str, pa.Table, Read | None]] = field(default_factory=list)
     items: list[tuple[str, pa.Table]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    columns: list[ColumnUse] = field(default_factory=list)
+    """What each contract file's columns were used for (``data.columns``)."""
 
 
 def gather(
@@ -81,7 +84,9 @@ def gather(
     the item files, then ``live_tables`` (the live records' items, read by the caller).
 
     A log is a contract folder or MovieLens (interactions and items) or interaction rows
-    alone (Parquet/CSV files or folders). A missing feedback folder is an empty one.
+    alone (Parquet/CSV files or folders). A missing feedback folder is an empty one. A
+    contract folder log is read with the base's ``data.columns``, a key that a file of it
+    cannot take (a log already in the contract's names) left out for that file.
 
     Raises:
         DataSourceError / DataError: a source that is not there or cannot be read.
@@ -90,7 +95,7 @@ def gather(
     _add_source(out, sources.base, data_cfg)
     for log in sources.logs:
         try:
-            _add_source(out, log, DataConfig())
+            _add_source(out, log, DataConfig(columns=data_cfg.columns), lenient=True)
         except DataSourceError as exc:
             if not Path(log).exists() and "://" not in log:
                 raise
@@ -111,11 +116,12 @@ def gather(
     return out
 
 
-def _add_source(out: Incoming, source: str, data_cfg: DataConfig) -> None:
-    raw = load_source(source, data_cfg)
+def _add_source(out: Incoming, source: str, data_cfg: DataConfig, lenient: bool = False) -> None:
+    raw = load_source(source, data_cfg, lenient)
     out.interactions.append((source, raw.interactions, raw.interactions_read))
     out.items.append((source, raw.items))
     out.notes += raw.notes
+    out.columns += raw.columns
 
 
 def as_raw(incoming: Incoming) -> RawData:
@@ -153,6 +159,7 @@ def as_raw(incoming: Incoming) -> RawData:
         read if len(files) > 1 else None,
         None,
         notes,
+        columns=list(incoming.columns),
     )
 
 

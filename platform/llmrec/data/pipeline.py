@@ -11,6 +11,7 @@ the query typed with item t. This module is the only Ray Data code in the librar
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -76,6 +77,7 @@ def user_windows(
     query_ids: dict[str, int],
     length: int,
     new_from: int = 0,
+    user: int | None = None,
 ) -> list[dict[str, Any]]:
     """One user's training sequence cut into windows of at most ``length + 1`` items, from the
     most recent backwards, so that every position after the first is a target exactly once.
@@ -83,7 +85,9 @@ def user_windows(
     Each window holds catalogue ``items`` rows, the ``queries`` typed with them (ids in
     ``query_ids``; 0 = none), their ``values`` and ``first``, the position of its first
     target. With ``new_from`` (an index into ``row["items"]``) only the items from there on
-    are targets, read after everything before them (an update's new interactions).
+    are targets, read after everything before them (an update's new interactions). With
+    ``user`` every window also holds ``user``: the user's place in the table of explicit
+    negatives the training loop gets (-1: none; :func:`llmrec.data.events.negative_rows`).
     """
     keep = [t for t, item in enumerate(row["items"]) if item in rows]
     items = [rows[row["items"][t]] for t in keep]
@@ -105,10 +109,24 @@ def user_windows(
                 "queries": np.asarray(queries[start:end], dtype=np.int64),
                 "values": np.asarray(values[start:end], dtype=np.float32),
                 "first": max(1, first_new - start),
+                **({} if user is None else {"user": int(user)}),
             }
         )
         end -= length
     return out
+
+
+def owned_windows(
+    row: dict[str, Any],
+    rows: dict[str, int],
+    query_ids: dict[str, int],
+    length: int,
+    users: Mapping[str, int],
+) -> list[dict[str, Any]]:
+    """:func:`user_windows` of a row of the training sequences, each window holding
+    ``user``: the row's user's place in ``users`` (-1: not there)."""
+    owner = users.get(str(row["user_id"]), -1)
+    return user_windows(row, rows, query_ids, length, user=owner)
 
 
 def build_window_dataset(
@@ -117,17 +135,29 @@ def build_window_dataset(
     query_ids: dict[str, int],
     length: int,
     seed: int,
+    users: Mapping[str, int] | None = None,
 ) -> ray.data.Dataset:
     """Read the training sequences with Ray Data and cut them into history windows (the
     sequential design's examples; see :func:`user_windows`), materialized once in the object
     store: the many short epochs of this design then read blocks instead of re-running the
-    pipeline, and workers shuffle locally (``iter_batches(local_shuffle_buffer_size=...)``)."""
+    pipeline, and workers shuffle locally (``iter_batches(local_shuffle_buffer_size=...)``).
+    ``users``: the users with explicit negatives, by their place in the negatives' table
+    (every window then holds ``user``; see :func:`owned_windows`)."""
     import ray.data
 
     ds = ray.data.read_parquet(str(sequences_path))
-    ds = ds.flat_map(
-        functools.partial(user_windows, rows=catalogue.index, query_ids=query_ids, length=length)
+    cut: Any = functools.partial(
+        user_windows, rows=catalogue.index, query_ids=query_ids, length=length
     )
+    if users:
+        cut = functools.partial(
+            owned_windows,
+            rows=catalogue.index,
+            query_ids=query_ids,
+            length=length,
+            users=dict(users),
+        )
+    ds = ds.flat_map(cut)
     return ds.random_shuffle(seed=seed).materialize()
 
 

@@ -6,7 +6,9 @@ contract, writes the clean tables and the rejected rows, and splits the interact
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,12 +22,14 @@ from llmrec.data.contract import (
     REJECTED_ROW,
     REJECTED_SOURCE,
     Checked,
+    ContractError,
     DataError,
     check_interactions,
     check_items,
     check_users,
 )
 from llmrec.data.demo import generate_demo
+from llmrec.data.events import NEGATIVES_SCHEMA, EventSplit, split_events
 from llmrec.data.files import Read
 from llmrec.data.readers import RawData, is_movielens, read_contract_folder, read_movielens
 from llmrec.data.splits import Split, drop_items, hold_out_items, leave_one_out
@@ -38,7 +42,11 @@ REJECTED_TEXT = "rejected_text"
 
 @dataclass
 class Prepared:
-    """Clean tables on disk, what was set aside, and the split."""
+    """Clean tables on disk, what was set aside, and the split.
+
+    ``interactions`` are what training reads: the validated rows whose event is trained on
+    as a positive (``data.events``, :mod:`llmrec.data.events`); ``interactions.parquet`` on
+    disk keeps every validated row, whatever its event."""
 
     out_dir: Path
     interactions: pa.Table
@@ -48,22 +56,38 @@ class Prepared:
     read: dict[str, int] = field(default_factory=dict)
     users: pa.Table | None = None
     """The optional user table (``user_id`` + attributes), when the source has one."""
+    events: EventSplit | None = None
+    """What the event policy did with the validated rows (None: every row is positive)."""
+    columns: list[str] = field(default_factory=list)
+    """One line per contract file: which column fed which contract column, which were
+    ignored (:meth:`llmrec.data.columns.ColumnUse.line`)."""
 
     @property
     def catalogue(self) -> Catalogue:
         return Catalogue.from_table(self.items)
 
+    @property
+    def negatives(self) -> pa.Table:
+        """The negative (user, item) pairs (:data:`llmrec.data.events.NEGATIVES_SCHEMA`)."""
+        return self.events.negatives if self.events else NEGATIVES_SCHEMA.empty_table()
+
     def summary(self) -> str:
-        """Human-readable counts of rows read, kept and rejected, and the readers' notes."""
-        kept = {"items": self.items.num_rows, "interactions": self.interactions.num_rows}
+        """Human-readable: what each file's columns were used for, counts of rows read,
+        kept and rejected, what the event policy did with the kept rows, and the readers'
+        notes."""
+        valid = self.events.rows if self.events else self.interactions.num_rows
+        kept = {"items": self.items.num_rows, "interactions": valid}
         if self.users is not None:
             kept["users"] = self.users.num_rows
         lines = [
+            *self.columns,
             ", ".join(
                 f"{name}: {n} kept" + (f" of {self.read[name]} read" if name in self.read else "")
                 for name, n in kept.items()
-            )
+            ),
         ]
+        if self.events is not None:
+            lines.append(self.events.describe())
         for table, counts in self.rejected.items():
             for reason, n in sorted(counts.items()):
                 lines.append(f"rejected {table}: {n} x {reason}")
@@ -73,15 +97,19 @@ class Prepared:
         return "\n".join(lines)
 
 
-def load_source(source: str, demo: DataConfig | None = None) -> RawData:
-    """Read ``demo``, ``movielens:PATH``, a MovieLens folder/zip, or a contract folder (with
-    the items made opaque when ``data.opaque_items`` says so).
+def load_source(source: str, demo: DataConfig | None = None, lenient: bool = False) -> RawData:
+    """Read ``demo``, ``movielens:PATH``, a MovieLens folder/zip, or a contract folder (its
+    columns mapped by ``data.columns``; with the items made opaque when
+    ``data.opaque_items`` says so).
 
     Raises:
         DataSourceError: nothing usable at ``source``.
-        DataError: a file cannot be read (the message names it, and the line where known).
+        DataError: a file cannot be read (the message names it, and the line where known),
+            or ``data.columns`` does not fit the files (or is given for demo or MovieLens;
+            with ``lenient``, a key a file cannot take is left out for that file, and
+            ``data.columns`` for demo and MovieLens).
     """
-    raw = _read_source(source, demo)
+    raw = _read_source(source, demo, lenient)
     return opaque_items(raw) if demo is not None and demo.opaque_items else raw
 
 
@@ -101,7 +129,14 @@ def opaque_items(raw: RawData) -> RawData:
     return dataclasses.replace(raw, items=opaque)
 
 
-def _read_source(source: str, demo: DataConfig | None = None) -> RawData:
+def _read_source(source: str, demo: DataConfig | None = None, lenient: bool = False) -> RawData:
+    columns = demo.columns if demo is not None else {}
+    own = source == "demo" or source.startswith("movielens:") or is_movielens(source)
+    if columns and own and not lenient:
+        raise DataError(
+            f"{source}: data.columns applies to a folder of interactions.* and items.*; "
+            "demo and MovieLens data are read by their own readers (remove data.columns)"
+        )
     if source == "demo":
         cfg = demo or DataConfig()
         d = generate_demo(cfg.demo_users, cfg.demo_items, cfg.demo_seed)
@@ -110,7 +145,7 @@ def _read_source(source: str, demo: DataConfig | None = None) -> RawData:
         return read_movielens(source.removeprefix("movielens:"))
     if is_movielens(source):
         return read_movielens(source)
-    return read_contract_folder(source)
+    return read_contract_folder(source, columns=columns, lenient=lenient)
 
 
 def output_dir(out_dir: str | Path) -> Path:
@@ -129,30 +164,37 @@ def output_dir(out_dir: str | Path) -> Path:
     return out
 
 
-def prepare(raw: RawData, out_dir: str | Path) -> Prepared:
+def prepare(raw: RawData, out_dir: str | Path, events: Mapping[str, str] | None = None) -> Prepared:
     """Check the tables, write ``items.parquet``, ``interactions.parquet``,
-    ``users.parquet`` (when the source has users) and ``rejected/``.
+    ``users.parquet`` (when the source has users) and ``rejected/``, and split the
+    interactions by the event policy (``events``: ``data.events``; None: the defaults).
 
-    Every row read is either kept or in ``rejected/`` with its reason, file and row.
+    Every row read is either kept or in ``rejected/`` with its reason, file and row; every
+    kept row is in ``interactions.parquet`` whatever its event.
 
     Raises:
         ContractError: a column is missing or mistyped (rows are never the cause).
-        DataError: ``out_dir`` is a file, or a table kept no row at all.
+        DataError: ``out_dir`` is a file, a table kept no row at all, or no kept
+            interaction is a positive.
     """
     out = output_dir(out_dir)
-    items = _traced(check_items(raw.items, raw.items_source), raw.items_read)
+    mapped = {use.kind: use.mapped for use in raw.columns}
+    with _named(mapped.get("items", {})):
+        items = _traced(check_items(raw.items, raw.items_source), raw.items_read)
     known = set(items.table.column("item_id").to_pylist())
-    interactions = _traced(
-        check_interactions(raw.interactions, raw.interactions_source, known),
-        raw.interactions_read,
-    )
+    with _named(mapped.get("interactions", {})):
+        interactions = _traced(
+            check_interactions(raw.interactions, raw.interactions_source, known),
+            raw.interactions_read,
+        )
     checked = {"items": items, "interactions": interactions}
     # Without pandas metadata: what pandas 3 writes there for list columns it cannot read
     # back (`list<item: null>[pyarrow]`); pandas and pyarrow read these files either way.
     pq.write_table(items.table.replace_schema_metadata(None), out / "items.parquet")
     pq.write_table(interactions.table.replace_schema_metadata(None), out / "interactions.parquet")
     if raw.users is not None:
-        checked["users"] = check_users(raw.users, raw.users_source or "users")
+        with _named(mapped.get("users", {})):
+            checked["users"] = check_users(raw.users, raw.users_source or "users")
         pq.write_table(checked["users"].table.replace_schema_metadata(None), out / "users.parquet")
     elif (out / "users.parquet").exists():
         (out / "users.parquet").unlink()
@@ -172,16 +214,37 @@ def prepare(raw: RawData, out_dir: str | Path) -> Prepared:
     for name, c in checked.items():
         if c.table.num_rows == 0 and name != "users":
             raise DataError(f"{sources[name]}: no usable {name}: {_nothing_kept(c, rejected_dir)}")
+    split = split_events(interactions.table, events)
+    if split.positives.num_rows == 0:
+        raise DataError(
+            f"{sources['interactions']}: no interaction to train on: the event policy "
+            f"(data.events) takes none of the {split.rows} kept rows as a positive "
+            f"({split.describe()})"
+        )
     users = checked.get("users")
     return Prepared(
         out,
-        interactions.table,
+        split.positives,
         items.table,
         {name: c.counts() for name, c in checked.items()},
         raw.notes + items.notes + interactions.notes,
         {name: c.read for name, c in checked.items()},
         users.table if users is not None else None,
+        split,
+        [use.line() for use in raw.columns],
     )
+
+
+@contextlib.contextmanager
+def _named(mapped: Mapping[str, str]) -> Iterator[None]:
+    """A contract error about a mapped column names the file's column and its key."""
+    try:
+        yield
+    except ContractError as exc:
+        if exc.column not in mapped or exc.key:
+            raise
+        source = mapped[exc.column]
+        raise ContractError(exc.source, source, exc.expected, exc.found, exc.column) from None
 
 
 def _nothing_kept(checked: Checked, rejected_dir: Path) -> str:

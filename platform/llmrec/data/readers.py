@@ -8,6 +8,7 @@ with a :class:`DataError` (or :class:`DataSourceError` when nothing is there) na
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import tempfile
 import urllib.request
@@ -19,6 +20,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.fs as pafs
 
+from llmrec.data.columns import Columns, ColumnUse, apply_columns, check_used, mapping_for
 from llmrec.data.contract import DataError, DataSourceError
 from llmrec.data.files import Read, display, file_format, filesystem, read_paths, read_rows
 
@@ -72,7 +74,8 @@ class RawData:
     each came from (for error messages).
 
     ``interactions_read``/``items_read`` trace rows to their files when they were read
-    from contract files; ``notes`` say what the readers decided (e.g. several files read).
+    from contract files; ``notes`` say what the readers decided (e.g. several files read);
+    ``columns`` what each contract file's columns were used for (``data.columns``).
     """
 
     interactions: pa.Table
@@ -84,6 +87,7 @@ class RawData:
     notes: list[str] = field(default_factory=list)
     users: pa.Table | None = None
     users_source: str = ""
+    columns: list[ColumnUse] = field(default_factory=list)
 
 
 def read_table(uri: str) -> pa.Table:
@@ -98,15 +102,22 @@ def read_table(uri: str) -> pa.Table:
     return read_rows(uri).table
 
 
-def read_contract_folder(uri: str, strict: bool = False) -> RawData:
+def read_contract_folder(
+    uri: str, strict: bool = False, columns: Columns | None = None, lenient: bool = False
+) -> RawData:
     """Read every ``interactions.*`` and ``items.*`` file or folder in a folder.
 
     All matching entries of a table are read and concatenated (``interactions.csv`` beside
     ``interactions.2023.csv`` and ``interactions.parquet``: a partitioned log), with a note
-    naming them. CSV rows that cannot be parsed are set aside (``strict=False``).
+    naming them. CSV rows that cannot be parsed are set aside (``strict=False``). The
+    files' columns are read under their contract names by ``columns`` (``data.columns``;
+    see :mod:`llmrec.data.columns`; ``lenient``: a key a file cannot take is left out for
+    that file), and :attr:`RawData.columns` says what each file's columns were used for.
 
     Raises:
         DataSourceError: ``uri`` is missing, is a file, or lacks one of the two tables.
+        DataError: ``columns`` names an unknown contract column or a column a file lacks.
+        ContractError: a required column is missing.
     """
     fs, path = filesystem(uri)
     info = fs.get_file_info(path)
@@ -128,16 +139,26 @@ def read_contract_folder(uri: str, strict: bool = False) -> RawData:
         raise DataSourceError(
             f"{uri}: expected interactions.(parquet|csv) and items.(parquet|csv), missing {missing}"
         )
-    reads, notes = {}, []
+    for kind in found:
+        mapping_for(columns or {}, kind, uri)  # an unknown key stops before anything is read
+    text = {s for v in (columns or {}).values() for s in ([v] if isinstance(v, str) else v)}
+    first = {k: display(uri, path, v[0].path) for k, v in found.items() if v}
+    reads, notes, used = {}, [], []
     for kind, matched in found.items():
         if not matched:
             continue
         named = [(e.path, display(uri, path, e.path)) for e in matched]
-        reads[kind] = read_paths(fs, named, strict)
+        read = read_paths(fs, named, strict, text)
         if len(matched) > 1:
             names = ", ".join(Path(e.path).name for e in matched)
             notes.append(f"{kind}: read {len(matched)} files as one table: {names}")
-    first = {k: display(uri, path, v[0].path) for k, v in found.items() if v}
+        name = Path(matched[0].path).name if len(matched) == 1 else f"{kind} ({len(matched)} files)"
+        table, use = apply_columns(read.table, kind, first[kind], name, columns, lenient)
+        reads[kind] = dataclasses.replace(read, table=table)
+        used.append(use)
+        notes += use.notes
+    if not lenient:
+        check_used(columns, used, uri)
     users = reads.get("users")
     return RawData(
         reads["interactions"].table,
@@ -149,6 +170,7 @@ def read_contract_folder(uri: str, strict: bool = False) -> RawData:
         notes,
         users=users.table if users is not None else None,
         users_source=first.get("users", ""),
+        columns=used,
     )
 
 

@@ -1,6 +1,6 @@
 """Iterative k-core filtering and per-user chronological leave-one-out splits.
 
-This is the protocol of ../shared/EVALUATION.md (LRURec / LlamaRec on MovieLens): every
+This is the evaluation protocol of docs/evaluation.md (LRURec / LlamaRec on MovieLens): every
 interaction counts, users and items with fewer than ``k`` interactions are dropped until both
 hold, each user's interactions are sorted by (timestamp, item id), the last item is the test
 target, the second-to-last the validation target and the rest is training history.

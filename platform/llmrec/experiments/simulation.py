@@ -75,7 +75,7 @@ def _sequences(source: str, data: Any, out: str | Path) -> tuple[Any, pd.DataFra
     from llmrec.data.prepare import load_source, prepare
     from llmrec.data.splits import leave_one_out
 
-    prepared = prepare(load_source(source, data), out)
+    prepared = prepare(load_source(source, data), out, data.events)
     return prepared, leave_one_out(prepared.interactions, data.min_core).sequences
 
 

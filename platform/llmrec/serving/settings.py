@@ -3,7 +3,7 @@
 They come from ``serve_deployments/serve_config.yaml`` (``applications[].args``), from
 ``serve run serve_deployments:build_app key=value``, or from the environment
 (``LLMREC_MODEL_URI``, ``MLFLOW_TRACKING_URI``, ``LLMREC_HISTORY_DB``, ``LLMREC_FEEDBACK_DIR``,
-``LLMREC_CATALOGUE_DB``).
+``LLMREC_CATALOGUE_DB``, ``LLMREC_IMPRESSION_DB``, ``LLMREC_IMPRESSIONS_DIR``).
 """
 
 from __future__ import annotations
@@ -37,16 +37,32 @@ class ServeSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     model_uri: str = Field(default="", description="Alias or version; default: <model>@champion.")
-    tracking_uri: str = ""
-    encoder_threads: int = Field(default=1, ge=1)
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    tracking_uri: str = Field(
+        default="",
+        description="The MLflow store the versions are read from; default: "
+        "$MLFLOW_TRACKING_URI, else sqlite:///mlflow.db (a relative sqlite path is taken "
+        "from where the app is built).",
+    )
+    encoder_threads: int = Field(
+        default=1, ge=1, description="torch threads of each query encoder replica (CPU)."
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        default="auto",
+        description="Where the query encoder runs; auto: CUDA when the replica has a GPU.",
+    )
     encoder_backend: Literal["torch", "int8"] = Field(
         default="torch",
         description="torch: the query tower as trained (float32); int8: LoRA merged and "
         "every Linear layer dynamically quantized to int8 (CPU only; see "
         "benchmarks/encoder_backends.py).",
     )
-    max_batch_size: int = Field(default=8, ge=1, le=1024)
+    max_batch_size: int = Field(
+        default=8,
+        ge=1,
+        le=1024,
+        description="Requests the ingress groups into one encoder call and one ranker call "
+        "(and texts per forward pass in the encoder).",
+    )
     batch_wait_timeout_s: float = Field(
         default=0.0,
         ge=0.0,
@@ -61,7 +77,12 @@ class ServeSettings(BaseModel):
         description="Request groups the ingress serves at once; each group holds what "
         "arrived while the previous one was served (at most max_batch_size requests).",
     )
-    index: Literal["auto", "exact", "hnsw", "hnsw_sq8", "hnsw_fp16", "ivfpq"] = "auto"
+    index: Literal["auto", "exact", "hnsw", "hnsw_sq8", "hnsw_fp16", "ivfpq"] = Field(
+        default="auto",
+        description="The item index: exact (every item scored), FAISS HNSW over float32, "
+        "8-bit or 16-bit vectors, or IVF-PQ; auto: by catalogue size (ann_min_items, "
+        "compact_min_items).",
+    )
     ann_min_items: int = Field(
         default=20000, ge=1, description="auto: HNSW from this many items up."
     )
@@ -71,10 +92,14 @@ class ServeSettings(BaseModel):
         description="auto: a compact index (HNSW over 8-bit vectors) and float16 item "
         "embeddings from this many items up.",
     )
-    hnsw_m: int = Field(default=32, ge=4)
-    hnsw_ef_search: int = Field(default=128, ge=1)
+    hnsw_m: int = Field(default=32, ge=4, description="HNSW links per node (index build).")
+    hnsw_ef_search: int = Field(
+        default=128, ge=1, description="HNSW search breadth: higher finds more, slower."
+    )
     candidates: int = Field(default=200, ge=1, description="ANN candidates scored by the hybrid.")
-    max_query_chars: int = Field(default=1000, ge=1, le=1000)
+    max_query_chars: int = Field(
+        default=1000, ge=1, le=1000, description="Longer queries are refused (422)."
+    )
     query_boost: float = Field(
         default=2.0,
         ge=0.0,
@@ -96,16 +121,32 @@ class ServeSettings(BaseModel):
         description="Explanations re-encode the user without each of at most this many most "
         "recent history items (the items the user tower reads).",
     )
-    max_history: int = Field(default=200, ge=1, le=200)
-    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    max_history: int = Field(
+        default=200,
+        ge=1,
+        le=200,
+        description="Longest history a request may send (422 above), and the most recent "
+        "items kept per user from the history store.",
+    )
+    max_body_bytes: int = Field(
+        default=64 * 1024, ge=1024, description="Larger request bodies are refused (413)."
+    )
     max_admin_body_bytes: int = Field(
         default=16 * 1024 * 1024,
         ge=1024,
         description="Body limit of the /admin/ routes (POST /admin/items takes up to 100 "
         "items of up to 5,000 characters each: a valid batch can be far over max_body_bytes).",
     )
-    history_db: str = "runs/serve/history.sqlite"
-    feedback_dir: str = "runs/feedback"
+    history_db: str = Field(
+        default="runs/serve/history.sqlite",
+        description="The users' histories (SQLite, WAL): seeded from each served version's "
+        "training logs, then every feedback event; one file every ingress replica reaches.",
+    )
+    feedback_dir: str = Field(
+        default="runs/feedback",
+        description="Accepted feedback appended as Parquet in the interaction contract "
+        "(read by jobs/update.py); storage every ingress replica and the update job reach.",
+    )
     catalogue_db: str = Field(
         default="",
         description="Live catalogue changes (POST /admin/items, /admin/items/retire) and each "

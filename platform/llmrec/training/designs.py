@@ -13,11 +13,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
 from llmrec.config import Config
 from llmrec.data.catalogue import Catalogue
+from llmrec.data.events import negative_rows
 from llmrec.data.pipeline import build_train_dataset, build_window_dataset, training_queries
 from llmrec.modeling.scorer import LLMScorer, build_scorer
 from llmrec.modeling.sequential import SequentialRecommender, split_state
@@ -39,6 +41,18 @@ class TrainingData:
     inputs: SequenceInputs | None = None
     batch_windows: int = 0
     """Windows per worker per step (``sequential``; 0: ``train.batch_size``)."""
+    negatives: list[list[int]] | None = None
+    """``sequential``: the explicit negatives (per user, item rows) that the windows' ``user``
+    points into (None: none)."""
+
+    def loop_options(self) -> dict[str, Any] | None:
+        """The sequential loop's options these examples need (None: none)."""
+        options: dict[str, Any] = {}
+        if self.batch_windows:
+            options["batch_windows"] = self.batch_windows
+        if self.negatives:
+            options["negatives"] = self.negatives
+        return options or None
 
 
 def training_data(
@@ -47,6 +61,8 @@ def training_data(
     catalogue: Catalogue,
     protocol: offline.Protocol,
     init_state: dict[str, torch.Tensor] | None = None,
+    negatives: pa.Table | None = None,
+    held_out: frozenset[str] = frozenset(),
 ) -> TrainingData:
     """Examples and validation users of ``cfg.model.architecture``.
 
@@ -56,6 +72,13 @@ def training_data(
         catalogue: The whole catalogue (the item-ID table's order).
         protocol: The evaluation protocol (validation users, the ranked catalogue).
         init_state: Trained tensors to start from (their text adapter embeds the texts).
+        negatives: The negative (user, item) pairs of the data
+            (:attr:`llmrec.data.prepare.Prepared.negatives`): explicit negatives of the
+            sequential design (``train.negative_weight``; the text design only keeps them
+            out of its positives, as the sequences already do).
+        held_out: Items training must not see (the cold items): never a negative either.
+
+    A user's explicit negatives are those no later than their last training interaction.
     """
     if cfg.model.architecture == "text":
         dataset = build_train_dataset(
@@ -68,14 +91,24 @@ def training_data(
     base, inputs = sequence_inputs(
         cfg, catalogue, queries, trained_item_mask(sequences, catalogue), init_state
     )
+    owners: dict[str, int] = {}
+    table: list[list[int]] = []
+    if negatives is not None and negatives.num_rows and cfg.train.negative_weight > 0:
+        # a user's negatives up to their last training interaction (none from the time of
+        # their validation and test targets)
+        seq = pq.read_table(sequences, columns=["user_id", "timestamps"]).to_pydict()
+        last = {
+            str(u): max(ts) for u, ts in zip(seq["user_id"], seq["timestamps"], strict=True) if ts
+        }
+        owners, table = negative_rows(negatives, catalogue.index, last, held_out)
     dataset = build_window_dataset(
-        sequences, catalogue, query_ids, cfg.model.seq_len, cfg.train.seed
+        sequences, catalogue, query_ids, cfg.model.seq_len, cfg.train.seed, owners or None
     )
     windows = cfg.train.batch_size
     if cfg.train.batch_positions:
         windows = batch_windows(sequences, cfg.train.batch_size, cfg.model.seq_len)
     eval_set = sequence_eval_set(protocol, "val", catalogue, base)
-    return TrainingData(dataset, eval_set, inputs, windows)
+    return TrainingData(dataset, eval_set, inputs, windows, table or None)
 
 
 def batch_windows(sequences: Path, batch_size: int, seq_len: int) -> int:

@@ -11,6 +11,7 @@ timeline (sorted by time, ties by user and item), so that "before", "in a period
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -97,6 +98,7 @@ def windows(
     length: int,
     start: int,
     end: int,
+    users: Mapping[str, int] | None = None,
 ) -> list[dict[str, Any]]:
     """Training windows whose targets are the interactions at positions ``[start, end)``,
     each a target once, read after the user's interactions before ``start``.
@@ -108,16 +110,19 @@ def windows(
         length: The user tower's sequence length (``model.seq_len``).
         start: The first position that is a target (0: every interaction).
         end: The end of the range (exclusive).
+        users: Given, every window carries ``user``: its user's position in the table of
+            explicit negatives (-1: none; :func:`llmrec.data.events.negative_rows`).
     """
     out = []
-    for seq in timeline.users.values():
+    for user, seq in timeline.users.items():
         pos = seq["pos"]
         stop = int(np.searchsorted(pos, end))
         first = int(np.searchsorted(pos, start))
         if first >= stop:
             continue
         row = {k: v[:stop] for k, v in seq.items()}
-        out += user_windows(row, rows, query_ids, length, new_from=first)
+        owner = None if users is None else users.get(user, -1)
+        out += user_windows(row, rows, query_ids, length, new_from=first, user=owner)
     return out
 
 
@@ -129,10 +134,12 @@ def replay(
     before: int,
     count: int,
     seed: int = 0,
+    users: Mapping[str, int] | None = None,
 ) -> list[dict[str, Any]]:
     """``count`` windows drawn without replacement from the interactions before ``before``
-    (all of them when there are fewer): what an update replays of the older data."""
-    pool = windows(timeline, rows, query_ids, length, 0, before)
+    (all of them when there are fewer): what an update replays of the older data
+    (``users``: as :func:`windows`)."""
+    pool = windows(timeline, rows, query_ids, length, 0, before, users)
     if count >= len(pool):
         return pool
     picked = np.random.default_rng(seed).choice(len(pool), size=count, replace=False)

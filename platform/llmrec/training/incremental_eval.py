@@ -302,7 +302,9 @@ def main(cfg: Config, source: str, periods: int, log_to_mlflow: bool = True) -> 
 
     if periods < 1:
         raise ValueError(f"--periods must be >= 1, got {periods}")
-    prepared = prepare(load_source(source, cfg.data), tempfile.mkdtemp(prefix="llmrec-inc-"))
+    prepared = prepare(
+        load_source(source, cfg.data), tempfile.mkdtemp(prefix="llmrec-inc-"), cfg.data.events
+    )
     frame = k_core(prepared.interactions.to_pandas(), cfg.data.min_core)
     timeline = Timeline.build(frame)
     catalogue = prepared.catalogue.subset(set(frame["item_id"]))

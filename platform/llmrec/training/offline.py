@@ -9,7 +9,7 @@ vectors, novelty, Gini of exposure, miscalibration, long-tail share).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -142,16 +142,23 @@ class Protocol:
 
 
 def list_metrics(
-    protocol: Protocol, part: EvalPart, top: np.ndarray, history: np.ndarray | None = None
+    protocol: Protocol,
+    part: EvalPart,
+    top: np.ndarray,
+    history: np.ndarray | None = None,
+    users: np.ndarray | None = None,
 ) -> dict[str, float]:
     """Beyond-accuracy measures of top-k lists ``[users, k]`` of one split part: coverage,
     diversity, novelty, Gini, miscalibration and long-tail share (the tail and popularity
-    from the part's histories; ``history``: their category distributions when known)."""
+    from the part's histories; ``history``: their category distributions when known).
+    ``users``: the positions in ``part`` of the lists in ``top`` when they are not every
+    user's (popularity and the tail still come from the whole part)."""
     n = len(protocol.catalogue)
     counts = part.counts(n)
     genres = None
     if protocol.catalogue.categories:  # miscalibration is undefined without categories
         genres = category_distribution(protocol.category_vectors())
+    histories = part.histories if users is None else [part.histories[u] for u in users]
     return beyond_accuracy(
         top,
         n,
@@ -159,7 +166,7 @@ def list_metrics(
         counts,
         len(part.histories),
         genres=genres,
-        histories=part.histories if history is None else history,
+        histories=histories if history is None else history,
         tail=long_tail(counts),
     )
 
@@ -186,12 +193,16 @@ EASE_LAMBDAS = (10, 50, 100, 200, 500, 1000)
 def tune_ease(
     protocol: Protocol, lambdas: Sequence[float] = EASE_LAMBDAS
 ) -> tuple[float, dict[float, float]]:
-    """The EASE lambda with the best validation NDCG@10, and every lambda's value."""
-    val = protocol.part("val")
+    """The EASE lambda with the best validation NDCG@10 (of the scored users: all, or the
+    protocol's sample; fitted on every user), and every lambda's value."""
+    full = protocol.part("val")
+    val = protocol.scored(full)
     n = len(protocol.catalogue)
+    x = interaction_matrix(full.fit_histories, n)
+    rows = interaction_matrix(val.histories, n)
     tried = {
         lam: ranking_metrics(
-            target_ranks(fit_score(EASE(lam), val, n), val.targets, val.histories)
+            target_ranks(EASE(lam).fit(x).score(rows), val.targets, val.histories)
         )["ndcg_at_10"]
         for lam in lambdas
     }
@@ -219,19 +230,22 @@ POPULARITY_WEIGHTS = (0.0, 0.05, 0.1, 0.25, 0.5, 1.0)
 
 
 def ease_popularity(
-    protocol: Protocol, ease_lambda: float
+    protocol: Protocol, cf: float | Mapping[str, CFModel]
 ) -> tuple[HybridWeights, dict[str, np.ndarray]]:
-    """The hybrid without a language model: standardised EASE + a popularity prior whose
-    weight is tuned on validation NDCG@10 (the :class:`HybridScorer` the platform serves,
-    with the LLM weight at 0). Returns the weights and the scores per part."""
+    """The hybrid without a language model: the standardised CF model + a popularity prior
+    whose weight is tuned on validation NDCG@10 (the :class:`HybridScorer` the platform
+    serves, with the LLM weight at 0). ``cf``: per part, the CF model fitted on what the
+    part may see (e.g. ``references.fit_cf_models``), or a lambda of dense EASE fitted here.
+    Returns the weights and the scores per part."""
     n = len(protocol.catalogue)
     scorers = {}
     for name in ("val", "test"):
         part = protocol.part(name)
         x = interaction_matrix(part.fit_histories, n)
+        model = EASE(cf).fit(x).weights if isinstance(cf, int | float) else cf[name]
         scorers[name] = HybridScorer(
             np.zeros((n, 1), dtype=np.float32),
-            cf=EASE(ease_lambda).fit(x).weights,
+            cf=model,
             popularity=Popularity().fit(x).counts,
         )
     val = protocol.scored(protocol.part("val"))
@@ -240,9 +254,11 @@ def ease_popularity(
     def ndcg(scores: np.ndarray) -> float:
         return ranking_metrics(target_ranks(scores, val.targets, val.histories))["ndcg_at_10"]
 
-    cf = s.cf_part(val.histories)
+    part_scores = s.cf_part(val.histories)
     grid = [HybridWeights(0.0, 1.0, p) for p in POPULARITY_WEIGHTS]
-    weights = tune_weights(np.zeros_like(cf), cf, s.popularity_part(), ndcg, grid).weights
+    weights = tune_weights(
+        np.zeros_like(part_scores), part_scores, s.popularity_part(), ndcg, grid
+    ).weights
     scores = {}
     for name, scorer in scorers.items():
         part = protocol.scored(protocol.part(name))

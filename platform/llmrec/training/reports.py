@@ -2,8 +2,10 @@
 report, as printable sections and MLflow artifacts.
 
 Methods are the baselines (popularity, ItemKNN, EASE with lambda tuned on validation,
-Markov-1), the hybrid without a language model (``ease+popularity``, when asked for) and,
-per registered version, the LLM alone and the platform's hybrid.
+Markov-1; each in the form the catalogue's size allows, :func:`references.size_rules`), the
+hybrid without a language model (``ease+popularity``, when asked for), per registered
+version the LLM alone and the platform's hybrid, and any other model's predictions read from
+a file (:mod:`llmrec.training.predictions`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from llmrec.training import groups as group_stats
 from llmrec.training import offline, references, sweep
 from llmrec.training.faithfulness import faithfulness
 from llmrec.training.metrics import target_ranks, top_k_lists
+from llmrec.training.predictions import Predictions, missing_column, score_predictions
 
 SWEEP_METHODS = ("hybrid", "llm", "ease", "ease+popularity", "itemknn", "popularity")
 
@@ -64,17 +67,28 @@ class Evaluation:
     params: dict[str, Any] = field(default_factory=dict)
 
 
-def method_label(opts: EvalOptions, scored: dict[str, Any], model_names: list[str]) -> str:
-    """The label in ``scored`` of the sweep's method.
+def method_label(
+    opts: EvalOptions,
+    scored: dict[str, Any],
+    model_names: list[str],
+    aliases: dict[str, str | None] | None = None,
+) -> str:
+    """The label in ``scored`` of the sweep's method (``aliases``: a method -> its label on
+    this catalogue, None when it was skipped, e.g. ``ease`` -> ``sparse ease (...)``).
 
     Raises:
-        ValueError: the method needs a model and none was given, or is unknown.
+        ValueError: the method needs a model and none was given, was skipped, or is unknown.
     """
     method = opts.method or ("hybrid" if model_names else "ease")
     if method in ("hybrid", "llm"):
         if not model_names:
             raise ValueError(f"--method {method} needs --model URI")
         return f"{method} {model_names[0]}"
+    if aliases and method in aliases:
+        label = aliases[method]
+        if label is None or label not in scored:
+            raise ValueError(f"--method {method}: skipped on this catalogue (see above why)")
+        return label
     if method == "ease":
         return next(label for label in scored if label.startswith("ease ("))
     if method == "ease+popularity":
@@ -84,6 +98,26 @@ def method_label(opts: EvalOptions, scored: dict[str, Any], model_names: list[st
     raise ValueError(f"unknown method {method!r} (one of {', '.join(SWEEP_METHODS)})")
 
 
+def memory_note(protocol: offline.Protocol, opts: EvalOptions, available: int | None) -> str:
+    """A line when the score matrices of the scored users would take more than half the
+    memory available ("" otherwise), with the ``--max-users`` that keeps them within it."""
+    n = len(protocol.catalogue)
+    users = len(protocol.scored(protocol.part("test")).targets)
+    methods = 4 + 2 * len(opts.models) * len(opts.backends)
+    methods += int(opts.method == "ease+popularity")
+    per = 4 * users * n
+    total = 2 * per * methods
+    if available is None or total <= available // 2:
+        return ""
+    fits = max(1, available // 2 // (2 * 4 * n * methods))
+    return (
+        f"memory: the scores of {users:,} users x {n:,} items take {references.fmt_gb(per)} "
+        f"a method and split, ~{references.fmt_gb(total)} for {methods} methods on both "
+        f"splits, {references.fmt_gb(available)} available: --max-users {fits:,} keeps them "
+        "within half of it"
+    )
+
+
 def evaluate_all(
     cfg: Config,
     protocol: offline.Protocol,
@@ -91,29 +125,56 @@ def evaluate_all(
     users: pd.DataFrame | None = None,
     load_model: Callable[[str], tuple[str, ModelBundle]] | None = None,
     log: Callable[[str], None] = print,
+    predictions: Sequence[Predictions] = (),
+    available: int | None = None,
 ) -> Evaluation:
     """Every method on validation and test, and the sections ``opts`` asks for.
 
     Args:
-        cfg: The config (``rank.cf``, ``rank.similarity``).
+        cfg: The config (``rank.cf``, ``rank.similarity``, the size limits).
         protocol: The split and its catalogue.
         opts: What to evaluate.
         users: The user table (``user_id`` + attributes) for the group report.
         load_model: URI -> (``name/version``, the version's bundle).
         log: Where progress lines go.
+        predictions: Other models' predictions (:func:`predictions.read_predictions`),
+            scored as rows of the same table.
+        available: Bytes of memory available (:func:`references.available_memory`): a
+            dense baseline whose estimated fit exceeds it takes its sparse form. None: the
+            size limits alone decide.
     """
-    best, tried = offline.tune_ease(protocol, opts.lambdas)
-    log(
-        "EASE validation NDCG@10 by lambda: "
-        + ", ".join(f"{k:g}: {v:.4f}" for k, v in tried.items())
-    )
-    ease = CFParams(ease_lambda=best)
-    scored = references.reference_scores(
-        protocol,
-        cfg.rank,
-        offline.cf_label("ease", ease),
-        references.fit_cf_models(protocol, "ease", ease),
-    )
+    n = len(protocol.catalogue)
+    rules = references.size_rules(n, cfg.rank, available)
+    notes = list(rules.notes)
+    for note in notes:
+        log(note)
+    memory = memory_note(protocol, opts, available)
+    if memory:
+        log(memory)
+    if rules.cf == "ease":
+        best, tried = offline.tune_ease(protocol, opts.lambdas)
+        log(
+            "EASE validation NDCG@10 by lambda: "
+            + ", ".join(f"{k:g}: {v:.4f}" for k, v in tried.items())
+        )
+        cf_params = CFParams(ease_lambda=best)
+    else:
+        cf_params, by_label = offline.tune_cf(protocol, rules.cf, cfg.rank, opts.lambdas)
+        log(
+            f"{references.KIND_NAMES[rules.cf]} validation NDCG@10: "
+            + ", ".join(f"{k}: {v:.4f}" for k, v in by_label.items())
+        )
+    cf_label = offline.cf_label(rules.cf, cf_params)
+    cf_models = references.fit_cf_models(protocol, rules.cf, cf_params)
+    scored = references.reference_scores(protocol, cfg.rank, cf_label, cf_models, rules)
+    knn = CFParams(neighbours=cfg.rank.cf_neighbours)
+    knn_label = {"dense": "itemknn", "sparse": offline.cf_label("itemknn", knn), None: None}
+    pop_label = "ease + popularity" if rules.cf == "ease" else f"{cf_label} + popularity"
+    aliases = {
+        "ease": cf_label,
+        "ease+popularity": pop_label,
+        "itemknn": knn_label[rules.itemknn],
+    }
     names: list[str] = []
     embeddings = None
     explained: list[str] = []
@@ -136,14 +197,29 @@ def evaluate_all(
             explained.append(found.table(name))
             log(f"faithfulness of {name}: explained / random rank drop {found.ratio:.2f}x")
     if opts.method == "ease+popularity":
-        weights, scored["ease + popularity"] = offline.ease_popularity(protocol, best)
-        log(f"ease + popularity tuned on validation: {weights.describe()}")
+        weights, scored[pop_label] = offline.ease_popularity(protocol, cf_models)
+        log(f"{pop_label} tuned on validation: {weights.describe()}")
+    external = {}
+    read: list[str] = []
+    for preds in predictions:
+        result = score_predictions(protocol, preds)
+        for note in result.notes:
+            log(note)
+        read += result.notes
+        external[preds.name] = result
     table = offline.score_table(protocol, scored)
-    if opts.cf:
-        table = pd.concat(
-            [table, offline.cf_table(protocol, list(opts.cf), cfg.rank, opts.lambdas)],
-            ignore_index=True,
-        )
+    frames = [table, *(pd.DataFrame(result.rows) for result in external.values())]
+    kinds = []
+    for kind in opts.cf:
+        why = references.cf_problem(kind, n, cfg.rank, available)
+        if why:
+            log(why)
+            notes.append(why)
+        else:
+            kinds.append(kind)
+    if kinds:
+        frames.append(offline.cf_table(protocol, kinds, cfg.rank, opts.lambdas))
+    table = missing_column(pd.concat(frames, ignore_index=True))
     order = {"val": 0, "test": 1, "test_cold": 2}
     table = table.sort_values(
         ["split", "method"], key=lambda c: c.map(order) if c.name == "split" else c, kind="stable"
@@ -153,9 +229,25 @@ def evaluate_all(
         basis = f"n/a, {basis} (with --model URI it is measured on that model's item embeddings)"
     else:
         basis = f"intra-list diversity of the top-10 over {basis}"
-    out = Evaluation(
-        table, [offline.to_markdown(table)], params={"ease_lambda": best, "diversity": basis}
-    )
+    params: dict[str, Any] = {"baseline_cf": cf_label, "diversity": basis}
+    if rules.cf in ("ease", "sparse"):
+        params["ease_lambda"] = cf_params.ease_lambda
+    scored_users = len(protocol.scored(protocol.part("test")).targets)
+    if scored_users < protocol.split.num_users:
+        params["scored_users"] = f"{scored_users} of {protocol.split.num_users}"
+    if predictions:
+        params["predictions"] = ", ".join(f"{p.name}={p.path}" for p in predictions)
+    out = Evaluation(table, [offline.to_markdown(table)], params=params)
+    if notes:
+        md = f"## Baselines at this catalogue's size ({n:,} items)\n\n" + "\n".join(
+            f"- {note}" for note in notes
+        )
+        out.sections.append(md)
+        out.texts["evaluation/size_rules.md"] = md
+    if read:
+        md = "## Predictions read\n\n" + "\n".join(f"- {note}" for note in read)
+        out.sections.append(md)
+        out.texts["evaluation/predictions.md"] = md
     models = {m: m for m in scored if m.startswith(("llm ", "hybrid "))}
     compared = offline.to_markdown(references.comparison(table, models))
     out.sections.append(
@@ -169,7 +261,7 @@ def evaluate_all(
     lists: dict[str, np.ndarray] = {}
     base = None
     if opts.rerank_sweep or (opts.groups and opts.method):
-        base = method_label(opts, scored, names)
+        base = method_label(opts, scored, names, aliases)
     if opts.rerank_sweep:
         assert base is not None
         similarity = opts.similarity or cfg.rank.similarity
@@ -183,6 +275,7 @@ def evaluate_all(
         ranks = {
             m: target_ranks(s["test"], test.targets, test.histories) for m, s in scored.items()
         }
+        ranks |= {m: r.ranks["test"] for m, r in external.items() if "test" in r.ranks}
         ranks |= {m: sweep.list_ranks(top, test.targets) for m, top in lists.items()}
         compare = [m for m in lists if m != base]
         md, gaps = group_section(protocol, users, ranks, base, compare)

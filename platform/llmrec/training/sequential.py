@@ -219,12 +219,15 @@ class SequenceObjective(nn.Module):
         queries: Sequence[Sequence[int]],
         values: Sequence[Sequence[float]] | None = None,
         first: Sequence[int] | None = None,
+        negatives: Sequence[Sequence[int]] | None = None,
     ) -> torch.Tensor:
         """The loss of a batch of windows (item rows, request ids with 0 = none, values).
 
         ``first``: per window, the position of its first target (default 1: every item after
         the first); the items before it are context only (an update trains on the new
-        interactions, read after the user's older ones).
+        interactions, read after the user's older ones). ``negatives``: per window, the item
+        rows its user gave a negative event (``data.events``): at each scored position of
+        the window each must score below the target (``train.negative_weight``).
         """
         cfg = self.train_cfg
         device = self.device
@@ -259,7 +262,46 @@ class SequenceObjective(nn.Module):
             loss = loss + (mse if cfg.objective == "rating" else cfg.rating_weight * mse)
         if cfg.query_align_weight > 0:
             loss = loss + cfg.query_align_weight * self._align(targets, vectors)
+        if negatives is not None and cfg.negative_weight > 0:
+            order = [i for g in groups for i in g]
+            counts = torch.cat([p.valid.sum(1) for p in parts]).tolist()
+            term = self._negatives(users, vectors, targets, order, counts, negatives)
+            if term is not None:
+                loss = loss + cfg.negative_weight * term
         return loss
+
+    def _negatives(
+        self,
+        users: torch.Tensor,
+        vectors: torch.Tensor,
+        targets: torch.Tensor,
+        order: Sequence[int],
+        counts: Sequence[int],
+        negatives: Sequence[Sequence[int]],
+    ) -> torch.Tensor | None:
+        """Mean ``softplus(s_negative - s_target)`` over the scored positions of windows with
+        explicit negatives and those negatives (None: there is none). The positions come in
+        window ``order``, ``counts[k]`` of them for the k-th window of it."""
+        at = 0
+        pos_idx: list[int] = []
+        neg_idx: list[int] = []
+        for window, n in zip(order, counts, strict=True):
+            for row in negatives[window] if window < len(negatives) else ():
+                pos_idx += range(at, at + int(n))
+                neg_idx += [int(row)] * int(n)
+            at += int(n)
+        if not pos_idx:
+            return None
+        device = users.device
+        p = torch.tensor(pos_idx, dtype=torch.long, device=device)
+        r = torch.tensor(neg_idx, dtype=torch.long, device=device)
+        keep = r != targets[p]  # never a negative of the position that chose it
+        if not bool(keep.any()):
+            return None
+        p, r = p[keep], r[keep]
+        s_neg = (users[p] * vectors[r]).sum(-1)
+        s_pos = (users[p] * vectors[targets[p]]).sum(-1)
+        return F.softplus(s_neg - s_pos).mean()
 
     def _positions(
         self, windows: list[Sequence[int]], queries: list[Sequence[int]], starts: list[int]

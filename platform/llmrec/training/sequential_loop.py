@@ -54,8 +54,9 @@ def sequential_loop_per_worker(config: dict[str, Any]) -> None:
     ``init_state`` (tensors of :func:`trained_state` to start from: incremental training;
     ignored when the run resumes from its own checkpoint), ``max_steps`` (stop after this
     many optimizer steps per worker; 0: none), ``keep_last`` (register the last epoch,
-    not the best on ``eval_set``: an update whose evaluation data must stay unseen) and
-    ``batch_windows`` (windows per step; default ``train.batch_size``).
+    not the best on ``eval_set``: an update whose evaluation data must stay unseen),
+    ``batch_windows`` (windows per step; default ``train.batch_size``) and ``negatives``
+    (explicit negatives: per user, item rows; a window's ``user`` is its place there).
     """
     model_cfg: ModelConfig = config["model"]
     train_cfg: TrainConfig = config["train"]
@@ -85,9 +86,19 @@ def sequential_loop_per_worker(config: dict[str, Any]) -> None:
     progress = {"step": state["epoch"] * steps // max(train_cfg.epochs, 1)}
     max_steps = int(config.get("max_steps") or 0)
     batch = int(config.get("batch_windows") or train_cfg.batch_size)
+    negatives = config.get("negatives") or None
     for epoch in range(state["epoch"], train_cfg.epochs):
         stats = _train_epoch(
-            model, objective, optimizer, shard, train_cfg, epoch, progress, max_steps, batch
+            model,
+            objective,
+            optimizer,
+            shard,
+            train_cfg,
+            epoch,
+            progress,
+            max_steps,
+            batch,
+            negatives,
         )
         metrics: dict[str, Any] = {
             "epoch": epoch + 1,
@@ -167,10 +178,12 @@ def _train_epoch(
     progress: dict[str, int] | None = None,
     max_steps: int = 0,
     batch_size: int = 0,
+    negatives: list[list[int]] | None = None,
 ) -> dict[str, float]:
     """One pass over this worker's windows (shuffled anew each epoch): loss, throughput and
     the data-wait share. ``progress["step"]`` counts optimizer steps across epochs (AdaLoRA's
-    rank schedule, when the text adapter is AdaLoRA and tuned)."""
+    rank schedule, when the text adapter is AdaLoRA and tuned); ``negatives``: the explicit
+    negatives of the users that windows name in ``user``."""
     progress = progress if progress is not None else {"step": 0}
     text = objective.text
     adalora = getattr(text.model.base_model, "update_and_allocate", None) if text else None
@@ -196,8 +209,12 @@ def _train_epoch(
         queries = [list(q) for q in batch["queries"]]
         values = [list(v) for v in batch["values"]] if cfg.objective != "contrastive" else None
         first = [int(f) for f in batch["first"]] if "first" in batch else None
+        against = None
+        if negatives and "user" in batch:
+            owners = [int(u) for u in batch["user"]]
+            against = [negatives[u] if 0 <= u < len(negatives) else [] for u in owners]
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
-            loss = model(windows, queries, values, first)
+            loss = model(windows, queries, values, first, against)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
