@@ -157,7 +157,10 @@ def write_version(data: Synthetic, cf: Any, encoded: int, out: Path, scorer: Any
     cfg = Config()
     cfg = replace(cfg, model=replace(cfg.model, architecture="text"))
     towers = TextTowers(scorer, catalogue.items, cfg.data.max_history)
-    write_bundle(out, cfg, towers, catalogue, torch.from_numpy(emb), log, "scale", hybrid)
+    # the text-match term's vectors: emb stands in for the base's embeddings of the texts
+    write_bundle(
+        out, cfg, towers, catalogue, torch.from_numpy(emb), log, "scale", hybrid, text_vectors=emb
+    )
     return out
 
 

@@ -70,13 +70,15 @@ class QueryEncoderDeployment:
         return await asyncio.to_thread(encoder.text_vectors, texts)
 
     async def embed_items(self, model_uri: str, items: list[LiveItem]) -> np.ndarray:
-        """The version's item tower on items added live: ``[len(items), dim]``."""
+        """The version's item tower on items added live: ``[len(items), dim]`` (with each
+        item's text-match vector after its vector for a version with that term)."""
         encoder = await self.versions.get(model_uri)
         return await asyncio.to_thread(encoder.embed_items, items)
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.0, batch_size_fn=_inputs_in)
     async def encode(self, requests: list[tuple[str, list[Any]]]) -> list[np.ndarray]:
-        """``(model_uri, inputs)`` calls -> ``[len(inputs), dim]`` embeddings each; concurrent
+        """``(model_uri, inputs)`` calls -> ``[len(inputs), dim]`` embeddings each (``dim +
+        text_dim`` wide for a version with the text-match term: ``QueryEncoder.encode``); concurrent
         calls (from every ingress replica) share one forward pass per version, of at most
         ``max_batch_size`` inputs. Each input is what ``QueryEncoder.encode`` takes; a query
         that asks for explanations gets its occlusion rows after its own (``blocks``)."""

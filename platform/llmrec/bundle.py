@@ -12,7 +12,10 @@ Layout::
                          (provider, ...)
     histories.parquet    user_id, items (time order): what the user has seen
     hybrid/              hybrid weights (tuned on validation), the CF model in compact form
-                         (dense/sparse item-item matrix or item factors), popularity
+                         (dense/sparse item-item matrix or item factors), popularity,
+                         transitions, and text_vectors.npy: the frozen base model's
+                         embeddings of the items' texts (the text-match term; versions
+                         written before it have none and serve without it)
     index/               optional: a prebuilt FAISS item index (index.faiss, index.json)
     model_card.md        what the model is, on what data, how well it does
 
@@ -23,6 +26,7 @@ pyfunc model; serving and the pyfunc model read it back (:class:`ModelBundle`).
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -40,7 +44,7 @@ from llmrec.data.catalogue import Catalogue
 from llmrec.modeling.scorer import LLMScorer
 from llmrec.modeling.sequential import SequentialRecommender, load_trained, split_state
 from llmrec.modeling.towers import SequentialTowers, TextTowers, Towers
-from llmrec.ranking.hybrid import WEIGHTS_FILE, HybridScorer
+from llmrec.ranking.hybrid import TEXT_FILE, WEIGHTS_FILE, HybridScorer, weights_json
 from llmrec.ranking.index import INDEX_FILE, FaissIndex
 
 HYBRID_DIR = "hybrid"
@@ -58,9 +62,14 @@ def write_bundle(
     model_card: str,
     hybrid: HybridScorer | None = None,
     hybrid_meta: dict[str, object] | None = None,
+    text_vectors: np.ndarray | None = None,
 ) -> Path:
     """Write a bundle for the trained ``towers`` and the catalogue embedded with them (and the
-    hybrid scorer over that catalogue, when there is one)."""
+    hybrid scorer over that catalogue, when there is one).
+
+    With a hybrid, the frozen base model's embeddings of the items' texts are stored with it
+    (its text-match term, :meth:`HybridScorer.with_text`): ``text_vectors`` when given
+    (catalogue order), else computed here (one pass of the base over the catalogue)."""
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     (d / "config.yaml").write_text(yaml.safe_dump(_plain(cfg.to_dict()), sort_keys=False))
@@ -89,9 +98,50 @@ def write_bundle(
     histories = df.groupby("user_id", sort=True)["item_id"].agg(list).reset_index(name="items")
     histories.to_parquet(d / "histories.parquet", index=False)
     if hybrid is not None:
+        if text_vectors is None:
+            base = towers.scorer if towers.text_is_base else fresh_base(towers.scorer)
+            text_vectors = item_text_vectors(base, catalogue.texts())
+        hybrid = hybrid.with_text(text_vectors)
         hybrid.save(d / HYBRID_DIR, hybrid_meta)
     (d / "model_card.md").write_text(model_card)
     return d
+
+
+def fresh_base(scorer: LLMScorer) -> LLMScorer:
+    """The base model of ``scorer`` as shipped (a fresh adapter is the identity), with its
+    tokenizer, on its device."""
+    return LLMScorer(scorer.cfg, tokenizer=scorer.tokenizer).to(scorer.device).eval()
+
+
+def item_text_vectors(base: LLMScorer, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+    """``[len(texts), hidden]`` the base model's normalised embeddings of item texts (as
+    the item tower reads them: ``kind="item"``), float32."""
+    out = base.encode(list(texts), kind="item", batch_size=batch_size)
+    return out.numpy().astype(np.float32)
+
+
+def has_text_match(directory: str | Path) -> bool:
+    """Whether the bundle in ``directory`` holds the text-match term's item vectors."""
+    return (Path(directory) / HYBRID_DIR / TEXT_FILE).exists()
+
+
+def add_text_match(directory: str | Path) -> Path:
+    """Give a bundle written before the text-match term what :func:`write_bundle` now
+    writes: its items' base text vectors, and the term's weight in its request weights
+    (:data:`~llmrec.ranking.hybrid.TEXT_WEIGHT`). For a copy of a registered version
+    (registered versions are immutable); returns the vectors' file."""
+    bundle = ModelBundle(Path(directory))
+    vectors = item_text_vectors(bundle.load_base_scorer(), bundle.catalogue.texts())
+    hybrid = bundle.hybrid.with_text(vectors)
+    d = bundle.path / HYBRID_DIR
+    if not (d / WEIGHTS_FILE).exists():  # the LLM score alone: a hybrid of that one part
+        hybrid.save(d)
+        return d / TEXT_FILE
+    np.save(d / TEXT_FILE, vectors)
+    meta = json.loads((d / WEIGHTS_FILE).read_text())
+    meta.update(weights_json(hybrid.weights, hybrid.request_weights))
+    (d / WEIGHTS_FILE).write_text(json.dumps(meta, indent=2))
+    return d / TEXT_FILE
 
 
 @dataclass
@@ -140,6 +190,18 @@ class ModelBundle:
         """The version's hybrid scorer; the LLM score alone for bundles without one."""
         return self.load_hybrid(self.item_embeddings)
 
+    @property
+    def has_text_match(self) -> bool:
+        """Whether the version has the text-match term (written since it exists)."""
+        return has_text_match(self.path)
+
+    @cached_property
+    def text_match_dim(self) -> int:
+        """Width of the text-match vectors (0: none)."""
+        if not self.has_text_match:
+            return 0
+        return int(np.load(self.path / HYBRID_DIR / TEXT_FILE, mmap_mode="r").shape[1])
+
     def load_hybrid(self, item_embeddings: np.ndarray) -> HybridScorer:
         """The hybrid scorer over ``item_embeddings`` (e.g. a float16 copy), not cached."""
         if (self.path / HYBRID_DIR / WEIGHTS_FILE).exists():
@@ -169,6 +231,12 @@ class ModelBundle:
                 scorer.load_state(text)
         return scorer.eval()
 
+    def load_base_scorer(self) -> LLMScorer:
+        """The frozen base model with this bundle's tokenizer, no trained adapter (a fresh
+        one is the identity): what the text-match term embeds texts with."""
+        tokenizer = AutoTokenizer.from_pretrained(str(self.path / "tokenizer"))
+        return LLMScorer(self.config.model, tokenizer=tokenizer).eval()
+
     def load_towers(self) -> Towers:
         """The version's user and item towers (whatever its design), ready to encode."""
         cfg = self.config
@@ -196,4 +264,11 @@ def _plain(value: object) -> object:
     return value
 
 
-__all__ = ["ModelBundle", "write_bundle"]
+__all__ = [
+    "ModelBundle",
+    "add_text_match",
+    "fresh_base",
+    "has_text_match",
+    "item_text_vectors",
+    "write_bundle",
+]

@@ -1,7 +1,7 @@
 """A tiny but real model version for serving tests without Ray: a random 2-layer BERT, a
 small sequential user tower, MovieLens-style titles with years and genres, and a hybrid
-with an EASE term, popularity and transitions, other weights for typed requests (written by
-``write_bundle``, read back by ``ModelBundle``)."""
+with an EASE term, popularity and transitions, other weights for typed requests and the
+text-match term (written by ``write_bundle``, read back by ``ModelBundle``)."""
 
 from __future__ import annotations
 
@@ -70,8 +70,12 @@ def histories() -> dict[str, list[str]]:
     return out
 
 
-def make_bundle(root: Path, tiny_base: str, cf_kind: str = "ease") -> ModelBundle:
-    """Write and open the version (``cf_kind``: ``ease``, ``sparse`` or ``als``)."""
+def make_bundle(
+    root: Path, tiny_base: str, cf_kind: str = "ease", tuned_text: bool = False
+) -> ModelBundle:
+    """Write and open the version (``cf_kind``: ``ease``, ``sparse`` or ``als``;
+    ``tuned_text``: its language model's adapter was trained, so that it no longer encodes
+    as the base does). ``write_bundle`` gives it the text-match term."""
     torch.manual_seed(0)
     cfg = load_config(
         None,
@@ -87,12 +91,17 @@ def make_bundle(root: Path, tiny_base: str, cf_kind: str = "ease") -> ModelBundl
     )
     catalogue = Catalogue.from_table(item_table())
     text = LLMScorer(cfg.model).eval()
+    if tuned_text:  # a trained adapter: LoRA's B matrices away from their zero start
+        with torch.no_grad():
+            for name, weight in text.model.named_parameters():
+                if "lora_B" in name:
+                    weight.normal_(0, 0.5)
     model = SequentialRecommender(cfg.model, text_dim=32, num_items=N).eval()
     with torch.no_grad():
         vectors = model.items(
             text.encode(catalogue.texts(), kind="item"), torch.ones(N, dtype=torch.bool)
         )
-    towers = SequentialTowers(text, model, catalogue.ids, vectors.numpy())
+    towers = SequentialTowers(text, model, catalogue.ids, vectors.numpy(), tuned_text)
     logs = histories()
     rows = [(u, i, t) for u, items in logs.items() for t, i in enumerate(items)]
     interactions = pa.table(

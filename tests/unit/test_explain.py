@@ -42,7 +42,7 @@ def test_parts_add_up_to_the_score_and_because_names_only_the_history(version):
         for item in items:
             why = item.explanation
             p = why.parts
-            total = p.llm + p.cf + p.popularity + p.transition + p.query
+            total = p.llm + p.cf + p.popularity + p.transition + p.text + p.query
             assert total == pytest.approx(item.score, abs=1e-4), (body, item)
             assert len(why.because) <= 3  # only history items that raised the score
             assert {b.item_id for b in why.because} <= set(q.history)
@@ -90,9 +90,9 @@ def test_occlusion_rides_in_the_one_encoder_call_of_the_request(version, monkeyp
     calls = []
     real = encoder.towers.encode_users
 
-    def spy(histories, queries):
+    def spy(histories, queries, encoded=None):
         calls.append(len(histories))
-        return real(histories, queries)
+        return real(histories, queries, encoded)
 
     monkeypatch.setattr(encoder.towers, "encode_users", spy)
     history = ["m01", "m02", "m03", "m04", "m05", "m06", "m07", "m03"]
@@ -161,7 +161,7 @@ def test_items_added_live_are_explained_in_histories_and_answers(tmp_path, tiny_
             assert answered and {"0", "新品"} - set(history) <= {i.item_id for i in answered}
             for item in answered:
                 p = item.explanation.parts
-                total = p.llm + p.cf + p.popularity + p.transition + p.query
+                total = p.llm + p.cf + p.popularity + p.transition + p.text + p.query
                 assert total == pytest.approx(item.score, abs=1e-4), (history, item)
                 if item.item_id in {"0", "新品"}:
                     assert p.cf == 0.0

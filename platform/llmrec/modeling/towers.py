@@ -25,10 +25,21 @@ class Towers(Protocol):
     """A trained version's two towers over its own catalogue."""
 
     def encode_users(
-        self, histories: Sequence[Sequence[str]], queries: Sequence[str | None]
+        self,
+        histories: Sequence[Sequence[str]],
+        queries: Sequence[str | None],
+        encoded: Mapping[str, np.ndarray] | None = None,
     ) -> np.ndarray:
         """``[B, dim]`` user vectors from item-id histories (oldest first; ids the version
-        does not know are skipped) and free-text requests (None: no request)."""
+        does not know are skipped) and free-text requests (None: no request). ``encoded``:
+        request texts this design's language model has embedded already (``kind="query"``),
+        which it may use instead of encoding them again."""
+        ...
+
+    @property
+    def text_is_base(self) -> bool:
+        """Whether the language model encodes text as its base does (no trained adapter),
+        so that its embeddings of requests are the base model's."""
         ...
 
     def encode_new_items(self, items: Sequence[ItemText]) -> np.ndarray:
@@ -74,9 +85,17 @@ class TextTowers:
         self.items = items
         self.max_history = max_history
 
+    @property
+    def text_is_base(self) -> bool:
+        return False  # the adapter is what this design trains
+
     def encode_users(
-        self, histories: Sequence[Sequence[str]], queries: Sequence[str | None]
+        self,
+        histories: Sequence[Sequence[str]],
+        queries: Sequence[str | None],
+        encoded: Mapping[str, np.ndarray] | None = None,
     ) -> np.ndarray:
+        """(``encoded`` is not used: a user's text holds the history too.)"""
         texts = [
             render_user(list(h), self.items, q, self.max_history)
             for h, q in zip(histories, queries, strict=True)
@@ -135,6 +154,10 @@ class SequentialTowers:
         """The language model (what the text design calls its scorer)."""
         return self.text
 
+    @property
+    def text_is_base(self) -> bool:
+        return not self.tuned_text
+
     def save(self, directory: str | Path) -> None:
         """``sequential.safetensors``: the model, and the text adapter when it was tuned."""
         save_trained(directory, self.model, self.text.state() if self.tuned_text else None)
@@ -150,7 +173,10 @@ class SequentialTowers:
 
     @torch.no_grad()
     def encode_users(
-        self, histories: Sequence[Sequence[str]], queries: Sequence[str | None]
+        self,
+        histories: Sequence[Sequence[str]],
+        queries: Sequence[str | None],
+        encoded: Mapping[str, np.ndarray] | None = None,
     ) -> np.ndarray:
         rows = [[self.rows[i] for i in h if i in self.rows] for h in histories]
         asked = [i for i, q in enumerate(queries) if isinstance(q, str) and q.strip()]
@@ -158,10 +184,16 @@ class SequentialTowers:
         has_query = torch.zeros(len(rows), dtype=torch.bool)
         if asked:  # each distinct text once (explanations repeat a request per variant)
             texts = list(dict.fromkeys(str(queries[i]) for i in asked))
-            encoded = self.text.encode(texts, kind="query")
+            known = encoded or {}
+            todo = [t for t in texts if t not in known]
+            fresh = self.text.encode(todo, kind="query") if todo else None
+            by_text = {t: torch.as_tensor(np.asarray(known[t])) for t in texts if t in known}
+            if fresh is not None:
+                by_text.update(zip(todo, fresh, strict=True))
+            vectors = torch.stack([by_text[t] for t in texts]).float()
             where = {t: n for n, t in enumerate(texts)}
-            query = torch.zeros(len(rows), encoded.shape[1])
-            query[asked] = encoded[[where[str(queries[i])] for i in asked]]
+            query = torch.zeros(len(rows), vectors.shape[1])
+            query[asked] = vectors[[where[str(queries[i])] for i in asked]]
             has_query[asked] = True
         return user_vectors(self.model, self.vectors, rows, query, has_query).numpy()
 

@@ -11,6 +11,18 @@ candidate subset from an approximate index scores exactly as it would in a full 
 The collaborative part (:mod:`llmrec.modeling.cf`: dense EASE, sparse neighbourhood EASE,
 ItemKNN or ALS factors) is standardised the same way without a dense ``items x items``
 product, so the hybrid is served at any catalogue size.
+
+The text-match part (versions that hold ``text_vectors.npy``): for a request with typed
+text, the frozen base language model's zero-shot cosine between the request and each item's
+text (what the item tower reads), standardised like the model's part from the moments of
+the items' text vectors. It finds an item by its description where the trained towers do
+not (a live item has no learned ID part, and the request's projection was trained on few
+or no typed requests). A request without a history has nothing else to go on: the part
+counts in full. With a history it counts only where an item stands out among the request's
+matches (:data:`STAND_OUT_RANK`, :data:`STAND_OUT_MARGIN`), so that a vague request does not
+override the history. The encoder sends the request's base embedding after the user
+vector's columns (a ``[B, dim + text_dim]`` row; zeros: no request), and a live item's
+base text embedding after its item vector; :meth:`HybridScorer.split` takes them apart.
 """
 
 from __future__ import annotations
@@ -30,6 +42,7 @@ from llmrec.modeling.transitions import Transitions
 
 WEIGHTS_FILE = "weights.json"
 POPULARITY_FILE = "popularity.npy"
+TEXT_FILE = "text_vectors.npy"
 
 CF_GRID = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
 POPULARITY_GRID = (0.0, 0.1, 0.25, 0.5)
@@ -37,22 +50,37 @@ TRANSITION_GRID = (0.0, 0.05, 0.1, 0.2, 0.35, 0.5, 1.0)
 """Weights of the standardised transition term: its nonzero entries are far out in the
 tail of a user's distribution (a handful of successors among thousands of items), so small
 weights already move them to the top."""
-PARTS = ("llm", "cf", "popularity", "transition")
+TEXT_WEIGHT = 4.0
+"""The text-match term's weight for requests with typed text, where a version's request
+weights give none (it is not tuned on validation: see docs/serving.md, "Finding an item by
+its description", for how it was chosen)."""
+STAND_OUT_RANK = 5
+STAND_OUT_MARGIN = 1.0
+"""For a request with a history, the text-match part counts only what an item's
+standardised text score has above the request's ``STAND_OUT_RANK``-th best item's plus
+``STAND_OUT_MARGIN``: a request that singles an item out lifts it, a vague one ("comedy",
+matched about as well by hundreds of items) leaves the history's ranking as it was."""
+PARTS = ("llm", "cf", "popularity", "transition", "text")
 
 
 @dataclass(frozen=True)
 class HybridWeights:
-    """Weights of the standardised parts; ``llm=1`` and the rest 0 is the LLM alone."""
+    """Weights of the standardised parts; ``llm=1`` and the rest 0 is the LLM alone.
+
+    ``text`` weighs the text-match part, which only requests with typed text have (it is 0
+    for every other request whatever its weight)."""
 
     llm: float = 1.0
     cf: float = 0.0
     popularity: float = 0.0
     transition: float = 0.0
+    text: float = 0.0
 
     def describe(self) -> str:
+        text = f" + text {self.text:g}" if self.text else ""
         return (
             f"llm {self.llm:g} + cf {self.cf:g} + popularity {self.popularity:g}"
-            f" + transition {self.transition:g}"
+            f" + transition {self.transition:g}{text}"
         )
 
 
@@ -97,6 +125,8 @@ class HybridScorer:
             raised to at least 1.
         transitions: What followed what in the logs (:class:`Transitions`): the transition
             term scores what followed the user's last item.
+        item_text: ``[items, text_dim]`` the frozen base model's normalised embeddings of
+            the items' texts (the text-match term); None: no such term.
     """
 
     def __init__(
@@ -107,6 +137,7 @@ class HybridScorer:
         popularity: np.ndarray | None = None,
         request_weights: HybridWeights | None = None,
         transitions: Transitions | None = None,
+        item_text: np.ndarray | None = None,
     ) -> None:
         items = np.asarray(item_embeddings)
         self.items = items if items.dtype == np.float16 else items.astype(np.float32)
@@ -132,26 +163,86 @@ class HybridScorer:
             else standardize(np.log1p(self.popularity_counts)[None, :])[0]
         )
         self.mean, self.cov = _moments(self.items)
+        self.item_text: np.ndarray | None = None
+        self.text_mean = self.text_cov = np.zeros(0, dtype=np.float32)
+        if item_text is not None:
+            text = np.asarray(item_text)
+            if len(text) != n:
+                raise ValueError(f"the text vectors have {len(text)} items, expected {n}")
+            self.item_text = text.astype(self.items.dtype)  # its own: live updates write it
+            self.text_mean, self.text_cov = _moments(self.item_text)
 
     @property
     def num_items(self) -> int:
         return len(self.items)
 
+    @property
+    def dim(self) -> int:
+        """Width of the model's user and item vectors."""
+        return int(self.items.shape[1])
+
+    @property
+    def text_dim(self) -> int:
+        """Width of the text-match vectors (0: the version has no text-match term)."""
+        return 0 if self.item_text is None else int(self.item_text.shape[1])
+
+    def split(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """``[B, dim]`` model vectors and ``[B, text_dim]`` text-match vectors (None: the
+        rows carry none, or the version has no text-match term) of user or item rows laid
+        out as the encoder sends them (``[B, dim]`` or ``[B, dim + text_dim]``)."""
+        rows = np.atleast_2d(np.asarray(rows))
+        width = rows.shape[1]
+        if self.item_text is not None and width == self.dim + self.text_dim:
+            return rows[:, : self.dim], rows[:, self.dim :]
+        if width != self.dim:
+            raise ValueError(
+                f"rows of width {width}; expected {self.dim}"
+                + (f" or {self.dim + self.text_dim}" if self.item_text is not None else "")
+            )
+        return rows, None
+
+    def with_text(self, item_text: np.ndarray, weight: float | None = None) -> HybridScorer:
+        """This scorer with the text-match term over ``item_text`` (``[items, text_dim]``):
+        requests with typed text weigh it ``weight``, or, when None, what the request
+        weights say or :data:`TEXT_WEIGHT` where they say 0."""
+        text = weight if weight is not None else self.request_weights.text or TEXT_WEIGHT
+        other = copy.copy(self)
+        other.request_weights = dataclasses.replace(self.request_weights, text=text)
+        vectors = np.asarray(item_text)
+        if len(vectors) != self.num_items:
+            n = self.num_items
+            raise ValueError(f"the text vectors have {len(vectors)} items, expected {n}")
+        other.item_text = vectors.astype(self.items.dtype)
+        other.text_mean, other.text_cov = _moments(other.item_text)
+        return other
+
     def extend(self, vectors: np.ndarray) -> None:
         """Append items added after training (live catalogue changes). The collaborative
         model and the popularity counts know nothing of them: their CF and popularity parts
         are 0, the catalogue's mean (neither pushed down for lacking interactions nor up);
-        the LLM part is standardised with the trained catalogue's statistics."""
-        vecs = np.asarray(vectors, dtype=self.items.dtype).reshape(-1, self.items.shape[1])
-        self.items = np.concatenate([self.items, vecs])
+        the LLM part is standardised with the trained catalogue's statistics, and so is the
+        text-match part (``vectors`` rows as the encoder's ``embed_items`` lays them out:
+        the item vector, then the text-match vector; an item without one matches no text).
+        """
+        vecs, text = self.split(np.asarray(vectors).reshape(len(vectors), -1))
+        self.items = np.concatenate([self.items, vecs.astype(self.items.dtype)])
+        if self.item_text is not None:
+            if text is None:
+                text = np.zeros((len(vecs), self.text_dim))
+            self.item_text = np.concatenate([self.item_text, text.astype(self.item_text.dtype)])
         if self.popularity_counts is not None and self.popularity is not None:
             zeros = np.zeros(len(vecs), dtype=np.float32)
             self.popularity_counts = np.concatenate([self.popularity_counts, zeros])
             self.popularity = np.concatenate([self.popularity, zeros])
 
     def set_vectors(self, rows: np.ndarray, vectors: np.ndarray) -> None:
-        """Replace the vectors of existing item rows (an item re-embedded after an update)."""
-        self.items[np.asarray(rows, dtype=np.int64)] = np.asarray(vectors, dtype=self.items.dtype)
+        """Replace the vectors of existing item rows (an item re-embedded after an update;
+        rows laid out as in :meth:`extend`)."""
+        vecs, text = self.split(vectors)
+        rows = np.asarray(rows, dtype=np.int64)
+        self.items[rows] = vecs.astype(self.items.dtype)
+        if self.item_text is not None and text is not None:
+            self.item_text[rows] = text.astype(self.item_text.dtype)
 
     @property
     def uses_history(self) -> bool:
@@ -163,13 +254,53 @@ class HybridScorer:
 
     def llm_part(self, queries: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
         """Standardised LLM scores of ``queries`` ``[B, dim]`` for all items, or for the item
-        indices ``rows`` only (same values as the full computation)."""
-        q = np.atleast_2d(np.asarray(queries, dtype=np.float32))
-        items = self.items if rows is None else self.items[rows]
-        raw = q @ items.astype(np.float32, copy=False).T
-        mean = q @ self.mean
-        std = np.sqrt(np.maximum(np.einsum("bd,de,be->b", q, self.cov, q), 1e-12))
-        return (raw - mean[:, None]) / std[:, None]
+        indices ``rows`` only (same values as the full computation). Rows that carry a
+        text-match vector after the user vector (:meth:`split`) are read up to ``dim``."""
+        q = self.split(np.asarray(queries, dtype=np.float32))[0]
+        return _standardised(q, self.items, self.mean, self.cov, rows)
+
+    def text_part(
+        self,
+        queries: np.ndarray,
+        rows: np.ndarray | None = None,
+        histories: Sequence[Sequence[int]] | None = None,
+    ) -> np.ndarray:
+        """Text-match scores ``[B, items]`` (or ``[B, len(rows)]``, the same values): the
+        base model's cosine between each request (the columns of ``queries`` after the user
+        vector, :meth:`split`) and each item's text, standardised over the catalogue; for a
+        user with a history (``histories``; None: none has one) only what an item has above
+        the request's :data:`STAND_OUT_RANK`-th best item plus :data:`STAND_OUT_MARGIN`.
+        Zeros for rows without a request, queries without those columns, and versions
+        without the text-match term."""
+        q, text = self.split(np.asarray(queries, dtype=np.float32))
+        width = self.num_items if rows is None else len(rows)
+        if text is None or self.item_text is None:
+            return np.zeros((len(q), width), dtype=np.float32)
+        out = _standardised(text, self.item_text, self.text_mean, self.text_cov, rows)
+        asked = np.abs(text).sum(axis=1) > 0
+        held = np.array([bool(h) for h in histories or [()] * len(q)], dtype=bool) & asked
+        if held.any():
+            _, raw = _best(text[held], self.item_text, STAND_OUT_RANK)
+            floor = _standardise_raw(
+                raw[:, -1], text[held], self.text_mean, self.text_cov
+            )  # the request's STAND_OUT_RANK-th best item, standardised
+            out[held] = np.maximum(out[held] - floor[:, None] - STAND_OUT_MARGIN, 0.0)
+        return np.where(asked[:, None], out, 0.0).astype(np.float32)
+
+    def text_candidates(self, queries: np.ndarray, n: int) -> list[np.ndarray]:
+        """Per row, the rows of the ``n`` items whose text matches its request best (none
+        for a row without a request): an approximate index over the model's vectors may not
+        hold the item a request describes."""
+        q, text = self.split(np.asarray(queries, dtype=np.float32))
+        out = [np.zeros(0, dtype=np.int64) for _ in range(len(q))]
+        if text is None or self.item_text is None:
+            return out
+        asked = np.flatnonzero(np.abs(text).sum(axis=1) > 0)
+        if len(asked):
+            best, _ = _best(text[asked], self.item_text, n)
+            for j, b in enumerate(asked):
+                out[b] = np.sort(best[j])
+        return out
 
     def cf_part(
         self, histories: Sequence[Sequence[int]], rows: np.ndarray | None = None
@@ -235,7 +366,9 @@ class HybridScorer:
         requests: Sequence[bool] | None = None,
     ) -> np.ndarray:
         """``[B, items]`` hybrid scores (or ``[B, len(rows)]`` for candidate rows); the users
-        flagged in ``requests`` (they typed a request) are scored with ``request_weights``."""
+        flagged in ``requests`` (they typed a request) are scored with ``request_weights``.
+        ``queries``: ``[B, dim]`` user vectors, or ``[B, dim + text_dim]`` with each
+        request's text-match vector after them (:meth:`split`)."""
         picked = [
             self.request_weights if asked else self.weights
             for asked in (requests if requests is not None else [False] * len(histories))
@@ -245,6 +378,8 @@ class HybridScorer:
             for part in PARTS
         }
         out = w["llm"] * self.llm_part(queries, rows)
+        if w["text"].any() and self.item_text is not None:
+            out = out + w["text"] * self.text_part(queries, rows, histories)
         if w["cf"].any() and self.cf is not None:
             out = out + w["cf"] * self.cf_part(histories, rows)
         if w["popularity"].any() and self.popularity is not None:
@@ -266,36 +401,116 @@ class HybridScorer:
     def save(self, directory: str | Path, meta: dict[str, object] | None = None) -> None:
         """``weights.json`` (+ metadata such as how the weights were tuned), the CF model in
         its compact form (``cf.json`` + ``cf.npy`` dense, ``cf.npz`` sparse or
-        ``cf_item_factors.npy``), ``popularity.npy`` and ``transitions.npz``; the item
-        embeddings are stored with the bundle."""
+        ``cf_item_factors.npy``), ``popularity.npy``, ``transitions.npz`` and the items'
+        text-match vectors ``text_vectors.npy``; the item embeddings are stored with the
+        bundle."""
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
-        weights = {"weights": asdict(self.weights)}
-        weights["request_weights"] = asdict(self.request_weights)
-        (d / WEIGHTS_FILE).write_text(json.dumps({**weights, **(meta or {})}, indent=2))
+        weights = weights_json(self.weights, self.request_weights)
+        (d / WEIGHTS_FILE).write_text(json.dumps({**(meta or {}), **weights}, indent=2))
         if self.cf is not None:
             self.cf.save(d)
         if self.popularity_counts is not None:
             np.save(d / POPULARITY_FILE, self.popularity_counts)
         if self.transitions is not None:
             self.transitions.save(d)
+        if self.item_text is not None:
+            np.save(d / TEXT_FILE, np.asarray(self.item_text, dtype=np.float32))
 
     @classmethod
     def load(cls, directory: str | Path, item_embeddings: np.ndarray) -> HybridScorer:
-        """The scorer saved by :meth:`save`, over the bundle's item embeddings."""
+        """The scorer saved by :meth:`save`, over the bundle's item embeddings (versions
+        saved before the text-match term load without it)."""
         d = Path(directory)
-        meta = json.loads((d / WEIGHTS_FILE).read_text())
+        weights, request = weights_from_json(json.loads((d / WEIGHTS_FILE).read_text()))
         pop = np.load(d / POPULARITY_FILE) if (d / POPULARITY_FILE).exists() else None
-        asked = meta.get("request_weights")
-        request = HybridWeights(**asked) if asked else None
+        text = np.load(d / TEXT_FILE) if (d / TEXT_FILE).exists() else None
         return cls(
             item_embeddings,
-            HybridWeights(**meta["weights"]),
+            weights,
             load_cf(d),
             pop,
             request,
             Transitions.load(d),
+            text,
         )
+
+
+def weights_json(
+    weights: HybridWeights, request_weights: HybridWeights
+) -> dict[str, dict[str, float]]:
+    """What ``weights.json`` holds of the weights. The text-match weights go under
+    ``text_weights`` (when there are any), not in ``weights`` / ``request_weights``: serving
+    code from before the term reads those two as they were, and serves a version written
+    since without the term rather than failing on a field it does not know."""
+    out: dict[str, dict[str, float]] = {}
+    for name, w in (("weights", weights), ("request_weights", request_weights)):
+        out[name] = {k: v for k, v in asdict(w).items() if k != "text"}
+    if weights.text or request_weights.text:
+        out["text_weights"] = {"weights": weights.text, "request_weights": request_weights.text}
+    return out
+
+
+def weights_from_json(meta: dict) -> tuple[HybridWeights, HybridWeights | None]:
+    """The weights and the request weights (None: not given) of a ``weights.json``."""
+    text = meta.get("text_weights") or {}
+    weights = HybridWeights(**meta["weights"])
+    weights = dataclasses.replace(weights, text=float(text.get("weights", weights.text)))
+    asked = meta.get("request_weights")
+    if not asked:
+        return weights, None
+    request = HybridWeights(**asked)
+    text_asked = float(text.get("request_weights", request.text))
+    return weights, dataclasses.replace(request, text=text_asked)
+
+
+def _standardised(
+    q: np.ndarray,
+    items: np.ndarray,
+    mean: np.ndarray,
+    cov: np.ndarray,
+    rows: np.ndarray | None = None,
+) -> np.ndarray:
+    """``(q . item - q . mean) / sqrt(q^T cov q)`` for all items or ``rows``: each query's
+    scores standardised over the whole catalogue without scoring it."""
+    picked = items if rows is None else items[rows]
+    raw = q @ picked.astype(np.float32, copy=False).T
+    return _standardise_raw(raw, q, mean, cov)
+
+
+def _standardise_raw(
+    raw: np.ndarray, q: np.ndarray, mean: np.ndarray, cov: np.ndarray
+) -> np.ndarray:
+    """Raw scores ``q . item`` (``[B, n]`` or ``[B]``) standardised as in :func:`_standardised`."""
+    centre = q @ mean
+    std = np.sqrt(np.maximum(np.einsum("bd,de,be->b", q, cov, q), 1e-12))
+    if raw.ndim == 1:
+        return (raw - centre) / std
+    return (raw - centre[:, None]) / std[:, None]
+
+
+def _best(
+    q: np.ndarray, items: np.ndarray, n: int, chunk: int = 65536
+) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of the ``n`` items with the highest ``q . item`` per query, best first, and
+    those scores (``[B, n]`` each; fewer columns for a smaller catalogue), in chunks (no
+    float32 copy of a float16 catalogue)."""
+    n = min(n, len(items))
+    rows = np.zeros((len(q), 0), dtype=np.int64)
+    if n == 0:
+        return rows, np.zeros((len(q), 0), dtype=np.float32)
+    best = np.zeros((len(q), 0), dtype=np.float32)
+    for start in range(0, len(items), chunk):
+        raw = q @ items[start : start + chunk].astype(np.float32, copy=False).T
+        rows = np.concatenate(
+            [rows, np.broadcast_to(np.arange(start, start + raw.shape[1]), raw.shape)], axis=1
+        )
+        best = np.concatenate([best, raw], axis=1)
+        keep = np.argpartition(-best, n - 1, axis=1)[:, :n]
+        rows = np.take_along_axis(rows, keep, axis=1)
+        best = np.take_along_axis(best, keep, axis=1)
+    order = np.argsort(-best, axis=1, kind="stable")
+    return np.take_along_axis(rows, order, axis=1), np.take_along_axis(best, order, axis=1)
 
 
 def _moments(items: np.ndarray, chunk: int = 65536) -> tuple[np.ndarray, np.ndarray]:

@@ -1,7 +1,9 @@
 """Why an item is recommended, computed from the score that ranked it.
 
 - ``parts``: the hybrid's terms for the item (each standardised score times its weight,
-  plus the query's boost); they add up to the item's score.
+  plus the query's boost); they add up to the item's score. ``text`` is the text-match
+  term (a typed request against the item's text, by the frozen base model): it reads no
+  history, so no history item is behind it.
 - ``because``: the history items that raised the item's score most, each with its share.
   The model term is read by occlusion: the user is encoded again without each history item
   the user tower reads (all variants in the same encoder call as the request itself:
@@ -108,6 +110,9 @@ class Explainer:
             else zeros,
             "transition": w.transition * h.transition_part(history, rows)[0]
             if w.transition and h.transitions is not None
+            else zeros,
+            "text": w.text * h.text_part(vector, rows, history)[0]
+            if w.text and h.item_text is not None
             else zeros,
             "query": zeros if boosts is None else np.asarray(boosts, dtype=np.float32),
         }
@@ -232,6 +237,7 @@ def sentence(
             "cf": parts.cf,
             "popularity": parts.popularity,
             "transition": parts.transition,
+            "text": parts.text,
         }
         top = max(terms, key=lambda k: terms[k])
         out = {
@@ -239,6 +245,7 @@ def sentence(
             "cf": "Often chosen by people with a history like yours",
             "popularity": "Popular with other users",
             "transition": "Often chosen right after your last item",
+            "text": "Its description matches what you asked for",
         }[top]
     return out + "."
 
@@ -253,19 +260,20 @@ def answer_table(items: Sequence[RecommendedItem], read: Understood | None = Non
         kept = {k: v for k, v in shown.items() if v not in ([], {}, None)}
         lines += [f"understood: {kept}", ""]
     lines.append(
-        "| # | item | score | llm | cf | popularity | transition | query | because | matched |"
+        "| # | item | score | llm | cf | popularity | transition | text | query | because "
+        "| matched |"
     )
-    lines.append("|---|---|---|---|---|---|---|---|---|---|")
+    lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
     for n, item in enumerate(items, 1):
         why = item.explanation
         if why is None:
-            lines.append(f"| {n} | {item.title} | {item.score:.3f} | | | | | | | |")
+            lines.append(f"| {n} | {item.title} | {item.score:.3f} | | | | | | | | |")
             continue
         p = why.parts
         because = "; ".join(f"{b.title} {b.share:.0%}" for b in why.because)
         lines.append(
             f"| {n} | {item.title} | {item.score:.3f} | {p.llm:.3f} | {p.cf:.3f} | "
-            f"{p.popularity:.3f} | {p.transition:.3f} | {p.query:.3f} | {because} | "
+            f"{p.popularity:.3f} | {p.transition:.3f} | {p.text:.3f} | {p.query:.3f} | {because} | "
             f"{', '.join(why.matched)} |"
         )
     lines.append("")

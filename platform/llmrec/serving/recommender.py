@@ -12,6 +12,11 @@ A request's free text is read into an :class:`~llmrec.serving.intent.Intent` by 
 (:class:`~llmrec.serving.constraints.Constraints`) and, on request, explains each item
 (:class:`~llmrec.serving.explain.Explainer`) from the user vectors without each history
 item, which the encoder computes in the same call as the user vector (:func:`user_inputs`).
+
+A version with the hybrid's text-match term (:meth:`HybridScorer.text_part`) gets from its
+encoder, after each user vector, the frozen base model's embedding of the typed request
+(zeros: none), and after each live item's vector the base embedding of its text; the ranker
+takes them apart (:meth:`HybridScorer.split`). Versions without the term get plain vectors.
 """
 
 from __future__ import annotations
@@ -23,7 +28,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from llmrec.bundle import ModelBundle
+from llmrec.bundle import ModelBundle, item_text_vectors
+from llmrec.data.text import render_item
+from llmrec.modeling.scorer import LLMScorer
 from llmrec.ranking.index import ItemIndex, build_index, choose_index
 from llmrec.ranking.rerank import SlateSpec
 from llmrec.ranking.slate import ItemFacts, Reranker
@@ -192,7 +199,14 @@ def pick_device(device: str) -> str:
 class QueryEncoder:
     """The user tower of a version (the language model, and the sequential model when the
     version has one): resolved queries in, user vectors out; and its item tower for items
-    added live (:meth:`embed_items`)."""
+    added live (:meth:`embed_items`).
+
+    For a version with the text-match term each row also carries the frozen base model's
+    embedding of the request (:meth:`encode`) or of the item's text (:meth:`embed_items`)
+    after the model's vector. Where the version's language model is the base itself (the
+    sequential design with a frozen text encoder) the request is encoded once for both;
+    otherwise a copy of the base encodes it (float32, whatever the ``backend``).
+    """
 
     live_seq = 0
     needs_vectors = True
@@ -203,6 +217,10 @@ class QueryEncoder:
         torch.set_num_threads(threads)
         self.device = pick_device(device)
         towers = bundle.load_towers().to(self.device)
+        self.text_dim = bundle.text_match_dim
+        self.base: LLMScorer | None = None  # None: the towers' own language model
+        if self.text_dim and not towers.text_is_base:
+            self.base = bundle.load_base_scorer().to(self.device)
         towers.use_scorer(query_scorer(towers.scorer, backend, self.device))
         self.towers = towers
         self.catalogue = bundle.catalogue
@@ -210,9 +228,11 @@ class QueryEncoder:
         self._vocabulary: tuple[np.ndarray | None, np.ndarray | None] | None = None
 
     def embed_items(self, items: Sequence[LiveItem]) -> np.ndarray:
-        """``[len(items), dim]`` item vectors from the items' text. An item the version was
-        trained on keeps what training learned beyond its text (its trained vector minus
-        the tower's vector of its old text: the sequential design's ID embedding)."""
+        """``[len(items), dim]`` item vectors from the items' text (``[len(items), dim +
+        text_dim]`` with their text-match vectors after them for a version with the term).
+        An item the version was trained on keeps what training learned beyond its text (its
+        trained vector minus the tower's vector of its old text: the sequential design's ID
+        embedding)."""
         vectors = self.towers.encode_new_items([i.item_text() for i in items])
         rows = self.bundle.catalogue.index
         trained = [k for k, i in enumerate(items) if i.item_id in rows]
@@ -220,20 +240,41 @@ class QueryEncoder:
             old = [self.bundle.catalogue.items[items[k].item_id] for k in trained]
             learned = self.bundle.item_embeddings[[rows[items[k].item_id] for k in trained]]
             vectors[trained] += learned - self.towers.encode_new_items(old)
+        if self.text_dim:
+            texts = [render_item(i.item_text()) for i in items]
+            text = item_text_vectors(self.base or self.towers.scorer, texts)
+            vectors = np.concatenate([vectors, text], axis=1)
         return vectors.astype(np.float32)
 
     def apply_live(self, changes: LiveChanges) -> None:
         """Histories that hold live items read them through their vectors."""
         if changes.items and changes.vectors is not None:
             ids = [i.item_id for i in changes.items]
-            self.towers.add_items(ids, [i.item_text() for i in changes.items], changes.vectors)
+            vectors = changes.vectors
+            if self.text_dim:  # the item vectors without their text-match vectors
+                vectors = vectors[:, : vectors.shape[1] - self.text_dim]
+            self.towers.add_items(ids, [i.item_text() for i in changes.items], vectors)
 
     def encode(self, queries: Sequence[Query]) -> np.ndarray:
         """Float32 user vectors, one call of the user tower for the batch: one row per
         query, followed by one per item it asks to ``occlude`` (:func:`user_inputs`;
-        ``[len(queries), dim]`` when none does)."""
+        ``[len(queries), dim]`` when none does). A version with the text-match term gets
+        ``[rows, dim + text_dim]``: each row's request embedded by the frozen base model
+        after its user vector (zeros for a row without a request)."""
         histories, requests = user_inputs(queries)
-        return self.towers.encode_users(histories, requests).astype(np.float32)
+        if not self.text_dim:
+            return self.towers.encode_users(histories, requests).astype(np.float32)
+        texts = list(dict.fromkeys(r for r in requests if isinstance(r, str) and r.strip()))
+        base = self.base or self.towers.scorer
+        encoded = base.encode(texts, kind="query").numpy() if texts else None
+        by_text = {} if encoded is None else dict(zip(texts, encoded, strict=True))
+        shared = by_text if self.base is None else None  # the same model: encoded once
+        users = self.towers.encode_users(histories, requests, shared)
+        text = np.zeros((len(requests), self.text_dim), dtype=np.float32)
+        for row, request in enumerate(requests):
+            if request in by_text:
+                text[row] = by_text[request]
+        return np.concatenate([users.astype(np.float32), text], axis=1)
 
     def text_vectors(self, texts: Sequence[str]) -> np.ndarray:
         """``[len(texts), dim]`` the version's language model's embeddings of short texts
@@ -355,7 +396,7 @@ class CandidateRanker:
                 self.live[item.item_id] = item
             # an updated item's old vector stays in an ANN index, pointing at the same row
             # (its candidates are re-scored with the new vector)
-            self.items.add(vectors)
+            self.items.add(self.hybrid.split(vectors)[0])
             rows_added = [self.index[i.item_id] for i in changes.items]
             self.ann_rows = np.concatenate([self.ann_rows, np.array(rows_added)])
             self._stale_facts = True
@@ -532,10 +573,12 @@ class CandidateRanker:
         if self.items.kind == "exact":
             return None  # every item
         wanted = max(n, self.candidates) + int(self.dead.sum())
-        found, _ = self.items.search(vec, wanted)
+        found, _ = self.items.search(self.hybrid.split(vec)[0], wanted)
         parts = [self.ann_rows[found[0][found[0] >= 0]]]
         if self.hybrid.weights.popularity:
             parts.append(self.popular_rows)
         if self.hybrid.uses_history:
             parts.append(self.hybrid.history_candidates(history, self.candidates)[0])
+        if self.hybrid.request_weights.text:  # the items a typed request describes
+            parts.append(self.hybrid.text_candidates(vec, self.candidates)[0])
         return np.unique(np.concatenate(parts))

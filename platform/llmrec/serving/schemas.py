@@ -191,6 +191,12 @@ class ScoreParts(BaseModel):
         description="How often the item followed the user's last item in the logs, "
         "standardised, times its weight.",
     )
+    text: float = Field(
+        0.0,
+        description="How well the item's text matches the typed request (the frozen base "
+        "language model's cosine), standardised, times its weight; 0 without a typed "
+        "request or for versions without this term.",
+    )
     query: float = Field(description="The boost of the query's wanted constraints the item meets.")
 
 
