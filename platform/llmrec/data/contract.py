@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from llmrec.data.arrow import flags, is_text
+from llmrec.data.timestamps import UnsupportedTimestamps, to_seconds
 
 INTERACTIONS_SCHEMA = pa.schema(
     [
@@ -60,16 +62,6 @@ REJECTED_ROW = "rejected_row"
 """Column of a rejected row's 1-based position among its file's data rows (CSV: the line
 number for rows that could not be parsed)."""
 
-TIMESTAMP_UNITS: tuple[tuple[str, int], ...] = (
-    ("seconds", 1),
-    ("milliseconds", 10**3),
-    ("microseconds", 10**6),
-    ("nanoseconds", 10**9),
-)
-"""Integer timestamps are read in the unit their magnitude says: unix seconds stay below
-``10**11`` (the year 5138), and each finer unit is 1000 times the last."""
-_SECONDS_LIMIT = 10**11
-_INT64_MAX = 2**63 - 1
 _PANDAS_INDEX = re.compile(r"^__index_level_\d+__$")
 
 
@@ -134,7 +126,8 @@ def check_interactions(table: pa.Table, source: str, item_ids: set[str] | None =
     """Check an interaction table against :data:`INTERACTIONS_SCHEMA`.
 
     Integer timestamps in milliseconds, microseconds or nanoseconds (told by their
-    magnitude, see :data:`TIMESTAMP_UNITS`) are converted to seconds, with a note.
+    magnitude, see :data:`~llmrec.data.timestamps.TIMESTAMP_UNITS`) are converted to
+    seconds, with a note.
 
     Args:
         table: Raw rows as read (CSV columns may be all strings).
@@ -156,11 +149,15 @@ def check_interactions(table: pa.Table, source: str, item_ids: set[str] | None =
     users, items = (_ids(table, col, source) for col in ("user_id", "item_id"))
     rows.reject(_blank(users), "null_user_id")
     rows.reject(_blank(items), "null_item_id")
-    seconds, notes = _timestamps(table, source, rows)
+    try:
+        seconds, notes = to_seconds(table.column("timestamp"), source, rows.reject)
+    except UnsupportedTimestamps as exc:
+        expected = "int64 unix seconds (or timestamp)"
+        raise ContractError(source, "timestamp", expected, str(exc)) from None
     value = _values(table, source, rows)
     if item_ids is not None:
         known = pc.is_in(items, value_set=pa.array(sorted(item_ids), pa.string()))
-        rows.reject(~_bool(known, True), "unknown_item")
+        rows.reject(~flags(known, True), "unknown_item")
     columns = [
         users,
         items,
@@ -238,23 +235,15 @@ def _plain(table: pa.Table, kind: str, source: str) -> pa.Table:
     return table
 
 
-def _bool(arr: pa.ChunkedArray | pa.Array, null: bool) -> np.ndarray:
-    return np.asarray(pc.fill_null(arr, null).to_numpy(zero_copy_only=False), dtype=bool)
-
-
 def _blank(strings: pa.ChunkedArray) -> np.ndarray:
-    return _bool(pc.equal(pc.utf8_length(strings), 0), True)
-
-
-def _is_text(typ: pa.DataType) -> bool:
-    return pa.types.is_string(typ) or pa.types.is_large_string(typ) or pa.types.is_null(typ)
+    return flags(pc.equal(pc.utf8_length(strings), 0), True)
 
 
 def _ids(table: pa.Table, col: str, source: str) -> pa.ChunkedArray:
     values = table.column(col)
     if pa.types.is_integer(values.type):  # integer ids are a lossless cast to string
         return pc.cast(values, pa.string())
-    if not _is_text(values.type):
+    if not is_text(values.type):
         raise ContractError(source, col, "string (or integer ids)", str(values.type))
     return pc.utf8_trim_whitespace(pc.cast(values, pa.string()))
 
@@ -263,7 +252,7 @@ def _text(table: pa.Table, col: str, source: str, default: str | None) -> pa.Chu
     if col not in table.column_names:
         return pa.chunked_array([pa.array([default] * table.num_rows, pa.string())])
     values = table.column(col)
-    if not _is_text(values.type):
+    if not is_text(values.type):
         raise ContractError(source, col, "string", str(values.type))
     values = pc.cast(values, pa.string())
     return values if default is None else pc.fill_null(values, default)
@@ -276,7 +265,7 @@ def _values(table: pa.Table, source: str, rows: _Reasons) -> pa.Array:
     typ = col.type
     if pa.types.is_integer(typ) or pa.types.is_floating(typ) or pa.types.is_decimal(typ):
         numbers = pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False)
-    elif _is_text(typ):
+    elif is_text(typ):
         text = pc.utf8_trim_whitespace(pc.cast(col, pa.string())).to_pandas()
         numbers = pd.to_numeric(text.astype(object), errors="coerce").to_numpy(dtype=np.float64)
     else:
@@ -286,80 +275,6 @@ def _values(table: pa.Table, source: str, rows: _Reasons) -> pa.Array:
     bad = ~np.isfinite(as_float32)
     rows.reject(bad, "bad_value")
     return pa.array(np.where(bad, np.float32(0), as_float32), pa.float32())
-
-
-def _timestamps(table: pa.Table, source: str, rows: _Reasons) -> tuple[pa.Array, list[str]]:
-    col = table.column("timestamp")
-    typ = col.type
-    if pa.types.is_timestamp(typ) or pa.types.is_date(typ):
-        return _typed_timestamps(col, rows), []
-    if pa.types.is_integer(typ):
-        if pa.types.is_unsigned_integer(typ):
-            col = pc.cast(col, pa.uint64())
-            ok = _bool(pc.less_equal(col, pa.scalar(_INT64_MAX, pa.uint64())), False)
-        else:
-            ok = _bool(pc.greater_equal(col, pa.scalar(0, typ)), False)
-        values = pc.if_else(pa.array(ok), col, pa.scalar(0, col.type))
-        values = pc.cast(values, pa.int64()).to_numpy()
-    elif _is_text(typ):  # CSV: parse each row
-        values, ok = _parse_timestamps(pc.utf8_trim_whitespace(pc.cast(col, pa.string())))
-    else:
-        raise ContractError(source, "timestamp", "int64 unix seconds (or timestamp)", str(typ))
-    rows.reject(~ok, "bad_timestamp")
-    values = np.where(ok, values, 0).astype(np.int64)
-    unit = np.zeros(len(values), dtype=np.int64)
-    for limit in (_SECONDS_LIMIT, _SECONDS_LIMIT * 10**3, _SECONDS_LIMIT * 10**6):
-        unit += values >= limit
-    if not ok.any():
-        return pa.array(values, pa.int64()), []
-    common = int(np.bincount(unit[ok]).argmax())
-    rows.reject(ok & (unit != common), "timestamp_unit_mismatch")
-    if common == 0:
-        return pa.array(values, pa.int64()), []
-    name, factor = TIMESTAMP_UNITS[common]
-    median = int(np.median(values[ok & (unit == common)]))
-    when = datetime.fromtimestamp(median // factor, tz=timezone.utc).strftime("%Y-%m-%d")
-    note = (
-        f"{source}: timestamps are in {name} (median {median} is {when}; as seconds it would "
-        f"be ~{1970 + median // 31_556_952:,}): converted to seconds; events within the same "
-        "second are ordered by item id"
-    )
-    return pa.array(values // factor, pa.int64()), [note]
-
-
-def _typed_timestamps(col: pa.ChunkedArray, rows: _Reasons) -> pa.Array:
-    typ = col.type
-    factor = {"s": 1, "ms": 10**3, "us": 10**6, "ns": 10**9}.get(getattr(typ, "unit", "s"), 1)
-    if pa.types.is_date(typ):
-        col = pc.cast(pc.cast(col, pa.date32()), pa.timestamp("s"))
-    raw = pc.cast(col, pa.int64())
-    valid = _bool(pc.is_valid(raw), False)
-    values = np.floor_divide(pc.fill_null(raw, 0).to_numpy(zero_copy_only=False), factor)
-    bad = ~valid | (values < 0)
-    rows.reject(bad, "bad_timestamp")
-    return pa.array(np.where(bad, 0, values).astype(np.int64), pa.int64())
-
-
-def _parse_timestamps(text: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
-    """Whole non-negative numbers within int64, exactly for digit strings ("1700000000",
-    19 digits at most), and through float for the rest ("1.7e9", "1700000000.0")."""
-    digits = _bool(pc.match_substring_regex(text, r"^[0-9]{1,19}$"), False)
-    as_uint = pc.cast(pc.if_else(pa.array(digits), text, "0"), pa.uint64())
-    exact = digits & _bool(pc.less_equal(as_uint, pa.scalar(_INT64_MAX, pa.uint64())), False)
-    zero = pa.scalar(0, pa.uint64())
-    values = pc.cast(pc.if_else(pa.array(exact), as_uint, zero), pa.int64()).to_numpy().copy()
-    rest = ~digits & _bool(pc.is_valid(text), False)
-    ok = exact.copy()
-    if rest.any():
-        strings = pd.Series(text.to_pylist(), dtype=object)[rest]
-        floats = pd.to_numeric(strings, errors="coerce").to_numpy(dtype=np.float64)
-        with np.errstate(invalid="ignore"):
-            good = np.isfinite(floats) & (floats >= 0) & (floats < 2.0**63)
-            good &= floats == np.floor(floats)
-        where = np.flatnonzero(rest)
-        values[where[good]] = floats[good].astype(np.int64)
-        ok[where[good]] = True
-    return values, ok
 
 
 def _categories(table: pa.Table, source: str) -> pa.Array:
@@ -373,7 +288,7 @@ def _categories(table: pa.Table, source: str) -> pa.Array:
             [str(c).strip() for c in v if c is not None and str(c).strip()] if v else []
             for v in col.to_pylist()
         ]
-    elif _is_text(typ):
+    elif is_text(typ):
         values = [
             [c.strip() for c in v.split("|") if c.strip()] if v else [] for v in col.to_pylist()
         ]
