@@ -33,7 +33,7 @@ COMMAND = "python -m llmrec.config_reference > docs/config.md"
 INTRO = f"""\
 # Configuration reference
 
-Generated from `platform/llmrec/config.py` and `platform/llmrec/serving/settings.py`: do not
+Generated from `platform/llmrec/config/` and `platform/llmrec/serving/settings.py`: do not
 edit it by hand, document the field in the code and regenerate the page with
 
     {COMMAND}
