@@ -80,7 +80,9 @@ def test_random_items_are_kept_or_rejected(rows):
 
 def _csv(header: list[str], records: list[list[str]], ragged: list[str]) -> str:
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    # "\r\n": the writer quotes a field holding either character; with "\n" it left a bare
+    # "\r" unquoted, which CSV reads as a line break (two records for one written)
+    writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(header)
     writer.writerows(records)
     return buffer.getvalue() + "".join(line + "\n" for line in ragged)
