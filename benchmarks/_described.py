@@ -10,7 +10,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from llmrec.serving.phrases import NEGATIONS
+from llmrec.understanding.phrases import NEGATIONS
 
 STOP = frozenset(
     re.findall(

@@ -32,12 +32,12 @@ def main() -> int:
     import ray
     import ray.data
     import torch
-    from llmrec.bundle import write_bundle
     from llmrec.config import Config
     from llmrec.data.catalogue import Catalogue
     from llmrec.data.demo import generate_demo
-    from llmrec.data.pipeline import embed_catalogue
     from llmrec.modeling.scorer import LLMScorer
+    from llmrec.registry.bundle import write_bundle
+    from llmrec.serving.indexing import embed_catalogue
 
     demo = generate_demo(num_users=5, num_items=args.items, seed=1)
     catalogue = Catalogue.from_table(demo.items)

@@ -53,9 +53,9 @@ def main() -> int:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     import mlflow
     import torch
-    from llmrec import registry
-    from llmrec.bundle import ModelBundle
     from llmrec.data.text import render_user
+    from llmrec.registry import store as registry
+    from llmrec.registry.bundle import ModelBundle
     from llmrec.serving.backends import query_scorer
     from llmrec.serving.settings import absolute_tracking_uri
 

@@ -56,8 +56,8 @@ def main() -> int:
     from llmrec.config import PACKAGED_MINILM, DataConfig
     from llmrec.data.pipeline import user_windows
     from llmrec.data.prepare import load_source, prepare, split_and_save
+    from llmrec.evaluation import offline
     from llmrec.modeling.scorer import LLMScorer
-    from llmrec.training import offline
     from llmrec.training.designs import sequence_eval_set, trained_item_mask
     from llmrec.training.sequential import SequenceInputs
 

@@ -119,8 +119,8 @@ def main() -> int:
     quiet()
     import mlflow
     import ray
-    from llmrec import registry
-    from llmrec.bundle import ModelBundle
+    from llmrec.registry import store as registry
+    from llmrec.registry.bundle import ModelBundle
     from ray import serve
 
     from serve_deployments import build_app

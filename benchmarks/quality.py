@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
             f"registry.model_name={name}-ids-only",
         ]
     init_ray("", load(args).ray.num_cpus)
-    from llmrec.workflow import finetune
+    from llmrec.workflows.finetune import finetune
 
     runs: dict[str, list[dict[str, float]]] = {v: [] for v in variants}
     for seed in seeds:

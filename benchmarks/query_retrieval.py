@@ -28,7 +28,7 @@ vectors it reads are checked against a fresh encoding of some of them).
 
 Served: before (no text-match term: a version written before it, as registered) and after
 (the term: for such a version a temporary copy given what ``write_bundle`` now writes,
-``llmrec.bundle.add_text_match``); ``--text-weights`` adds the term at other weights. A
+``llmrec.registry.bundle.add_text_match``); ``--text-weights`` adds the term at other weights. A
 second table asks users with a history (leave-one-out over ``--users`` users with 6+
 items: the last held out, up to 50 before it): history only (the lists must be identical
 before and after), + a query describing the held-out item, + its first category as a vague
@@ -69,7 +69,7 @@ class Served:
     through the serving path; ``text_weight`` replaces the request weights' text weight."""
 
     def __init__(self, name: str, bundle_dir: Path, live: list, threads: int) -> None:
-        from llmrec.bundle import ModelBundle
+        from llmrec.registry.bundle import ModelBundle
         from llmrec.serving import CandidateRanker, QueryEncoder
         from llmrec.serving.catalogue_state import LiveChanges
 
@@ -123,7 +123,7 @@ def variants(
     """Served before (no text-match term) and after (the term at the version's weight, and
     at each of ``weights``). A version written before the term is served as registered
     (before) and from a copy given what ``write_bundle`` now writes (after)."""
-    from llmrec.bundle import add_text_match, has_text_match
+    from llmrec.registry.bundle import add_text_match, has_text_match
 
     tmp = None
     if has_text_match(path):
@@ -167,9 +167,9 @@ def main() -> int:
     quiet()
     import mlflow
     import torch
-    from llmrec import registry
-    from llmrec.bundle import ModelBundle, item_text_vectors
     from llmrec.data.text import render_item
+    from llmrec.registry import store as registry
+    from llmrec.registry.bundle import ModelBundle, item_text_vectors
     from llmrec.serving import QueryBuilder, RecommendRequest
     from llmrec.serving.catalogue_state import LiveChanges, LiveItem
 

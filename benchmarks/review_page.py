@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     quiet()
     from urllib.parse import urlencode
 
-    from llmrec.serving.pages import CHROMIUM, CHROMIUM_ARGS
+    from llmrec.serving.http.pages import CHROMIUM, CHROMIUM_ARGS
     from llmrec.serving.settings import absolute_tracking_uri
     from playwright.sync_api import sync_playwright
 

@@ -119,10 +119,10 @@ def fit_options(data: Synthetic, kinds: list[str], rank: Any, tmp: Path) -> tupl
 def write_version(data: Synthetic, cf: Any, encoded: int, out: Path, scorer: Any) -> Path:
     """A servable bundle: the synthetic catalogue, embeddings, 200 users' logs, the hybrid."""
     import pyarrow as pa
-    from llmrec.bundle import write_bundle
     from llmrec.config import Config
     from llmrec.data.catalogue import Catalogue
     from llmrec.ranking.hybrid import HybridScorer, HybridWeights
+    from llmrec.registry.bundle import write_bundle
 
     n = data.x.shape[1]
     catalogue = Catalogue.from_table(data.items)
@@ -165,7 +165,7 @@ def write_version(data: Synthetic, cf: Any, encoded: int, out: Path, scorer: Any
 
 
 def serve_rows(bundle_dir: Path, n: int, requests: int, levels: list[int]) -> tuple[list, Any]:
-    from llmrec.bundle import ModelBundle
+    from llmrec.registry.bundle import ModelBundle
     from llmrec.serving import CandidateRanker, QueryBuilder, QueryEncoder, RecommendRequest
 
     gc.collect()

@@ -478,10 +478,10 @@ def main() -> int:
     import mlflow
     import ray
     import torch
-    from llmrec import registry
-    from llmrec.bundle import ModelBundle
     from llmrec.config import RegistryConfig
     from llmrec.ranking.index import ExactIndex, HNSWIndex, recall_at
+    from llmrec.registry import store as registry
+    from llmrec.registry.bundle import ModelBundle
     from llmrec.serving import CandidateRanker, QueryBuilder, QueryEncoder, RecommendRequest
     from llmrec.serving.settings import ServeSettings, absolute_tracking_uri
     from ray import serve

@@ -76,9 +76,9 @@ def free_port() -> int:
 def register_two_versions(model: str, tracking: str, tmp: Path) -> tuple[str, Any]:
     """The model's bundle as versions 1 (champion) and 2 of ``soak-scorer`` in a new store."""
     import mlflow
-    from llmrec import registry
-    from llmrec.bundle import ModelBundle
     from llmrec.config import RegistryConfig
+    from llmrec.registry import store as registry
+    from llmrec.registry.bundle import ModelBundle
     from llmrec.serving.settings import absolute_tracking_uri
 
     mlflow.set_tracking_uri(absolute_tracking_uri(tracking))
@@ -104,7 +104,7 @@ def register_two_versions(model: str, tracking: str, tmp: Path) -> tuple[str, An
 
 def start_server(store: str, tmp: Path, token: str, port: int) -> subprocess.Popen[bytes]:
     """``serve run`` on the shipped config with this run's port, store and paths."""
-    from llmrec.serving.proxy import PROXY_CALLBACK, PROXY_CALLBACK_ENV
+    from llmrec.serving.http.proxy import PROXY_CALLBACK, PROXY_CALLBACK_ENV
 
     config = yaml.safe_load((REPO / "serve_deployments" / "serve_config.yaml").read_text())
     config["http_options"]["port"] = port
@@ -241,7 +241,7 @@ def run_plan(
     memory: list[dict[str, Any]],
 ) -> None:
     """Swap and kills at their times; memory of every Serve process every 5 s."""
-    from llmrec import registry
+    from llmrec.registry import store as registry
 
     total = 60 * minutes
     pending = list(PLAN)

@@ -72,8 +72,9 @@ def main() -> int:
     import torch
     from llmrec.config import Config, DataConfig, ModelConfig, TrainConfig
     from llmrec.data.prepare import load_source, prepare, split_and_save
+    from llmrec.evaluation import offline
     from llmrec.modeling.scorer import LLMScorer
-    from llmrec.training import designs, offline
+    from llmrec.training import designs
     from llmrec.training.loop import _train_epoch
     from llmrec.training.sequential import SequenceObjective
     from llmrec.training.sequential_loop import _train_epoch as _sequential_epoch

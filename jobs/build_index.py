@@ -57,11 +57,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def _build(cfg: Config, args: argparse.Namespace) -> int:
     import ray.data
-    from llmrec import registry
     from llmrec.data.contract import check_items
-    from llmrec.data.pipeline import embed_catalogue
     from llmrec.data.readers import read_table
     from llmrec.ranking.index import choose_index, write_index
+    from llmrec.registry import store as registry
+    from llmrec.serving.indexing import embed_catalogue
 
     registry.use_tracking(cfg.registry)
     version, bundle = registry.download_bundle(args.model)

@@ -173,18 +173,18 @@ def main(argv: list[str] | None = None) -> int:
         fail(f"--predictions names must differ, got {', '.join(names)}")
     with console.report_errors(args.verbose):
         if args.incremental:
-            from llmrec.training.incremental_eval import main as incremental
+            from llmrec.workflows.incremental import main as incremental
 
             return incremental(cfg, args.data or cfg.data.source, args.periods, not args.no_log)
         return run(args, cfg, lambdas, depths)
 
 
 def run(args: Any, cfg: Any, lambdas: tuple[float, ...], depths: tuple[int, ...]) -> int:
-    from llmrec import registry
-    from llmrec.bundle import ModelBundle
     from llmrec.data.prepare import load_source, prepare
     from llmrec.data.splits import hold_out_items, leave_one_out
-    from llmrec.training import offline, predictions, references, reports
+    from llmrec.evaluation import offline, predictions, references, reports
+    from llmrec.registry import store as registry
+    from llmrec.registry.bundle import ModelBundle
 
     opts = reports.EvalOptions(
         models=tuple(args.model),

@@ -45,8 +45,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _log(cfg: Any, analysis: Any) -> str:
-    from llmrec import registry
     from llmrec.experiments import figure, markdown, metrics
+    from llmrec.registry import store as registry
 
     tags = {f"llmrec.variant.{v}.versions": ",".join(u) for v, u in analysis.served.items()}
     versions = {

@@ -56,11 +56,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def explain(cfg: Config, args: argparse.Namespace) -> int:
-    from llmrec import registry
-    from llmrec.bundle import ModelBundle
+    from llmrec.registry import store as registry
+    from llmrec.registry.bundle import ModelBundle
     from llmrec.serving import CandidateRanker, QueryBuilder, QueryEncoder, RecommendRequest
-    from llmrec.serving.explain import answer_table
-    from llmrec.serving.query import RequestError, understood
+    from llmrec.understanding.explain import answer_table
+    from llmrec.understanding.query import RequestError, understood
     from pydantic import ValidationError
 
     registry.use_tracking(cfg.registry)

@@ -70,13 +70,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.alias:  # before hours of training
             _check_alias(cfg.registry.model_name, args.alias, state)
         check_cluster(cfg, init_ray(cfg.ray.address, cfg.ray.num_cpus))
-        from llmrec.workflow import finetune
+        from llmrec.workflows.finetune import finetune
 
         result = finetune(cfg, experiment_state=state)
         v = result.version
         if args.alias:
             moved, refused = _set_alias(v, args.alias, state)
-            from llmrec import registry
+            from llmrec.registry import store as registry
 
             v = registry.get_version(v.name, v.version, v.run_id)
     m = result.metrics
@@ -114,12 +114,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def _check_alias(model: str, alias: str, state: str | None) -> None:
     """``--alias`` before training: a name that may be set, and not held by an experiment."""
-    from llmrec import lifecycle, registry
+    from llmrec.experiments import guard
+    from llmrec.registry import store as registry
 
     problem = registry.alias_problem(alias)
     if problem is not None:
         fail(f"--alias: {problem}")
-    held = lifecycle.experiment_guard(state, model, alias)
+    held = guard.experiment_guard(state, model, alias)
     if held is not None:
         fail(f"--alias: {held}, or train without --alias")
 
@@ -127,9 +128,10 @@ def _check_alias(model: str, alias: str, state: str | None) -> None:
 def _set_alias(version: Any, alias: str, state: str | None) -> tuple[str | None, str | None]:
     """Point ``alias`` at the new version: (what it pointed at before and now, None), or
     (None, why not) when a running experiment holds it (the version stays registered)."""
-    from llmrec import lifecycle, registry
+    from llmrec.experiments import guard
+    from llmrec.registry import store as registry
 
-    held = lifecycle.experiment_guard(state, version.name, alias)
+    held = guard.experiment_guard(state, version.name, alias)
     if held is not None:
         return None, (
             f"{held}; version {version.version} is registered: later, python jobs/promote.py "

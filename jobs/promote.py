@@ -71,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _promote(cfg: Config, args: argparse.Namespace) -> int:
-    from llmrec import lifecycle, registry
+    from llmrec.registry import store as registry
+    from llmrec.workflows import promotion
 
     registry.use_tracking(cfg.registry)
     name = cfg.registry.model_name
@@ -87,7 +88,7 @@ def _promote(cfg: Config, args: argparse.Namespace) -> int:
     scores = None
     if args.data:
         scores = _scores_on(cfg, args.data, args.candidate)
-    decision = lifecycle.promotion_gate(cfg.registry, args.candidate, scores, state_path(args))
+    decision = promotion.promotion_gate(cfg.registry, args.candidate, scores, state_path(args))
     print(f"{name}: {decision.reason}")
     print(f"champion is version {registry.current_champion(name)}")
     return 0
@@ -95,7 +96,7 @@ def _promote(cfg: Config, args: argparse.Namespace) -> int:
 
 def _set_alias(name: str, args: argparse.Namespace) -> int:
     """``--alias NAME [--version N]``: where the alias points, or point it at version N."""
-    from llmrec import registry
+    from llmrec.registry import store as registry
 
     alias = args.alias
     before = registry.alias_version(name, alias)
@@ -120,17 +121,18 @@ def _refuse_if_held(
     name: str, alias: str, args: argparse.Namespace, allow: str | None = None
 ) -> None:
     """End the job with the reason when a running experiment's variant follows ``alias``."""
-    from llmrec import lifecycle
+    from llmrec.experiments import guard
 
-    held = lifecycle.experiment_guard(state_path(args), name, alias, allow=allow)
+    held = guard.experiment_guard(state_path(args), name, alias, allow=allow)
     if held is not None:
         fail(held)
 
 
 def _promote_online(args: argparse.Namespace) -> int:
-    from llmrec import lifecycle, registry
+    from llmrec.experiments import guard
+    from llmrec.registry import store as registry
 
-    decision = lifecycle.experiment_gate(analyse_experiment(args))
+    decision = guard.experiment_gate(analyse_experiment(args))
     if decision.promote and decision.model and decision.version:
         if registry.current_champion(decision.model) == decision.version:
             print(f"{decision.model}: version {decision.version} is already the champion")
@@ -140,7 +142,7 @@ def _promote_online(args: argparse.Namespace) -> int:
         registry.set_champion(decision.model, decision.version)
         print(f"{decision.model}: {decision.reason}")
         print(f"champion is version {registry.current_champion(decision.model)}")
-        running = lifecycle.running_experiment(state_path(args))
+        running = guard.running_experiment(state_path(args))
         if running is not None and running.name == args.experiment:
             print(
                 f"experiment {args.experiment} is still running: end it (DELETE "
@@ -154,11 +156,11 @@ def _promote_online(args: argparse.Namespace) -> int:
 def _scores_on(cfg: Config, source: str, candidate: str | None) -> dict[str, float]:
     import tempfile
 
-    from llmrec import registry
-    from llmrec.bundle import ModelBundle
     from llmrec.data.prepare import load_source, prepare
     from llmrec.data.splits import leave_one_out
-    from llmrec.training import offline
+    from llmrec.evaluation import offline
+    from llmrec.registry import store as registry
+    from llmrec.registry.bundle import ModelBundle
 
     name, metric = cfg.registry.model_name, cfg.registry.primary_metric
     split_name, _, measure = metric.partition("_")

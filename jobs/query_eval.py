@@ -46,10 +46,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def evaluate(cfg: Config, args: argparse.Namespace) -> int:
-    from llmrec import registry
-    from llmrec.bundle import ModelBundle
-    from llmrec.training.queries import build_query_set
-    from llmrec.training.query_report import ranking_table, run_queries, slot_table
+    from llmrec.evaluation.queries import build_query_set
+    from llmrec.evaluation.query_report import ranking_table, run_queries, slot_table
+    from llmrec.registry import store as registry
+    from llmrec.registry.bundle import ModelBundle
 
     registry.use_tracking(cfg.registry)
     version, path = registry.cached_bundle(args.model)

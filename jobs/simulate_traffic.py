@@ -104,8 +104,8 @@ def _http(args: argparse.Namespace, users: list, model: object) -> int:
 
 
 def _in_process(args: argparse.Namespace, cfg: object, users: list, model: object) -> int:
-    from llmrec import registry
     from llmrec.experiments.inprocess import LocalExperiment
+    from llmrec.registry import store as registry
 
     variants = [tuple(v.split("=", 1)) for v in args.variant]
     if len(variants) < 2 or any(len(v) != 2 for v in variants):

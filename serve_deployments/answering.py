@@ -24,9 +24,9 @@ from llmrec.serving import (
     ServeSettings,
 )
 from llmrec.serving.cache import UserVectorCache, fingerprint
-from llmrec.serving.intent import IntentParser
+from llmrec.serving.http.resilience import RetryPolicy, caused_by, retry
 from llmrec.serving.recommender import blocks
-from llmrec.serving.resilience import RetryPolicy, caused_by, retry
+from llmrec.understanding.intent import IntentParser
 from ray.exceptions import ActorUnavailableError, RayActorError
 from ray.serve.handle import DeploymentHandle, DeploymentResponse
 

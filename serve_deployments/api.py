@@ -6,8 +6,8 @@ from typing import Annotated
 
 from fastapi import FastAPI, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from llmrec.serving.edge import EdgeMiddleware, openapi_document
-from llmrec.serving.errors import install_error_handlers
+from llmrec.api.errors import install_error_handlers
+from llmrec.serving.http.edge import EdgeMiddleware, openapi_document
 
 api = FastAPI(
     title="llmrec",

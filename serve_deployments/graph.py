@@ -20,9 +20,9 @@ version they started with.
 import os
 from typing import Any
 
-from llmrec import registry
+from llmrec.registry import store as registry
 from llmrec.serving import ServeSettings
-from llmrec.serving.edge import sha256
+from llmrec.serving.http.edge import sha256
 
 from serve_deployments.encoder import ENCODER_ENV, QueryEncoderDeployment
 from serve_deployments.ingress import TOKEN_ENV, Ingress

@@ -1,7 +1,7 @@
 """The HTTP ingress deployment: routes, the served versions, calls to encoder and ranker.
 
 The edge pieces (error shape, body limit, media type, request counting, bearer token, the
-OpenAPI document) are plain classes in ``llmrec.serving.errors`` and ``llmrec.serving.edge``;
+OpenAPI document) are plain classes in ``llmrec.api.errors`` and ``llmrec.serving.http.edge``;
 experiments (assignment, routing, the impression log, attribution) are plain classes in
 ``llmrec.serving.{experiment,routing,impressions,attribution}``; this module wires them into
 one Serve deployment. The FastAPI app itself is ``api.py``; the routes the review page
@@ -18,28 +18,9 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.security import HTTPAuthorizationCredentials
-from llmrec import registry
-from llmrec.serving import (
-    QueryBuilder,
-    RecommendRequest,
-    RecommendResponse,
-    RequestError,
-    ServeSettings,
-)
-from llmrec.serving import settings as serving_settings
-from llmrec.serving.attribution import Attributed, AttributionError, Impression, attribute
-from llmrec.serving.catalogue_state import CatalogueState, LiveCatalogue, LiveItem, sync
-from llmrec.serving.edge import BearerAuth, sha256
-from llmrec.serving.errors import ApiError, error_responses
-from llmrec.serving.experiment import ExperimentSpec, parse_spec
-from llmrec.serving.history import Event, FeedbackLog, HistoryStore
-from llmrec.serving.impressions import ImpressionLog
-from llmrec.serving.intent import IntentParser
-from llmrec.serving.lexicon import Lexicon
-from llmrec.serving.query import understood
-from llmrec.serving.resilience import RetryPolicy, Unavailable, retry
-from llmrec.serving.routing import APP, Router, Routing, impression, status
-from llmrec.serving.schemas import (
+from llmrec.api.errors import ApiError, error_responses
+from llmrec.api.experiment import ExperimentSpec, parse_spec
+from llmrec.api.schemas import (
     CatalogueChange,
     ExperimentStatus,
     FeedbackEvent,
@@ -53,7 +34,26 @@ from llmrec.serving.schemas import (
     RetireItems,
     UserHistory,
 )
+from llmrec.experiments.attribution import Attributed, AttributionError, Impression, attribute
+from llmrec.experiments.impressions import ImpressionLog
+from llmrec.experiments.routing import APP, Router, Routing, impression, status
+from llmrec.registry import store as registry
+from llmrec.serving import (
+    QueryBuilder,
+    RecommendRequest,
+    RecommendResponse,
+    RequestError,
+    ServeSettings,
+)
+from llmrec.serving import settings as serving_settings
+from llmrec.serving.catalogue_state import CatalogueState, LiveCatalogue, LiveItem, sync
+from llmrec.serving.history import Event, FeedbackLog, HistoryStore
+from llmrec.serving.http.edge import BearerAuth, sha256
+from llmrec.serving.http.resilience import RetryPolicy, Unavailable, retry
 from llmrec.serving.versions import open_version
+from llmrec.understanding.intent import IntentParser
+from llmrec.understanding.lexicon import Lexicon
+from llmrec.understanding.query import understood
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 

@@ -3,9 +3,9 @@
 from typing import Any
 
 import numpy as np
+from llmrec.api.schemas import ListMeasures
 from llmrec.serving import CandidateRanker, Query, RecommendedItem, ServeSettings
 from llmrec.serving.catalogue_state import CatalogueState, sync
-from llmrec.serving.schemas import ListMeasures
 from llmrec.serving.versions import VersionCache, open_version, versions_needed
 from ray import serve
 

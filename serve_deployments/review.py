@@ -15,16 +15,16 @@ from typing import Annotated, Any
 
 from fastapi import Query as Param
 from fastapi.responses import Response
-from llmrec import registry
+from llmrec.api.errors import ApiError, error_responses
+from llmrec.api.schemas import ListMeasures, UserList, VersionInfo, VersionList
+from llmrec.experiments.routing import APP, Router
+from llmrec.registry import store as registry
 from llmrec.serving import ServeSettings
 from llmrec.serving.catalogue_state import LiveCatalogue
-from llmrec.serving.edge import BearerAuth
-from llmrec.serving.errors import ApiError, error_responses
 from llmrec.serving.history import HistoryStore
-from llmrec.serving.pages import page
-from llmrec.serving.resilience import RetryPolicy, Unavailable, retry
-from llmrec.serving.routing import APP, Router
-from llmrec.serving.schemas import ListMeasures, UserList, VersionInfo, VersionList
+from llmrec.serving.http.edge import BearerAuth
+from llmrec.serving.http.pages import page
+from llmrec.serving.http.resilience import RetryPolicy, Unavailable, retry
 from llmrec.serving.versions import VersionCache
 from ray.serve.handle import DeploymentHandle
 

@@ -56,7 +56,7 @@ def ray_local():
     """One local Ray cluster for the whole session (4 logical CPUs on 2 cores, see
     STACK_NOTES: data tasks must be able to run beside 2 training workers)."""
     import ray
-    from llmrec.serving.proxy import PROXY_CALLBACK, PROXY_CALLBACK_ENV
+    from llmrec.serving.http.proxy import PROXY_CALLBACK, PROXY_CALLBACK_ENV
 
     # Serve's HTTP proxy answers requests lost with a dead ingress replica with a 503
     os.environ.setdefault(PROXY_CALLBACK_ENV, PROXY_CALLBACK)

@@ -7,8 +7,8 @@ import socket
 
 import mlflow
 import pytest
-from llmrec import registry
-from llmrec.bundle import ModelBundle
+from llmrec.registry import store as registry
+from llmrec.registry.bundle import ModelBundle
 
 SERVE_TOKEN = "s3cret-token"
 """The bearer token of the shared server."""

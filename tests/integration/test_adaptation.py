@@ -19,10 +19,10 @@ import pyarrow.parquet as pq
 import pytest
 import requests
 import update  # jobs/update.py
-from llmrec import registry
-from llmrec.bundle import ModelBundle
+from llmrec.api.errors import ErrorBody
 from llmrec.config import RegistryConfig
-from llmrec.serving.errors import ErrorBody
+from llmrec.registry import store as registry
+from llmrec.registry.bundle import ModelBundle
 from llmrec.serving.history import Event, FeedbackLog
 from mlflow import MlflowClient
 
@@ -289,7 +289,7 @@ def test_dislikes_in_the_feedback_folder_never_raise_the_items_score(adapt, caps
     masked for that user."""
     import pyarrow as pa
     import pyarrow.compute as pc
-    from llmrec.steps import cf_settings, serving_hybrid
+    from llmrec.workflows.steps import cf_settings, serving_hybrid
 
     champion = registry.current_champion(NAME)
     cutoff = int(registry.version_info(NAME, champion)[1]["data_cutoff"])

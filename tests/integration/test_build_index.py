@@ -5,7 +5,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from llmrec import registry
+from llmrec.registry import store as registry
 from mlflow import MlflowClient
 
 pytestmark = pytest.mark.slow

@@ -5,12 +5,12 @@ promotion on a significant win, none (and why) otherwise."""
 import mlflow
 import numpy as np
 import pytest
-from llmrec import registry
+from llmrec.api.experiment import ExperimentSpec
 from llmrec.config import RegistryConfig
-from llmrec.serving.attribution import Impression, attribute
-from llmrec.serving.experiment import ExperimentSpec
+from llmrec.experiments.attribution import Impression, attribute
+from llmrec.experiments.impressions import ImpressionLog
+from llmrec.registry import store as registry
 from llmrec.serving.history import Event
-from llmrec.serving.impressions import ImpressionLog
 
 ITEMS = tuple(f"i{k}" for k in range(10))
 

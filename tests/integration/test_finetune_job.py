@@ -8,8 +8,8 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from llmrec import registry
 from llmrec.config import RegistryConfig
+from llmrec.registry import store as registry
 from mlflow import MlflowClient
 
 from tests.conftest import JOBS, REPO
@@ -172,3 +172,32 @@ def test_prepare_data_job_names_a_missing_column(tmp_path):
     assert (
         f"{src / 'items.csv'}: column 'title' expected string, found no such column" in out.stderr
     )
+
+
+def test_a_version_registered_before_the_layout_still_loads(trained, tmp_path):
+    """Versions logged before the 2026-12 layout carry pyfunc code importing ``llmrec.bundle``
+    and ``llmrec.serving.schemas``: a fresh process still loads and runs one."""
+    mlflow.set_tracking_uri(trained["tracking_uri"])
+    _, bundle = registry.download_bundle("models:/llmrec-scorer/1", tmp_path / "b")
+    old_code = REPO / "tests" / "integration" / "data" / "pyfunc_model_before_layout.py"
+    assert "from llmrec.bundle import ModelBundle" in old_code.read_text()
+    with mlflow.start_run(run_name="before-layout"):
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(old_code),
+            artifacts={"bundle": str(bundle)},
+            registered_model_name="llmrec-before-layout",
+        )
+    uri = f"models:/llmrec-before-layout/{info.registered_model_version}"
+    code = (
+        "import sys, mlflow, pandas as pd\n"
+        f"mlflow.set_tracking_uri({trained['tracking_uri']!r})\n"
+        f"model = mlflow.pyfunc.load_model({uri!r})\n"
+        "out = model.predict(pd.DataFrame([{'query': 'dragons and wizards', 'k': 5}]))\n"
+        "print(len(out.loc[0, 'items']))\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.split()[-1] == "5"

@@ -3,8 +3,9 @@
 import mlflow
 import promote  # jobs/promote.py
 import pytest
-from llmrec import lifecycle, registry
 from llmrec.config import RegistryConfig
+from llmrec.registry import store as registry
+from llmrec.workflows import promotion
 from mlflow import MlflowClient
 
 pytestmark = pytest.mark.slow
@@ -38,7 +39,7 @@ def test_gate_promotes_only_a_better_candidate_and_rollback_restores(trained, bu
     assert first.aliases == ("candidate", "champion")  # no champion yet: it becomes one
 
     worse = _register(trained, bundle, 0.105)  # better, but not by the margin
-    decision = lifecycle.promotion_gate(cfg, worse.version)
+    decision = promotion.promotion_gate(cfg, worse.version)
     assert not decision.promoted
     assert (
         "does not beat champion 1 0.1000 by more than 0.01; champion unchanged" in decision.reason
@@ -46,11 +47,11 @@ def test_gate_promotes_only_a_better_candidate_and_rollback_restores(trained, bu
     assert registry.current_champion(NAME) == first.version
 
     other_data = _register(trained, bundle, 0.50, fingerprint="other")
-    decision = lifecycle.promotion_gate(cfg, other_data.version)
+    decision = promotion.promotion_gate(cfg, other_data.version)
     assert not decision.promoted and "evaluated on different data" in decision.reason
 
     better = _register(trained, bundle, 0.13)
-    decision = lifecycle.promotion_gate(cfg)  # the alias `candidate` points at it
+    decision = promotion.promotion_gate(cfg)  # the alias `candidate` points at it
     assert decision.promoted and decision.candidate == better.version
     assert registry.get_version(NAME, better.version).aliases == ("candidate", "champion")
     assert MlflowClient().get_registered_model(NAME).tags[registry.HISTORY_TAG] == "1,4"
@@ -92,10 +93,10 @@ def test_version_card_tags_and_evaluation_table(trained):
 
 def test_init_from_reads_the_registered_adapter_and_checks_compatibility(trained):
     import torch
-    from llmrec.bundle import ModelBundle
     from llmrec.config import load_config
     from llmrec.modeling.sequential import load_trained
-    from llmrec.workflow import IncompatibleInitError, init_weights
+    from llmrec.registry.bundle import ModelBundle
+    from llmrec.workflows.finetune import IncompatibleInitError, init_weights
 
     base = [o for o in trained["overrides"] if o.startswith(("model.", "registry."))]
     cfg = load_config(None, [*base, "train.init_from=models:/llmrec-scorer@champion"])
@@ -123,8 +124,8 @@ def test_a_running_experiment_keeps_its_aliases_until_it_ends(trained, bundle, t
     """promote.py --alias challenger sets what an experiment's arm follows; while the
     experiment runs (serving's impression log), neither the gate nor --alias moves the
     aliases its variants follow, and --force or the experiment's end lets them move."""
-    from llmrec.serving.experiment import ExperimentSpec
-    from llmrec.serving.impressions import ImpressionLog
+    from llmrec.api.experiment import ExperimentSpec
+    from llmrec.experiments.impressions import ImpressionLog
 
     name = "lifecycle-experiment"
     cfg = RegistryConfig(tracking_uri=trained["tracking_uri"], model_name=name)

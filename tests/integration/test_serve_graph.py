@@ -20,13 +20,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import requests
-from llmrec import registry
-from llmrec.bundle import ModelBundle
+from llmrec.api.errors import ErrorBody
 from llmrec.config import RegistryConfig
+from llmrec.experiments.impressions import ImpressionLog, read_log
+from llmrec.registry import store as registry
+from llmrec.registry.bundle import ModelBundle
 from llmrec.serving import CandidateRanker, QueryBuilder, QueryEncoder, RecommendRequest
-from llmrec.serving.errors import ErrorBody
 from llmrec.serving.history import HistoryStore
-from llmrec.serving.impressions import ImpressionLog, read_log
 
 from tests.integration.conftest import SERVE_TOKEN
 
@@ -161,8 +161,8 @@ def test_diversity_knob_spreads_the_list_over_categories(server):
 
 def test_calibration_tail_share_and_caps_per_request(server):
     from llmrec.ranking import long_tail
+    from llmrec.ranking.measures import miscalibration
     from llmrec.ranking.rerank import category_distribution
-    from llmrec.training.metrics import miscalibration
 
     bundle = server["bundle"]
     cat, index = bundle.catalogue, bundle.catalogue.index

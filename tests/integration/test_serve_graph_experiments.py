@@ -18,11 +18,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import requests
-from llmrec import registry
-from llmrec.bundle import ModelBundle
+from llmrec.api.errors import ErrorBody
+from llmrec.api.experiment import ExperimentSpec
 from llmrec.config import RegistryConfig
-from llmrec.serving.errors import ErrorBody
-from llmrec.serving.experiment import Assigner, ExperimentSpec, allocate
+from llmrec.experiments.assignment import Assigner, allocate
+from llmrec.registry import store as registry
+from llmrec.registry.bundle import ModelBundle
 
 from tests.integration.conftest import SERVE_TOKEN
 from tests.integration.test_serve_graph import _expected

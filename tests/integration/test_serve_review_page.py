@@ -14,8 +14,8 @@ from pathlib import Path
 import mlflow
 import pytest
 import requests
-from llmrec import registry
 from llmrec.config import RegistryConfig
+from llmrec.registry import store as registry
 
 from tests.conftest import REPO
 from tests.integration.conftest import SERVE_TOKEN
@@ -159,7 +159,7 @@ def test_page_files_are_served_without_outside_sources(review):
 
 @pytest.fixture(scope="module")
 def browser():
-    from llmrec.serving.pages import CHROMIUM, CHROMIUM_ARGS
+    from llmrec.serving.http.pages import CHROMIUM, CHROMIUM_ARGS
 
     if not os.access(CHROMIUM, os.X_OK):
         pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install chromium (make setup does)")

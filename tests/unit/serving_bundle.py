@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import torch
-from llmrec.bundle import ModelBundle, write_bundle
 from llmrec.config import load_config
 from llmrec.data.catalogue import Catalogue
 from llmrec.modeling.baselines import interaction_matrix
@@ -20,6 +19,7 @@ from llmrec.modeling.sequential import SequentialRecommender
 from llmrec.modeling.towers import SequentialTowers
 from llmrec.modeling.transitions import Transitions
 from llmrec.ranking.hybrid import HybridScorer, HybridWeights
+from llmrec.registry.bundle import ModelBundle, write_bundle
 
 GENRES = ["Mystery", "Romance", "Comedy", "Horror", "Sci-Fi"]
 NAMES = [

@@ -1,5 +1,5 @@
 """Aliases set by hand (`jobs/promote.py --alias challenger --version N`) and the guard that
-keeps a running online experiment's aliases still (`lifecycle.experiment_guard`): the
+keeps a running online experiment's aliases still (`guard.experiment_guard`): the
 experiment is read from serving's impression log, written here with its own API; the
 registry is a real MLflow one (sqlite, versions without artifacts)."""
 
@@ -8,10 +8,12 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from llmrec import lifecycle, registry
+from llmrec.api.experiment import ExperimentSpec
 from llmrec.config import RegistryConfig
-from llmrec.serving.experiment import ExperimentSpec
-from llmrec.serving.impressions import ImpressionLog
+from llmrec.experiments import guard
+from llmrec.experiments.impressions import ImpressionLog
+from llmrec.registry import store as registry
+from llmrec.workflows import promotion
 
 NAMES = (f"m{k}" for k in itertools.count())
 
@@ -36,25 +38,25 @@ def start(path, name="ab", model="m", control="champion", challenger="challenger
 def test_the_guard_names_the_experiment_the_variant_and_the_alias(tmp_path):
     state = tmp_path / "serve" / "impressions.sqlite"
     start(state)
-    held = lifecycle.experiment_guard(state, "m", "champion")
+    held = guard.experiment_guard(state, "m", "champion")
     assert held is not None and "\n" not in held
     assert held.startswith("champion not moved: experiment ab is running")
     assert "its variant control follows models:/m@champion" in held
     assert "DELETE /admin/experiment" in held and "--force" in held
     assert "variant challenger follows models:/m@challenger" in (
-        lifecycle.experiment_guard(state, "m", "challenger") or ""
+        guard.experiment_guard(state, "m", "challenger") or ""
     )
     # what no variant follows moves freely: another alias, another model, the decided one
-    assert lifecycle.experiment_guard(state, "m", "candidate") is None
-    assert lifecycle.experiment_guard(state, "other", "champion") is None
-    assert lifecycle.experiment_guard(state, "m", "champion", allow="ab") is None
-    assert lifecycle.experiment_guard(state, "m", "champion", allow="other") is not None
+    assert guard.experiment_guard(state, "m", "candidate") is None
+    assert guard.experiment_guard(state, "other", "champion") is None
+    assert guard.experiment_guard(state, "m", "champion", allow="ab") is None
+    assert guard.experiment_guard(state, "m", "champion", allow="other") is not None
 
 
 def test_no_experiment_no_file_or_pinned_versions_hold_nothing(tmp_path):
     missing = tmp_path / "nowhere" / "impressions.sqlite"
-    assert lifecycle.experiment_guard(missing, "m", "champion") is None
-    assert lifecycle.experiment_guard(None, "m", "champion") is None
+    assert guard.experiment_guard(missing, "m", "champion") is None
+    assert guard.experiment_guard(None, "m", "champion") is None
     assert not missing.parent.exists()  # reading the state creates nothing
     state = tmp_path / "impressions.sqlite"
     log = ImpressionLog(state, tmp_path / "segments")
@@ -67,26 +69,26 @@ def test_no_experiment_no_file_or_pinned_versions_hold_nothing(tmp_path):
             ],
         )
     )
-    assert lifecycle.experiment_guard(state, "m", "champion") is None
+    assert guard.experiment_guard(state, "m", "champion") is None
     start(state)
-    assert lifecycle.experiment_guard(state, "m", "champion") is not None
+    assert guard.experiment_guard(state, "m", "champion") is not None
     log.experiments.set(None)  # DELETE /admin/experiment
-    assert lifecycle.experiment_guard(state, "m", "champion") is None
+    assert guard.experiment_guard(state, "m", "champion") is None
 
 
 def test_a_state_file_that_is_no_impression_log_is_one_clear_error(tmp_path):
     bad = tmp_path / "impressions.sqlite"
     bad.write_text("not sqlite at all " * 200)
-    with pytest.raises(lifecycle.ExperimentStateError, match="cannot read the running experiment"):
-        lifecycle.experiment_guard(bad, "m", "champion")
+    with pytest.raises(guard.ExperimentStateError, match="cannot read the running experiment"):
+        guard.experiment_guard(bad, "m", "champion")
 
 
 def test_a_variant_following_candidate_is_warned_about(tmp_path):
     state = tmp_path / "impressions.sqlite"
     version = registry.RegisteredVersion("m", "7", "", ("candidate",))
-    assert lifecycle.candidate_warning(state, version) is None
+    assert guard.candidate_warning(state, version) is None
     start(state, challenger="candidate")
-    warning = lifecycle.candidate_warning(state, version)
+    warning = guard.candidate_warning(state, version)
     assert warning is not None and warning.startswith("warning: variant challenger")
     assert "version 7 answers for it now" in warning and "--alias challenger" in warning
 
@@ -207,7 +209,7 @@ def test_the_gate_keeps_a_champion_a_running_experiment_follows(model, store, tm
     state = tmp_path / "impressions.sqlite"
     log = start(state, model=name)
     scores = {"3": 0.5, "1": 0.1}  # the candidate wins clearly
-    decision = lifecycle.promotion_gate(cfg, "3", scores, state)
+    decision = promotion.promotion_gate(cfg, "3", scores, state)
     assert not decision.promoted and decision.held is not None
     assert decision.reason.startswith("version 3 val_ndcg_at_10 0.5000 beats champion 1")
     assert "champion not moved: experiment ab is running and its variant control" in (
@@ -216,7 +218,7 @@ def test_the_gate_keeps_a_champion_a_running_experiment_follows(model, store, tm
     assert registry.current_champion(name) == "1"
     assert registry.resolve(f"models:/{name}@candidate").version == "3"  # still registered
     log.experiments.set(None)  # the experiment ended
-    decision = lifecycle.promotion_gate(cfg, "3", scores, state)
+    decision = promotion.promotion_gate(cfg, "3", scores, state)
     assert decision.promoted and decision.held is None
     assert registry.current_champion(name) == "3"
 

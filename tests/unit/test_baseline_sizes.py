@@ -9,8 +9,8 @@ import pytest
 from llmrec.config import RankConfig, load_config
 from llmrec.data.catalogue import Catalogue
 from llmrec.data.splits import leave_one_out
+from llmrec.evaluation import offline, references, reports
 from llmrec.modeling import baselines, cf
-from llmrec.training import offline, references, reports
 
 ITEMS = 100
 

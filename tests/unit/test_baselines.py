@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
+from llmrec.evaluation.metrics import top_k_lists
 from llmrec.modeling.baselines import EASE, ItemKNN, Popularity, interaction_matrix
-from llmrec.training.metrics import beyond_accuracy, gini, top_k_lists
+from llmrec.ranking.measures import beyond_accuracy, gini
 
 # 4 users x 4 items, hand-built: items 0 and 1 always go together, item 3 is rare.
 HISTORIES = [[0, 1], [0, 1, 2], [1, 2], [0, 3]]

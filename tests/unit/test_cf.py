@@ -9,11 +9,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from llmrec.bundle import ModelBundle, _plain
 from llmrec.config import Config, ConfigError, RankConfig, load_config
 from llmrec.modeling.baselines import EASE, ItemKNN, interaction_matrix
 from llmrec.modeling.cf import CFParams, FactorCF, choose_cf, fit_cf, load_cf
 from llmrec.ranking.hybrid import HybridScorer, HybridWeights, standardize
+from llmrec.registry.bundle import ModelBundle, _plain
 from llmrec.serving import CandidateRanker, ServeSettings
 from llmrec.serving.recommender import Query
 

@@ -118,7 +118,7 @@ def test_errors_end_the_job_in_one_line(capsys):
 
 
 def test_registration_notes_are_dropped_and_the_rest_of_stderr_kept(capsys, monkeypatch):
-    from llmrec import registry
+    from llmrec.registry import store as registry
 
     monkeypatch.delenv(console.VERBOSE_ENV, raising=False)
     with registry._without_registration_notes():

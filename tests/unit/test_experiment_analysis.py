@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 from llmrec.experiments import analyse, compare, markdown, metrics, ratio
 from llmrec.experiments.analysis import units_frame
+from llmrec.experiments.impressions import EVENTS_SCHEMA, IMPRESSIONS_SCHEMA
 from llmrec.experiments.simulation import ClickModel, SimUser, request_body, run_session
-from llmrec.serving.impressions import EVENTS_SCHEMA, IMPRESSIONS_SCHEMA
 
 ITEMS = ["a", "b", "c", "d", "e"]
 

@@ -9,20 +9,13 @@ from dataclasses import dataclass
 
 import pyarrow.parquet as pq
 import pytest
+from llmrec.api.experiment import ExperimentSpec, parse_spec
+from llmrec.experiments.assignment import BUCKETS, Assigner, allocate, bucket_of, shares
+from llmrec.experiments.attribution import AttributionError, Impression, attribute
+from llmrec.experiments.impressions import ImpressionLog, read_log
+from llmrec.experiments.routing import APP, Router, reroute, status
 from llmrec.serving import ServeSettings, SettingsError
-from llmrec.serving.attribution import AttributionError, Impression, attribute
-from llmrec.serving.experiment import (
-    BUCKETS,
-    Assigner,
-    ExperimentSpec,
-    allocate,
-    bucket_of,
-    parse_spec,
-    shares,
-)
 from llmrec.serving.history import Event
-from llmrec.serving.impressions import ImpressionLog, read_log
-from llmrec.serving.routing import APP, Router, reroute, status
 from llmrec.serving.versions import VersionCache
 from pydantic import ValidationError
 

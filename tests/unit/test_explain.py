@@ -5,12 +5,12 @@ collaborative split is exact, occlusion rides in the one encoder call of the req
 import numpy as np
 import pandas as pd
 import pytest
+from llmrec.api.schemas import BecauseItem, ScoreParts
 from llmrec.data.splits import leave_one_out
+from llmrec.evaluation.faithfulness import faithfulness
+from llmrec.evaluation.offline import Protocol
 from llmrec.serving import CandidateRanker, QueryBuilder, QueryEncoder, RecommendRequest
-from llmrec.serving.explain import Explainer, occlusion_targets, sentence
-from llmrec.serving.schemas import BecauseItem, ScoreParts
-from llmrec.training.faithfulness import faithfulness
-from llmrec.training.offline import Protocol
+from llmrec.understanding.explain import Explainer, occlusion_targets, sentence
 
 from tests.unit.serving_bundle import histories, make_bundle
 

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from llmrec.training.groups import (
+from llmrec.evaluation.groups import (
     activity_levels,
     gap_table,
     group_report,

@@ -15,17 +15,17 @@ from llmrec.data.catalogue import Catalogue
 from llmrec.data.demo import generate_demo
 from llmrec.data.incoming import Sources, as_raw, gather
 from llmrec.data.prepare import prepare
-from llmrec.modeling.sequential import left_pad
-from llmrec.serving.history import Event, FeedbackLog
-from llmrec.training.incremental import (
+from llmrec.evaluation.incremental import (
     Timeline,
     period_metrics,
     period_users,
     replay,
     windows,
 )
-from llmrec.training.incremental_eval import STRATEGIES, run
+from llmrec.modeling.sequential import left_pad
+from llmrec.serving.history import Event, FeedbackLog
 from llmrec.training.sequential import SequenceInputs, SequenceObjective
+from llmrec.workflows.incremental import STRATEGIES, run
 
 
 def _timeline() -> Timeline:
@@ -159,7 +159,7 @@ def test_what_an_update_reads(tmp_path):
 
 
 def test_an_update_keeps_the_champions_model_and_takes_its_own_runtime():
-    from llmrec.update_workflow import run_config, sized, version_strategy
+    from llmrec.workflows.update import run_config, sized, version_strategy
 
     champion = load_config(None, ["model.dim=32", "train.lr=0.004", "train.batch_size=16"])
     ours = load_config(

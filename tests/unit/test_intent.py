@@ -10,12 +10,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from llmrec.data.catalogue import Catalogue
 from llmrec.data.demo import generate_demo
+from llmrec.evaluation.queries import TEMPLATES, build_query_set, typo
 from llmrec.serving import CandidateRanker, QueryBuilder, RecommendRequest
-from llmrec.serving.constraints import Constraints, years_label
-from llmrec.serving.intent import IntentParser
-from llmrec.serving.lexicon import Lexicon, category_forms, display_title, title_forms
-from llmrec.serving.query import Intent, understood
-from llmrec.training.queries import TEMPLATES, build_query_set, typo
+from llmrec.understanding.constraints import Constraints, years_label
+from llmrec.understanding.intent import IntentParser
+from llmrec.understanding.lexicon import Lexicon, category_forms, display_title, title_forms
+from llmrec.understanding.query import Intent, understood
 
 from tests.unit.serving_bundle import GENRES, item_table
 from tests.unit.test_serving_rerank import make_bundle

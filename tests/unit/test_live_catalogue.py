@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 import yaml
-from llmrec.bundle import ModelBundle, write_bundle
+from llmrec.api.schemas import NewItems, RetireItems
 from llmrec.config import load_config
 from llmrec.data.catalogue import Catalogue
 from llmrec.modeling.baselines import EASE, interaction_matrix
@@ -20,6 +20,7 @@ from llmrec.modeling.scorer import LLMScorer
 from llmrec.modeling.sequential import SequentialRecommender
 from llmrec.modeling.towers import SequentialTowers
 from llmrec.ranking import HybridScorer, HybridWeights
+from llmrec.registry.bundle import ModelBundle, write_bundle
 from llmrec.serving import (
     CandidateRanker,
     QueryBuilder,
@@ -29,8 +30,7 @@ from llmrec.serving import (
     ServeSettings,
 )
 from llmrec.serving.catalogue_state import CatalogueState, LiveCatalogue, LiveItem, sync
-from llmrec.serving.query import Intent
-from llmrec.serving.schemas import NewItems, RetireItems
+from llmrec.understanding.query import Intent
 from pydantic import ValidationError
 
 N = 30

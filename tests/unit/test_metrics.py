@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from llmrec.training.metrics import ranking_metrics, target_ranks
+from llmrec.evaluation.metrics import ranking_metrics, target_ranks
 
 
 def test_ranks_count_ties_against_the_target_and_skip_masked_items():
@@ -33,7 +33,7 @@ def test_metrics_against_hand_computed_values():
 def test_intra_list_diversity_is_undefined_without_item_vectors():
     import math
 
-    from llmrec.training.metrics import beyond_accuracy
+    from llmrec.ranking.measures import beyond_accuracy
 
     top = np.array([[0, 1, 2], [1, 2, 3]])
     no_categories = np.zeros((4, 1))  # what a catalogue without categories gives
@@ -44,7 +44,7 @@ def test_intra_list_diversity_is_undefined_without_item_vectors():
 
 
 def test_intra_list_diversity_skips_items_without_a_vector_and_stays_within_one():
-    from llmrec.training.metrics import beyond_accuracy
+    from llmrec.ranking.measures import beyond_accuracy
 
     features = np.array([[1, 0], [0, 1], [0, 0], [1, 0]], dtype=float)
     top = np.array([[0, 1, 2], [0, 3, 2]])

@@ -13,8 +13,8 @@ from llmrec.data.contract import INTERACTIONS_SCHEMA, DataError
 from llmrec.data.events import negative_rows, policy_of, split_events
 from llmrec.data.pipeline import owned_windows
 from llmrec.data.prepare import load_source, prepare
+from llmrec.evaluation.incremental import Timeline, windows
 from llmrec.modeling.sequential import left_pad
-from llmrec.training.incremental import Timeline, windows
 from llmrec.training.sequential import SequenceInputs, SequenceObjective
 
 SERVED = ("view", "click", "like", "purchase", "rating", "dislike", "skip")
@@ -132,7 +132,7 @@ def test_dislikes_give_an_item_no_popularity_co_occurrence_or_transition(tmp_pat
     are read as positives (the old behaviour)."""
     from llmrec.modeling.cf import CFParams
     from llmrec.ranking.hybrid import HybridWeights
-    from llmrec.steps import serving_hybrid
+    from llmrec.workflows.steps import serving_hybrid
 
     base = [
         (u, item, 10 * k + t, "click")
@@ -262,7 +262,7 @@ def test_the_training_loop_hands_each_window_its_users_negatives():
 
 
 def test_an_update_takes_the_champions_policy_with_its_own_over_it():
-    from llmrec.update_workflow import event_overrides, run_config
+    from llmrec.workflows.update import event_overrides, run_config
 
     champion = load_config(None, ["data.events={skip: negative, view: ignore}"])
     ours = load_config(None, ["data.events={view: positive}"])

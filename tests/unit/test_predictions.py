@@ -9,15 +9,15 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-from llmrec.modeling.baselines import EASE, Popularity, interaction_matrix
-from llmrec.training import offline, reports
-from llmrec.training.metrics import target_ranks, top_k_lists
-from llmrec.training.predictions import (
+from llmrec.evaluation import offline, reports
+from llmrec.evaluation.metrics import target_ranks, top_k_lists
+from llmrec.evaluation.predictions import (
     PredictionsError,
     export_split,
     read_predictions,
     score_predictions,
 )
+from llmrec.modeling.baselines import EASE, Popularity, interaction_matrix
 
 from tests.unit.test_baseline_sizes import protocol_of
 
@@ -229,7 +229,7 @@ def test_exported_split_is_the_protocols_and_a_model_trained_on_it_scores_the_sa
 def test_the_job_exports_then_scores_a_file_beside_the_baselines(tmp_path, monkeypatch, capsys):
     sys.modules.pop("evaluate", None)
     import evaluate  # jobs/evaluate.py
-    from llmrec import registry
+    from llmrec.registry import store as registry
 
     monkeypatch.setattr(registry, "use_tracking", lambda cfg: "")  # --no-log: nothing to log
     data = ["--data", "demo", "--set", "data.demo_users=60", "--set", "data.demo_items=80"]

@@ -3,8 +3,8 @@ import pytest
 import torch
 from llmrec.modeling.losses import in_batch_softmax
 from llmrec.ranking.hybrid import HybridScorer, HybridWeights, standardize, tune_weights
+from llmrec.ranking.measures import beyond_accuracy
 from llmrec.ranking.rerank import dpp, mmr, msd, rerank
-from llmrec.training.metrics import beyond_accuracy
 
 RNG = np.random.default_rng(0)
 ITEMS = RNG.standard_normal((40, 8)).astype(np.float32)

@@ -8,8 +8,8 @@ import pyarrow as pa
 import pytest
 from llmrec.data.catalogue import Catalogue
 from llmrec.ranking import ItemFacts, Reranker, SlateSpec, calibrated, greedy, long_tail
+from llmrec.ranking.measures import exposure_by_value, miscalibration, tail_share
 from llmrec.ranking.rerank import Candidates, category_distribution, history_distribution
-from llmrec.training.metrics import exposure_by_value, miscalibration, tail_share
 
 REL = np.linspace(1.0, 0.1, 10)  # candidate i is the (i+1)-th most relevant
 

@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 from fastapi import APIRouter, FastAPI, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from llmrec.api.errors import ApiError, ErrorBody, error_responses, install_error_handlers
+from llmrec.api.schemas import FeedbackEvent
 from llmrec.serving import RecommendRequest
 from llmrec.serving import settings as serving_settings
 from llmrec.serving.cache import UserVectorCache, fingerprint
-from llmrec.serving.edge import UNMATCHED, BearerAuth, EdgeMiddleware, openapi_document, sha256
-from llmrec.serving.errors import ApiError, ErrorBody, error_responses, install_error_handlers
-from llmrec.serving.proxy import ReplicaLostMiddleware, middlewares
-from llmrec.serving.resilience import RetryPolicy, Unavailable, caused_by, retry
-from llmrec.serving.schemas import FeedbackEvent
+from llmrec.serving.http.edge import UNMATCHED, BearerAuth, EdgeMiddleware, openapi_document, sha256
+from llmrec.serving.http.proxy import ReplicaLostMiddleware, middlewares
+from llmrec.serving.http.resilience import RetryPolicy, Unavailable, caused_by, retry
 from llmrec.serving.versions import VersionCache
 from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.testclient import TestClient

@@ -7,11 +7,11 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from llmrec.api.schemas import FeedbackRequest
 from llmrec.data.contract import INTERACTIONS_SCHEMA
 from llmrec.ranking.index import ExactIndex, HNSWIndex, build_index, recall_at
 from llmrec.serving import ServeSettings, SettingsError
 from llmrec.serving.history import Event, FeedbackLog, HistoryStore
-from llmrec.serving.schemas import FeedbackRequest
 from pydantic import ValidationError
 
 CONFIG = Path(__file__).resolve().parents[2] / "serve_deployments" / "serve_config.yaml"

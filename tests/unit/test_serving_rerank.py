@@ -8,9 +8,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from llmrec.bundle import ModelBundle
 from llmrec.config import load_config
 from llmrec.ranking import HybridScorer, HybridWeights, long_tail
+from llmrec.registry.bundle import ModelBundle
 from llmrec.serving import CandidateRanker, QueryBuilder, RecommendRequest, RequestError
 from pydantic import ValidationError
 

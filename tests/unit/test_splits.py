@@ -4,7 +4,7 @@ import pyarrow as pa
 from llmrec.data.catalogue import Catalogue
 from llmrec.data.prepare import load_source, prepare
 from llmrec.data.splits import drop_items, hold_out_items, k_core, leave_one_out
-from llmrec.training.offline import Protocol
+from llmrec.evaluation.offline import Protocol
 
 
 def _log(rows):
@@ -104,7 +104,7 @@ def test_item_log_frequency_is_the_smoothed_share_of_training_interactions(tmp_p
 def test_protocol_without_categories_measures_diversity_on_item_vectors_or_not_at_all():
     import math
 
-    from llmrec.training.offline import evaluate
+    from llmrec.evaluation.offline import evaluate
 
     rng = np.random.default_rng(0)
     rows = [

@@ -10,7 +10,6 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from llmrec.bundle import ModelBundle, add_text_match, has_text_match
 from llmrec.data.text import render_item
 from llmrec.ranking.hybrid import (
     STAND_OUT_MARGIN,
@@ -20,6 +19,7 @@ from llmrec.ranking.hybrid import (
     HybridScorer,
     HybridWeights,
 )
+from llmrec.registry.bundle import ModelBundle, add_text_match, has_text_match
 from llmrec.serving import (
     CandidateRanker,
     QueryBuilder,

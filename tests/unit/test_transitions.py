@@ -1,10 +1,10 @@
 import numpy as np
 import pandas as pd
 import pytest
+from llmrec.evaluation.metrics import ranking_metrics, target_ranks
+from llmrec.evaluation.references import best_baseline, comparison
 from llmrec.modeling.transitions import Transitions, markov_scores, transition_counts
 from llmrec.ranking.hybrid import HybridScorer, HybridWeights, standardize, tune_weights
-from llmrec.training.metrics import ranking_metrics, target_ranks
-from llmrec.training.references import best_baseline, comparison
 
 # 5 items; item 2 follows item 0 three times, item 3 follows item 0 once
 HISTORIES = [[0, 2, 1], [0, 2], [4, 0, 2], [0, 3], [1, 1, 4]]

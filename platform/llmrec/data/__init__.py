@@ -1,4 +1,6 @@
-"""Where data enters: the contract, readers, demo data, splits and text rendering."""
+"""Where data enters: the contract, readers, demo data, splits, text rendering, the Ray Data
+pipeline of training examples. Imports config only.
+"""
 
 from llmrec.data.catalogue import Catalogue
 from llmrec.data.contract import (

@@ -1,11 +1,11 @@
 """The server's experiment path in this process, for simulations repeated over many seeds.
 
 :class:`LocalExperiment` does what the ingress does for each request, with the same code:
-the :class:`~llmrec.serving.experiment.Assigner` picks the variant, the version's
+the :class:`~llmrec.experiments.assignment.Assigner` picks the variant, the version's
 :class:`~llmrec.serving.QueryBuilder`, :class:`~llmrec.serving.QueryEncoder` and
 :class:`~llmrec.serving.CandidateRanker` answer, every answer is an
-:class:`~llmrec.serving.attribution.Impression` in an
-:class:`~llmrec.serving.impressions.ImpressionLog`, clicks are attributed by request id, and
+:class:`~llmrec.experiments.attribution.Impression` in an
+:class:`~llmrec.experiments.impressions.ImpressionLog`, clicks are attributed by request id, and
 the log's Parquet segments are analysed by :func:`llmrec.experiments.analyse`. Only the HTTP
 hops are missing. A simulated request does not depend on the seed (the history is the
 user's), so each version ranks each request once and every seed reuses the answers: a seed
@@ -22,13 +22,14 @@ from pathlib import Path
 
 import numpy as np
 
+from llmrec.api.experiment import ExperimentSpec, Variant
 from llmrec.experiments.analysis import Analysis
+from llmrec.experiments.assignment import Assigner, allocate
+from llmrec.experiments.attribution import Attributed, Impression, attribute
+from llmrec.experiments.impressions import ImpressionLog, read_log
 from llmrec.experiments.report import analyse
 from llmrec.experiments.simulation import ClickModel, SimUser, request_body, run_session
-from llmrec.serving.attribution import Attributed, Impression, attribute
-from llmrec.serving.experiment import Assigner, ExperimentSpec, Variant, allocate
 from llmrec.serving.history import Event
-from llmrec.serving.impressions import ImpressionLog, read_log
 
 
 @dataclass(frozen=True)
@@ -47,8 +48,8 @@ def rank_requests(
 ) -> Ranked:
     """Every session step of ``users`` answered by the registered version ``uri`` (the
     serving classes, in batches as the ingress groups them)."""
-    from llmrec import registry
-    from llmrec.bundle import ModelBundle
+    from llmrec.registry import store as registry
+    from llmrec.registry.bundle import ModelBundle
     from llmrec.serving import (
         CandidateRanker,
         QueryBuilder,

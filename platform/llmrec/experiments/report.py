@@ -1,7 +1,7 @@
 """The experiment report: :func:`analyse` a log, write it as Markdown and a plot.
 
 ``jobs/experiment_report.py`` prints it and logs it to MLflow; ``jobs/promote.py
---experiment`` promotes on it (:func:`llmrec.lifecycle.experiment_gate`).
+--experiment`` promotes on it (:func:`llmrec.registry.gate.experiment_gate`).
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ def from_log(
     after exporting what the serving state (``state``, the impression log's SQLite file,
     when it exists) has not exported yet; the variants' order (the control first) comes from
     there too. ``options`` go to :func:`analyse`."""
-    from llmrec.serving.impressions import ImpressionLog, read_log
+    from llmrec.experiments.impressions import ImpressionLog, read_log
 
     order: list[str] = []
     if state is not None and Path(state).exists():

@@ -1,4 +1,6 @@
-"""The LLM scorer (base model + adapter + pooling) and its losses."""
+"""The models: the LLM scorer (base model + adapter + pooling), towers, sequential encoder,
+collaborative filtering and baselines, losses. Imports config and data only.
+"""
 
 from llmrec.modeling.losses import in_batch_softmax
 from llmrec.modeling.scorer import LLMScorer, build_scorer, resolve_base

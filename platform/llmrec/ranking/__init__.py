@@ -1,6 +1,7 @@
 """Ranking shared by offline evaluation and serving: hybrid scores, re-ranking for
-diversity, calibration and exposure (one :class:`Reranker` interface), and the item index
-(exact or FAISS)."""
+diversity, calibration and exposure (one :class:`Reranker` interface), the measures of a
+list beyond accuracy, and the item index (exact or FAISS). Imports config, data, modeling.
+"""
 
 from llmrec.ranking.hybrid import HybridScorer, HybridWeights
 from llmrec.ranking.rerank import SlateSpec, calibrated, dpp, greedy, mmr, rerank

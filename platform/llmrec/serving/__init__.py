@@ -1,5 +1,9 @@
-"""Serving as plain classes: query building, encoding, ranking, and the HTTP schemas."""
+"""Serving as plain classes: the recommender (query building, encoding, ranking), versions,
+caches, histories and the live catalogue; ``serving.http`` is its HTTP edge. Imports config,
+data, api, modeling, ranking, registry, understanding; never experiments or evaluation.
+"""
 
+from llmrec.api.schemas import RecommendedItem, RecommendRequest, RecommendResponse
 from llmrec.serving.grouping import Coalescer
 from llmrec.serving.recommender import (
     CandidateRanker,
@@ -8,7 +12,6 @@ from llmrec.serving.recommender import (
     QueryEncoder,
     RequestError,
 )
-from llmrec.serving.schemas import RecommendedItem, RecommendRequest, RecommendResponse
 from llmrec.serving.settings import ServeSettings, SettingsError
 
 __all__ = [

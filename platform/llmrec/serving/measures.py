@@ -3,7 +3,7 @@
 The review page (``/ui``) sets two versions' lists side by side with these: intra-list
 diversity, the long-tail share and mean popularity, the categories covered and the
 miscalibration against the user's history, computed by the same functions as the offline
-beyond-accuracy report (:mod:`llmrec.training.metrics`) over the version's item facts.
+beyond-accuracy report (:mod:`llmrec.evaluation.metrics`) over the version's item facts.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from llmrec.api.schemas import ListMeasures
+from llmrec.ranking.measures import intra_list_diversity, miscalibration, tail_share
 from llmrec.ranking.rerank import history_distribution
 from llmrec.ranking.slate import ItemFacts
-from llmrec.serving.schemas import ListMeasures
-from llmrec.training.metrics import intra_list_diversity, miscalibration, tail_share
 
 
 def list_measures(

@@ -15,9 +15,9 @@ import mlflow
 import pandas as pd
 from mlflow.pyfunc import PythonModel, PythonModelContext
 
-from llmrec.bundle import ModelBundle
+from llmrec.api.schemas import RecommendRequest
+from llmrec.registry.bundle import ModelBundle
 from llmrec.serving.recommender import CandidateRanker, QueryBuilder, QueryEncoder
-from llmrec.serving.schemas import RecommendRequest
 
 
 class LLMRecModel(PythonModel):

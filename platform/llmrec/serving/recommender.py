@@ -7,10 +7,10 @@ request into text, a history and the items to leave out (cheap, at the edge),
 hybrid scorer, filters them and re-ranks them (diversity, calibration, long-tail share, caps
 per attribute value: one :class:`~llmrec.ranking.slate.Reranker`, as offline).
 
-A request's free text is read into an :class:`~llmrec.serving.intent.Intent` by the builder
+A request's free text is read into an :class:`~llmrec.understanding.intent.Intent` by the builder
 (items it refers to join the history the user tower reads); the ranker applies the intent
-(:class:`~llmrec.serving.constraints.Constraints`) and, on request, explains each item
-(:class:`~llmrec.serving.explain.Explainer`) from the user vectors without each history
+(:class:`~llmrec.understanding.constraints.Constraints`) and, on request, explains each item
+(:class:`~llmrec.understanding.explain.Explainer`) from the user vectors without each history
 item, which the encoder computes in the same call as the user vector (:func:`user_inputs`).
 
 A version with the hybrid's text-match term (:meth:`HybridScorer.text_part`) gets from its
@@ -28,23 +28,23 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from llmrec.bundle import ModelBundle, item_text_vectors
+from llmrec.api.schemas import ListMeasures, RecommendedItem, RecommendRequest
 from llmrec.data.text import render_item
 from llmrec.modeling.scorer import LLMScorer
 from llmrec.ranking.index import ItemIndex, build_index, choose_index
 from llmrec.ranking.rerank import SlateSpec
 from llmrec.ranking.slate import ItemFacts, Reranker
+from llmrec.registry.bundle import ModelBundle, item_text_vectors
 from llmrec.serving.backends import query_scorer
 from llmrec.serving.catalogue_state import LiveChanges, LiveItem
-from llmrec.serving.constraints import Constraints
-from llmrec.serving.explain import Explainer, occlusion_targets
 from llmrec.serving.history import HistoryStore
-from llmrec.serving.intent import IntentParser
-from llmrec.serving.lexicon import Lexicon
 from llmrec.serving.measures import list_measures
-from llmrec.serving.query import Query, RequestError, blocks, user_inputs
-from llmrec.serving.schemas import ListMeasures, RecommendedItem, RecommendRequest
 from llmrec.serving.settings import ServeSettings
+from llmrec.understanding.constraints import Constraints
+from llmrec.understanding.explain import Explainer, occlusion_targets
+from llmrec.understanding.intent import IntentParser
+from llmrec.understanding.lexicon import Lexicon
+from llmrec.understanding.query import Query, RequestError, blocks, user_inputs
 
 if TYPE_CHECKING:
     from llmrec.data.catalogue import Catalogue

@@ -14,8 +14,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
+from llmrec.api.experiment import ExperimentSpec, decode_spec
 from llmrec.config import DEFAULT_TRACKING_URI
-from llmrec.serving.experiment import ExperimentSpec, decode_spec
 
 EDGE: dict[str, Any] = {
     "max_body_bytes": 64 * 1024,
@@ -24,7 +24,7 @@ EDGE: dict[str, Any] = {
     "secured": False,
 }
 """Per-process state of the HTTP edge (body limit, request counter, whether a bearer token is
-set: :mod:`llmrec.serving.edge`), set by the ingress replica. It lives in this importable
+set: :mod:`llmrec.serving.http.edge`), set by the ingress replica. It lives in this importable
 module, read as ``settings.EDGE``, because Ray Serve ships the deployment's own module by
 value: a dict global there would be a copy."""
 

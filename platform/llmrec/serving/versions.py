@@ -16,8 +16,8 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
-from llmrec import registry
-from llmrec.bundle import ModelBundle
+from llmrec.registry import store as registry
+from llmrec.registry.bundle import ModelBundle
 
 T = TypeVar("T")
 

@@ -1,15 +1,8 @@
-"""Training and evaluation: the Ray Train loop and driver, metrics, the protocol table.
+"""Training: the Ray Train loop and driver, the designs (two-tower, sequential), validation
+during training. Imports data, modeling, evaluation (the protocol), console.
 
 The loop and driver import Ray Train; import them from their modules
-(``llmrec.training.loop``, ``llmrec.training.trainer``). Metrics are plain numpy.
+(``llmrec.training.loop``, ``llmrec.training.trainer``).
 """
 
-from llmrec.training.metrics import (
-    beyond_accuracy,
-    gini,
-    ranking_metrics,
-    target_ranks,
-    top_k_lists,
-)
-
-__all__ = ["beyond_accuracy", "gini", "ranking_metrics", "target_ranks", "top_k_lists"]
+__all__: list[str] = []

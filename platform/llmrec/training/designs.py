@@ -21,12 +21,12 @@ from llmrec.config import Config
 from llmrec.data.catalogue import Catalogue
 from llmrec.data.events import negative_rows
 from llmrec.data.pipeline import build_train_dataset, build_window_dataset, training_queries
+from llmrec.evaluation import offline
 from llmrec.modeling.scorer import LLMScorer, build_scorer
 from llmrec.modeling.sequential import SequentialRecommender, split_state
 from llmrec.modeling.towers import SequentialTowers, TextTowers, Towers
-from llmrec.training import offline
-from llmrec.training.evaluation import EvalSet, build_eval_set
 from llmrec.training.sequential import SequenceEvalSet, SequenceInputs
+from llmrec.training.validation import EvalSet, build_eval_set
 
 if TYPE_CHECKING:
     import ray.data

@@ -26,7 +26,7 @@ from llmrec.config import ModelConfig, TrainConfig
 from llmrec.modeling.losses import in_batch_softmax
 from llmrec.modeling.scorer import LLMScorer
 from llmrec.training.distributed import gather_placement, mean_across_workers, sum_across_workers
-from llmrec.training.evaluation import EvalSet, evaluate_scorer
+from llmrec.training.validation import EvalSet, evaluate_scorer
 
 OPTIMIZER_FILE = "optimizer.pt"
 STATE_FILE = "train_state.json"

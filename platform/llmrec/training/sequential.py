@@ -22,10 +22,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from llmrec.config import ModelConfig, TrainConfig
+from llmrec.evaluation.metrics import ranking_metrics, target_ranks
 from llmrec.modeling.scorer import LLMScorer
 from llmrec.modeling.sequential import SequentialRecommender, joined_state, left_pad, split_state
 from llmrec.modeling.towers import user_vectors
-from llmrec.training.metrics import ranking_metrics, target_ranks
 
 
 @dataclass(frozen=True)

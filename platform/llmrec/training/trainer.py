@@ -15,10 +15,10 @@ from ray.train.torch import TorchTrainer
 
 from llmrec import console
 from llmrec.config import Config
-from llmrec.training.evaluation import EvalSet
 from llmrec.training.loop import read_history, train_loop_per_worker
 from llmrec.training.sequential import SequenceEvalSet, SequenceInputs
 from llmrec.training.sequential_loop import sequential_loop_per_worker
+from llmrec.training.validation import EvalSet
 
 
 @dataclass(frozen=True)

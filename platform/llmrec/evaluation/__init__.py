@@ -1,0 +1,8 @@
+"""The protocol and what it reports: metrics, offline scoring, baselines, the report, re-rank
+sweeps, group and faithfulness reports, query reports, the incremental protocol's windows.
+Imports data, modeling, ranking, registry, understanding, serving; never training.
+"""
+
+from llmrec.evaluation.metrics import ranking_metrics, target_ranks, top_k_lists
+
+__all__ = ["ranking_metrics", "target_ranks", "top_k_lists"]
