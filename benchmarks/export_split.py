@@ -8,7 +8,7 @@ this platform evaluates on (5-core, sorted by time then item id, leave-one-out).
 with pins that clash with this project's (RecTools pins numpy < 2) reads this file and is
 measured on exactly the same split (``benchmarks/rectools_sasrec.py``).
 
-The records come from ``llmrec.evaluation.predictions.split_lines``; ``jobs/evaluate.py
+The records come from ``llmrec.evaluation.split_export.split_lines``; ``jobs/evaluate.py
 --export-split DIR`` writes the same file as ``DIR/split.jsonl`` beside the split's parts in
 the interaction contract's columns (docs/evaluation.md, "Comparing with what you have").
 """
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load(args)
     from llmrec.data.prepare import load_source, prepare
     from llmrec.data.splits import leave_one_out
-    from llmrec.evaluation.predictions import split_lines
+    from llmrec.evaluation.split_export import split_lines
 
     prepared = prepare(
         load_source(cfg.data.source, cfg.data),

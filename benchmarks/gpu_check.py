@@ -96,7 +96,7 @@ def main() -> int:
     cold_rows = protocol.part("test").cold_rows
     if len(cold_rows):
         sets["test_cold"] = sets["test"].subset(cold_rows)
-    shapes = {
+    shapes: dict[str, dict[str, Any]] = {
         "frozen": {},
         "wide": {"dim": 128},
         "adapter": {"text_tuning": "adapter", "adapter_layers": 2},

@@ -52,7 +52,9 @@ def read_split(path: Path) -> pd.DataFrame:
 
 def interactions(split: pd.DataFrame, with_val: bool) -> pd.DataFrame:
     """The interactions a model sees, one per (user, item), ``datetime`` = the position."""
-    users, items, times = [], [], []
+    users: list[str] = []
+    items: list[str] = []
+    times: list[int] = []
     for user, history, val in zip(split["user_id"], split["history"], split["val"], strict=True):
         seq = [*history, val] if with_val else history
         users += [user] * len(seq)

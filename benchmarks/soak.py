@@ -26,22 +26,24 @@ import argparse
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "jobs"))
 from _common import quiet
-from _table import machine, print_table
+from _serving import free_port, register_copy, source_bundle
+from _soak_report import Result, report
+
+if TYPE_CHECKING:
+    from llmrec.registry.bundle import ModelBundle
 
 REPO = Path(__file__).resolve().parents[1]
 ROLES = {
@@ -53,52 +55,22 @@ ROLES = {
 }
 PLAN = (("swap", 0.2), ("encoder", 0.6), ("ranker", 0.7), ("ingress", 0.8))
 """Events at shares of the run: the champion swap, then one kill of each replica."""
-MINUTE_COLUMNS = (
-    "minute",
-    "requests",
-    "p50 ms",
-    "p99 ms",
-    "5xx",
-    "failed",
-    "ingress",
-    "encoder",
-    "ranker",
-    "proxy",
-)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def register_two_versions(model: str, tracking: str, tmp: Path) -> tuple[str, Any]:
+def register_two_versions(model: str, tracking: str, tmp: Path) -> tuple[str, ModelBundle]:
     """The model's bundle as versions 1 (champion) and 2 of ``soak-scorer`` in a new store."""
-    import mlflow
     from llmrec.config import RegistryConfig
-    from llmrec.registry import store as registry
+    from llmrec.registry import aliases
     from llmrec.registry.bundle import ModelBundle
-    from llmrec.serving.settings import absolute_tracking_uri
 
-    mlflow.set_tracking_uri(absolute_tracking_uri(tracking))
-    _, source = registry.download_bundle(model, tmp / "source")
+    source = source_bundle(model, tracking, tmp / "source")
     store = f"sqlite:///{tmp / 'mlflow.db'}"
     cfg = RegistryConfig(
         tracking_uri=store, artifact_location=str(tmp / "art"), model_name="soak-scorer"
     )
     for run in ("soak-v1", "soak-v2"):
-        registry.log_and_register(
-            cfg,
-            run_name=run,
-            params={},
-            history=[],
-            metrics={},
-            bundle_dir=source,
-            model_card=run,
-            tags={},
-        )
-    registry.set_champion("soak-scorer", "1")
+        register_copy(cfg, run, source)
+    aliases.set_champion("soak-scorer", "1")
     return store, ModelBundle(source)
 
 
@@ -132,7 +104,7 @@ def serve_processes(root_pid: int) -> dict[str, Any]:
     """The Serve processes of this run's Ray (descendants of ``serve run``), by role."""
     import psutil
 
-    out = {}
+    out: dict[str, Any] = {}  # role -> psutil.Process
     try:
         children = psutil.Process(root_pid).children(recursive=True)
     except psutil.NoSuchProcess:
@@ -149,6 +121,7 @@ def serve_processes(root_pid: int) -> dict[str, Any]:
 
 
 def wait_ready(url: str, server: subprocess.Popen[bytes], timeout: float) -> None:
+    """Return once ``/readyz`` answers 200; exit if ``serve run`` dies or ``timeout`` s pass."""
     import requests
 
     deadline = time.time() + timeout
@@ -167,7 +140,7 @@ def wait_ready(url: str, server: subprocess.Popen[bytes], timeout: float) -> Non
 class Traffic:
     """The mixed requests, each with the statuses it must get."""
 
-    def __init__(self, bundle: Any, token: str, seed: int = 0) -> None:
+    def __init__(self, bundle: ModelBundle, token: str, seed: int = 0) -> None:
         self.users = sorted(bundle.histories)
         self.items = list(bundle.catalogue.ids)
         self.auth = {"Authorization": f"Bearer {token}"}
@@ -184,20 +157,24 @@ class Traffic:
             if r < 0.35:
                 return "known user", "POST", "/recommend", {"user_id": user, "k": 10}, {}, {200}
             if r < 0.55:
-                body = {"history": items[:3], "query": "something new", "k": 10}
+                body: dict[str, Any] = {"history": items[:3], "query": "something new", "k": 10}
                 return "history+query", "POST", "/recommend", body, {}, {200}
             if r < 0.65:
                 return "query", "POST", "/recommend", {"query": "a long story", "k": 5}, {}, {200}
             if r < 0.80:
                 self.sent_events += 1
-                event = {"user_id": f"soak-{user}", "item_id": items[0], "event": "click"}
+                event: dict[str, Any] = {
+                    "user_id": f"soak-{user}",
+                    "item_id": items[0],
+                    "event": "click",
+                }
                 event["timestamp"] = 1_700_000_000 + self.sent_events  # identifies it
                 return "feedback", "POST", "/feedback", event, self.auth, {200}
             if r < 0.85:
                 return "history", "GET", f"/users/{user}/history", {}, self.auth, {200}
             if r < 0.90:
                 return "readyz", "GET", "/readyz", {}, {}, {200}
-            bad = [
+            bad: list[tuple[str, str, dict[str, Any], dict[str, str], set[int]]] = [
                 ("POST", "/recommend", {"user_id": "nobody-用户"}, {}, {404}),
                 ("POST", "/recommend", {"query": "x", "k": 0}, {}, {422}),
                 ("POST", "/recommend", {}, {}, {422}),
@@ -207,7 +184,7 @@ class Traffic:
             return "bad request", method, path, body, headers, ok
 
 
-def client(url: str, traffic: Traffic, stop: threading.Event, out: list[dict[str, Any]]) -> None:
+def client(url: str, traffic: Traffic, stop: threading.Event, out: list[Result]) -> None:
     """One client thread: send, time, record (status 599: no HTTP answer)."""
     import requests
 
@@ -241,7 +218,7 @@ def run_plan(
     memory: list[dict[str, Any]],
 ) -> None:
     """Swap and kills at their times; memory of every Serve process every 5 s."""
-    from llmrec.registry import store as registry
+    from llmrec.registry import aliases
 
     total = 60 * minutes
     pending = list(PLAN)
@@ -250,14 +227,14 @@ def run_plan(
         while pending and now >= pending[0][1] * total:
             what, _ = pending.pop(0)
             if what == "swap":
-                registry.set_champion("soak-scorer", "2")
+                aliases.set_champion("soak-scorer", "2")
             else:
                 proc = serve_processes(server.pid).get(what)
                 if proc is not None:
                     proc.send_signal(signal.SIGKILL)
             events[what] = time.time()
             print(f"[{now:6.1f} s] {what if what == 'swap' else 'kill ' + what}", flush=True)
-        sample = {"t": time.time()}
+        sample: dict[str, Any] = {"t": time.time()}  # and per role: (pid, RSS MiB)
         for role, proc in serve_processes(server.pid).items():
             try:
                 sample[role] = (proc.pid, proc.memory_info().rss / 2**20)
@@ -267,160 +244,8 @@ def run_plan(
         time.sleep(5)
 
 
-def per_minute(
-    results: list[dict[str, Any]], memory: list[dict[str, Any]], start: float
-) -> list[tuple[object, ...]]:
-    rows = []
-    minutes = max(1, int(np.ceil((max(r["t"] for r in results) - start) / 60 - 1e-9)))
-    for m in range(minutes):
-        last_minute = m == minutes - 1  # the requests still in flight at the end count here
-        mine = [
-            r
-            for r in results
-            if m * 60 <= r["t"] - start and (last_minute or r["t"] - start < (m + 1) * 60)
-        ]
-        if not mine:
-            continue
-        ms = np.array([r["ms"] for r in mine])
-        mem = [s for s in memory if s["t"] - start < (m + 1) * 60]
-        last = mem[-1] if mem else {}
-        rss = [
-            f"{last[role][1]:.0f}" if role in last else "-"
-            for role in ("ingress", "encoder", "ranker", "proxy")
-        ]
-        rows.append(
-            (
-                m + 1,
-                len(mine),
-                float(np.percentile(ms, 50)),
-                float(np.percentile(ms, 99)),
-                sum(r["status"] >= 500 for r in mine),
-                sum(r["failed"] for r in mine),
-                *rss,
-            )
-        )
-    return rows
-
-
-def _done(r: dict[str, Any]) -> float:
-    """When the request was answered (a failure belongs to the kill before its answer)."""
-    return float(r["t"] + r["ms"] / 1000)
-
-
-def kill_windows(
-    results: list[dict[str, Any]], events: dict[str, float], extra_s: float
-) -> list[tuple[str, float, float]]:
-    """Per kill: from the kill to the first request answered after it started, plus
-    ``extra_s`` (requests already queued then may still fail)."""
-    windows = []
-    for role in ("encoder", "ranker", "ingress"):
-        if role not in events:
-            continue
-        t0 = events[role]
-        after = [r["t"] + r["ms"] / 1000 for r in results if r["t"] > t0 and r["status"] == 200]
-        recovered = min(after) if after else float("inf")
-        windows.append((role, t0, recovered + extra_s))
-    return windows
-
-
-def missing_feedback(results: list[dict[str, Any]], feedback_dir: Path) -> int:
-    """Acknowledged (200) feedback events not in the feedback log afterwards."""
-    from llmrec.serving.history import FeedbackLog
-
-    logged = FeedbackLog(feedback_dir).read()
-    have = set(
-        zip(
-            logged.column("user_id").to_pylist(),
-            logged.column("item_id").to_pylist(),
-            logged.column("timestamp").to_pylist(),
-            strict=True,
-        )
-    )
-    acked = [r["body"] for r in results if r["kind"] == "feedback" and r["status"] == 200]
-    return sum((b["user_id"], b["item_id"], b["timestamp"]) not in have for b in acked)
-
-
-def memory_growth(
-    memory: list[dict[str, Any]], t0: float, t1: float
-) -> list[tuple[str, float, float, str]]:
-    """Per process alive through [t0, t1): RSS at the start and end of that window."""
-    window = [s for s in memory if t0 <= s["t"] < t1]
-    rows = []
-    for role in ("ingress", "encoder", "ranker", "proxy", "controller"):
-        seen = [s[role] for s in window if role in s]
-        if len(seen) < 2 or len({pid for pid, _ in seen}) != 1:
-            continue
-        first = float(np.median([mb for _, mb in seen[:3]]))
-        last = float(np.median([mb for _, mb in seen[-3:]]))
-        rows.append((role, first, last, f"{100 * (last / first - 1):+.1f}%"))
-    return rows
-
-
-def report(
-    results: list[dict[str, Any]],
-    memory: list[dict[str, Any]],
-    events: dict[str, float],
-    start: float,
-    args: argparse.Namespace,
-    feedback_dir: Path,
-) -> int:
-    print_table(
-        f"Soak: {args.minutes:g} min, concurrency {args.concurrency} ({machine()}); "
-        "RSS in MiB at the end of each minute",
-        MINUTE_COLUMNS,
-        per_minute(results, memory, start),
-    )
-    windows = kill_windows(results, events, args.window)
-    print_table(
-        "Kills: how long until the first request served after the kill; requests that failed "
-        "(answered) after the kill and before the next one, within the window",
-        ["replica", "killed at s", "recovered after s", "failed in window"],
-        [
-            (
-                role,
-                t0 - start,
-                end - args.window - t0,
-                sum(
-                    r["failed"]
-                    for r in results
-                    if t0 <= _done(r) < min([end] + [t for _, t, _ in windows if t > t0])
-                ),
-            )
-            for role, t0, end in windows
-        ],
-    )
-    failed = [r for r in results if r["failed"]]
-    outside = [r for r in failed if not any(t0 <= _done(r) < end for _, t0, end in windows)]
-    kinds = Counter(r["kind"] for r in results)
-    swapped = [r for r in results if "swap" in events and r["t"] > events["swap"] + 10]
-    versions = Counter(r["version"] for r in swapped if r["version"])
-    missing = missing_feedback(results, feedback_dir)
-    swap_end = events.get("swap", start) + max(30.0, 6 * args.minutes)
-    growth = memory_growth(memory, swap_end, events.get("encoder", time.time()))
-    print_table(
-        "Memory over the steady window (after swap and warm-up, before the first kill)",
-        ["process", "RSS MiB at start", "RSS MiB at end", "growth"],
-        growth,
-    )
-    print(f"\nrequests: {len(results)} ({dict(kinds)})")
-    print(
-        f"failed: {len(failed)} ({100 * len(failed) / max(len(results), 1):.2f}%), "
-        f"by status {dict(Counter(r['status'] for r in failed))}"
-    )
-    print(f"failed outside the kill windows: {len(outside)}")
-    print(f"answers 10 s after the swap, by model version: {dict(versions)}")
-    acked = sum(r["kind"] == "feedback" and r["status"] == 200 for r in results)
-    print(f"acknowledged feedback events: {acked}, missing afterwards: {missing}")
-    worst = max((float(g[-1].rstrip("%")) for g in growth), default=0.0)
-    ok = not outside and missing == 0 and worst <= 5.0 and len(failed) <= 0.01 * len(results)
-    print(
-        "targets (failed < 1%, none outside kill windows, no feedback lost, memory <= 5%): "
-        + ("met" if ok else "NOT met")
-    )
-    return 0 if ok else 1
-
-
 def main() -> int:
+    """Register, serve, run the traffic and the plan, report (0: every target met)."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
@@ -440,7 +265,7 @@ def main() -> int:
         wait_ready(url, server, timeout=600)
         print(f"serving on {url} (log: {tmp / 'serve.log'})", flush=True)
         traffic = Traffic(bundle, token)
-        results: list[dict[str, Any]] = []
+        results: list[Result] = []
         memory: list[dict[str, Any]] = []
         events: dict[str, float] = {}
         stop = threading.Event()

@@ -60,6 +60,7 @@ def _build(cfg: Config, args: argparse.Namespace) -> int:
     from llmrec.data.contract import check_items
     from llmrec.data.readers import read_table
     from llmrec.ranking.index import choose_index, write_index
+    from llmrec.registry import runs
     from llmrec.registry import store as registry
     from llmrec.serving.indexing import embed_catalogue
 
@@ -93,7 +94,7 @@ def _build(cfg: Config, args: argparse.Namespace) -> int:
         f"({rate:.0f} items/s, {args.actors} actors) -> {args.out}"
     )
     if not args.no_log:
-        run_id = registry.log_embeddings(
+        run_id = runs.log_embeddings(
             version.name, version.version, args.out, {"items": table.num_rows, "items_per_s": rate}
         )
         print(f"logged to MLflow run {run_id} (tag embeddings_run_id on {version.uri})")

@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _log(cfg: Any, analysis: Any) -> str:
     from llmrec.experiments import figure, markdown, metrics
-    from llmrec.registry import store as registry
+    from llmrec.registry import runs
 
     tags = {f"llmrec.variant.{v}.versions": ",".join(u) for v, u in analysis.served.items()}
     versions = {
@@ -68,7 +68,7 @@ def _log(cfg: Any, analysis: Any) -> str:
     for name, curve in analysis.cumulative.items():
         texts[f"experiment/cumulative-{name}.csv"] = curve.to_csv(index=False)
     figures = {"experiment/cumulative_difference.png": figure(analysis)}
-    return registry.log_experiment_report(
+    return runs.log_experiment_report(
         cfg.registry, analysis.experiment, metrics(analysis), tags, texts, figures
     )
 

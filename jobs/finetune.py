@@ -115,9 +115,9 @@ def main(argv: list[str] | None = None) -> int:
 def _check_alias(model: str, alias: str, state: str | None) -> None:
     """``--alias`` before training: a name that may be set, and not held by an experiment."""
     from llmrec.experiments import guard
-    from llmrec.registry import store as registry
+    from llmrec.registry import aliases
 
-    problem = registry.alias_problem(alias)
+    problem = aliases.alias_problem(alias)
     if problem is not None:
         fail(f"--alias: {problem}")
     held = guard.experiment_guard(state, model, alias)
@@ -129,7 +129,7 @@ def _set_alias(version: Any, alias: str, state: str | None) -> tuple[str | None,
     """Point ``alias`` at the new version: (what it pointed at before and now, None), or
     (None, why not) when a running experiment holds it (the version stays registered)."""
     from llmrec.experiments import guard
-    from llmrec.registry import store as registry
+    from llmrec.registry import aliases
 
     held = guard.experiment_guard(state, version.name, alias)
     if held is not None:
@@ -137,7 +137,7 @@ def _set_alias(version: Any, alias: str, state: str | None) -> tuple[str | None,
             f"{held}; version {version.version} is registered: later, python jobs/promote.py "
             f"--alias {alias} --version {version.version}"
         )
-    before = registry.set_alias(version.name, alias, version.version)
+    before = aliases.set_alias(version.name, alias, version.version)
     if before == version.version:  # --alias candidate: registration moved it already
         return f"{version.name}: {alias} is version {before}", None
     was = f"version {before}" if before else "not set"

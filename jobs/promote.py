@@ -71,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _promote(cfg: Config, args: argparse.Namespace) -> int:
+    from llmrec.registry import aliases
     from llmrec.registry import store as registry
     from llmrec.workflows import promotion
 
@@ -79,8 +80,8 @@ def _promote(cfg: Config, args: argparse.Namespace) -> int:
     if args.alias:
         return _set_alias(name, args)
     if args.rollback:
-        _refuse_if_held(name, registry.CHAMPION, args)
-        demoted, restored = registry.rollback_champion(name)
+        _refuse_if_held(name, aliases.CHAMPION, args)
+        demoted, restored = aliases.rollback_champion(name)
         print(f"{name}: champion rolled back from version {demoted} to version {restored}")
         return 0
     if args.experiment:
@@ -90,21 +91,22 @@ def _promote(cfg: Config, args: argparse.Namespace) -> int:
         scores = _scores_on(cfg, args.data, args.candidate)
     decision = promotion.promotion_gate(cfg.registry, args.candidate, scores, state_path(args))
     print(f"{name}: {decision.reason}")
-    print(f"champion is version {registry.current_champion(name)}")
+    print(f"champion is version {aliases.current_champion(name)}")
     return 0
 
 
 def _set_alias(name: str, args: argparse.Namespace) -> int:
     """``--alias NAME [--version N]``: where the alias points, or point it at version N."""
+    from llmrec.registry import aliases
     from llmrec.registry import store as registry
 
     alias = args.alias
-    before = registry.alias_version(name, alias)
+    before = aliases.alias_version(name, alias)
     was = f"version {before}" if before else "not set"
     if args.version is None:
         print(f"{name}: {alias} is {was}")
         return 0
-    problem = registry.alias_problem(alias)
+    problem = aliases.alias_problem(alias)
     if problem is not None:
         fail(problem)
     version = registry.require_version(name, args.version).version
@@ -112,7 +114,7 @@ def _set_alias(name: str, args: argparse.Namespace) -> int:
         print(f"{name}: {alias} is already version {version}")
         return 0
     _refuse_if_held(name, alias, args)
-    registry.set_alias(name, alias, version)
+    aliases.set_alias(name, alias, version)
     print(f"{name}: {alias} moved from {was} to version {version}")
     return 0
 
@@ -130,18 +132,18 @@ def _refuse_if_held(
 
 def _promote_online(args: argparse.Namespace) -> int:
     from llmrec.experiments import guard
-    from llmrec.registry import store as registry
+    from llmrec.registry import aliases
 
     decision = guard.experiment_gate(analyse_experiment(args))
     if decision.promote and decision.model and decision.version:
-        if registry.current_champion(decision.model) == decision.version:
+        if aliases.current_champion(decision.model) == decision.version:
             print(f"{decision.model}: version {decision.version} is already the champion")
             return 0
         # the experiment decided is free to move it; another one running is not
-        _refuse_if_held(decision.model, registry.CHAMPION, args, allow=args.experiment)
-        registry.set_champion(decision.model, decision.version)
+        _refuse_if_held(decision.model, aliases.CHAMPION, args, allow=args.experiment)
+        aliases.set_champion(decision.model, decision.version)
         print(f"{decision.model}: {decision.reason}")
-        print(f"champion is version {registry.current_champion(decision.model)}")
+        print(f"champion is version {aliases.current_champion(decision.model)}")
         running = guard.running_experiment(state_path(args))
         if running is not None and running.name == args.experiment:
             print(
@@ -159,6 +161,7 @@ def _scores_on(cfg: Config, source: str, candidate: str | None) -> dict[str, flo
     from llmrec.data.prepare import load_source, prepare
     from llmrec.data.splits import leave_one_out
     from llmrec.evaluation import offline
+    from llmrec.registry import aliases
     from llmrec.registry import store as registry
     from llmrec.registry.bundle import ModelBundle
 
@@ -173,7 +176,7 @@ def _scores_on(cfg: Config, source: str, candidate: str | None) -> dict[str, flo
     part = protocol.part(split_name)
     versions = [
         candidate or registry.resolve(f"models:/{name}@candidate").version,
-        registry.current_champion(name),
+        aliases.current_champion(name),
     ]
     scores = {}
     for version in filter(None, versions):

@@ -54,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     state = state_path(args)
     start = time.perf_counter()
     with console.report_errors(args.verbose):
-        from llmrec.workflows.update import learn, plan
+        from llmrec.workflows.update import learn
+        from llmrec.workflows.update_plan import plan
 
         planned = plan(cfg, args.data, args.items)
         if isinstance(planned, str):

@@ -11,7 +11,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from llmrec.serving import (
@@ -25,8 +25,8 @@ from llmrec.serving import (
 )
 from llmrec.serving.cache import UserVectorCache, fingerprint
 from llmrec.serving.http.resilience import RetryPolicy, caused_by, retry
-from llmrec.serving.recommender import blocks
 from llmrec.understanding.intent import IntentParser
+from llmrec.understanding.query import blocks
 from ray.exceptions import ActorUnavailableError, RayActorError
 from ray.serve.handle import DeploymentHandle, DeploymentResponse
 
@@ -44,12 +44,14 @@ Job = tuple[str, Query, str | None]
 
 @dataclass(frozen=True)
 class Active:
-    """The version the ingress serves: concrete URI, number, query builder, ranker facts."""
+    """The version the ingress serves: concrete URI, number, query builder, ranker facts,
+    and the share of its lists to explore (its ``rank.explore``)."""
 
     uri: str
     version: str
     builder: QueryBuilder
     info: dict[str, Any]
+    explore: float = 0.0
 
 
 class Answerer:
@@ -102,7 +104,8 @@ class Answerer:
 
     def _encode(self, uri: str, queries: list[Query]) -> DeploymentResponse:
         """The one place the graph calls the encoder."""
-        return self.encoder.encode.remote((uri, queries))
+        # not a streaming handle: its .remote() gives a DeploymentResponse, never a generator
+        return cast(DeploymentResponse, self.encoder.encode.remote((uri, queries)))
 
     async def _encode_and_rank(
         self, uri: str, group: list[tuple[Query, str | None]]

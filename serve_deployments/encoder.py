@@ -6,8 +6,8 @@ from typing import Any
 import numpy as np
 from llmrec.serving import QueryEncoder, ServeSettings
 from llmrec.serving.catalogue_state import CatalogueState, LiveItem, sync
-from llmrec.serving.recommender import blocks
 from llmrec.serving.versions import VersionCache, open_version, versions_needed
+from llmrec.understanding.query import blocks
 from ray import serve
 
 # OpenMP threads that spin after each parallel region take the cores the proxy, the ingress
@@ -41,8 +41,9 @@ class QueryEncoderDeployment:
         )
         self.versions.put(model_uri, self._load(model_uri))
         self.catalogue = CatalogueState(self.settings.catalogue_path)
-        self.encode.set_max_batch_size(self.settings.max_batch_size)
-        self.encode.set_batch_wait_timeout_s(self.settings.batch_wait_timeout_s)
+        # serve.batch's stub types the method as a plain callable; Ray documents these setters
+        self.encode.set_max_batch_size(self.settings.max_batch_size)  # type: ignore[attr-defined]
+        self.encode.set_batch_wait_timeout_s(self.settings.batch_wait_timeout_s)  # type: ignore[attr-defined]
 
     def _load(self, uri: str) -> QueryEncoder:
         _, bundle = open_version(uri, self.settings.tracking_uri)
@@ -57,7 +58,7 @@ class QueryEncoderDeployment:
         await self.versions.get(model_uri)
         return model_uri
 
-    async def vocabulary(self, model_uri: str) -> tuple[np.ndarray, np.ndarray | None]:
+    async def vocabulary(self, model_uri: str) -> tuple[np.ndarray | None, np.ndarray | None]:
         """The language model's embeddings of the version's category names and titles
         (computed once per version), for reading queries in the ingress."""
         encoder = await self.versions.get(model_uri)

@@ -18,11 +18,13 @@ version they started with.
 """
 
 import os
-from typing import Any
+from typing import Any, cast
 
+from llmrec.registry import aliases
 from llmrec.registry import store as registry
 from llmrec.serving import ServeSettings
 from llmrec.serving.http.edge import sha256
+from ray.serve import Deployment
 
 from serve_deployments.encoder import ENCODER_ENV, QueryEncoderDeployment
 from serve_deployments.ingress import TOKEN_ENV, Ingress
@@ -42,10 +44,12 @@ def build_app(args: dict[str, Any]) -> Any:
 
     settings = ServeSettings.from_args(args)
     mlflow.set_tracking_uri(settings.tracking_uri)
-    follows = settings.model_uri or registry.default_model_uri()
+    follows = settings.model_uri or aliases.default_model_uri()
     pinned = registry.resolve(follows).uri  # the first version, the same in all three
     plain = settings.model_copy(update={"model_uri": follows}).model_dump()
-    encoder = QueryEncoderDeployment.bind(plain, pinned)
-    ranker = CandidateRankerDeployment.bind(plain, pinned)
+    # @serve.deployment made each class a Deployment; mypy does not apply class decorators
+    encoder = cast(Deployment, QueryEncoderDeployment).bind(plain, pinned)
+    ranker = cast(Deployment, CandidateRankerDeployment).bind(plain, pinned)
     token = os.environ.get(TOKEN_ENV)  # only its digest travels to the replica
-    return Ingress.bind(encoder, ranker, plain, pinned, sha256(token) if token else None)
+    digest = sha256(token) if token else None
+    return cast(Deployment, Ingress).bind(encoder, ranker, plain, pinned, digest)

@@ -1,15 +1,19 @@
-"""The HTTP ingress deployment: routes, the served versions, calls to encoder and ranker.
+"""The HTTP ingress deployment: the served versions, ``/recommend``, calls to encoder and
+ranker.
 
 The edge pieces (error shape, body limit, media type, request counting, bearer token, the
 OpenAPI document) are plain classes in ``llmrec.api.errors`` and ``llmrec.serving.http.edge``;
-experiments (assignment, routing, the impression log, attribution) are plain classes in
-``llmrec.serving.{experiment,routing,impressions,attribution}``; this module wires them into
-one Serve deployment. The FastAPI app itself is ``api.py``; the routes the review page
-needs (versions named by a request, list measures, user search, the version list, the page)
-are ``review.py``'s :class:`~serve_deployments.review.Review`, a part of :class:`Ingress`.
+experiments (assignment, routing, the impression log, attribution, exploration) are plain
+classes in ``llmrec.experiments``; this module wires them into one Serve deployment. The
+FastAPI app itself is ``api.py``; the answering path is ``answering.py``, exploration's step
+``exploring.py``; the other routes are parts of :class:`Ingress`: ``operations.py``'s
+:class:`~serve_deployments.operations.Operations` (feedback, users, reload, the live
+catalogue, the experiment) and ``review.py``'s :class:`~serve_deployments.review.Review`
+(what the review page needs).
 """
 
 import asyncio
+import dataclasses
 import logging
 import os
 import time
@@ -19,37 +23,28 @@ from typing import Any
 from fastapi import Request
 from fastapi.security import HTTPAuthorizationCredentials
 from llmrec.api.errors import ApiError, error_responses
-from llmrec.api.experiment import ExperimentSpec, parse_spec
-from llmrec.api.schemas import (
-    CatalogueChange,
-    ExperimentStatus,
-    FeedbackEvent,
-    FeedbackRequest,
-    FeedbackResponse,
-    Health,
-    NewItems,
-    Ready,
-    ReferredItem,
-    ReloadResponse,
-    RetireItems,
-    UserHistory,
-)
-from llmrec.experiments.attribution import Attributed, AttributionError, Impression, attribute
+from llmrec.api.experiment import parse_spec
+from llmrec.api.schemas import Health, Ready
+from llmrec.experiments.assignment import unit_of
+from llmrec.experiments.attribution import Impression
 from llmrec.experiments.impressions import ImpressionLog
-from llmrec.experiments.routing import APP, Router, Routing, impression, status
+from llmrec.experiments.routing import APP, Router, Routing, impression
 from llmrec.registry import store as registry
 from llmrec.serving import (
+    Query,
     QueryBuilder,
+    RecommendedItem,
     RecommendRequest,
     RecommendResponse,
     RequestError,
     ServeSettings,
 )
 from llmrec.serving import settings as serving_settings
-from llmrec.serving.catalogue_state import CatalogueState, LiveCatalogue, LiveItem, sync
-from llmrec.serving.history import Event, FeedbackLog, HistoryStore
+from llmrec.serving.catalogue_state import CatalogueState, LiveItem, sync
+from llmrec.serving.history import FeedbackLog, HistoryStore
 from llmrec.serving.http.edge import BearerAuth, sha256
 from llmrec.serving.http.resilience import RetryPolicy, Unavailable, retry
+from llmrec.serving.live_catalogue import LiveCatalogue
 from llmrec.serving.versions import open_version
 from llmrec.understanding.intent import IntentParser
 from llmrec.understanding.lexicon import Lexicon
@@ -58,7 +53,9 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from serve_deployments.answering import Active, Answerer, is_replica_death
-from serve_deployments.api import ADDED_ITEM_LINKS, Credentials, api
+from serve_deployments.api import api
+from serve_deployments.exploring import Explorer
+from serve_deployments.operations import Operations
 from serve_deployments.review import Review
 
 logger = logging.getLogger("ray.serve")
@@ -74,12 +71,13 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     graceful_shutdown_timeout_s=5,
 )
 @serve.ingress(api)
-class Ingress(Review):
+class Ingress(Operations, Review):
     """HTTP edge: validates requests, routes each to its version (the app's, or its
     experiment variant's), builds the query, calls encoder then ranker, logs the answer;
     takes feedback into the history store and attributes it; follows the model aliases."""
 
-    async def __init__(
+    # Ray Serve awaits an async constructor; mypy wants __init__ to return None
+    async def __init__(  # type: ignore[misc]
         self,
         encoder: DeploymentHandle,
         ranker: DeploymentHandle,
@@ -103,6 +101,7 @@ class Ingress(Review):
         self.catalogue = CatalogueState(self.settings.catalogue_path)
         self.live = LiveCatalogue(self.catalogue, self._embed_items)
         self.impressions = ImpressionLog(self.settings.impression_db, self.settings.impressions_dir)
+        self.explorer = Explorer(self.settings, self.impressions)
         self._start_review()  # versions a request names (model_uri: the review page)
         self.router: Router[Active] = Router(
             self.settings.model_uri or model_uri,
@@ -120,7 +119,8 @@ class Ingress(Review):
         serving_settings.EDGE["requests"] = metrics.Counter(
             "llmrec_http_requests",
             description="HTTP answers of the llmrec ingress by route template and status.",
-            tag_keys=("route", "status"),
+            # ray.serve.metrics types tag_keys Tuple[str] (one key); it takes any number
+            tag_keys=("route", "status"),  # type: ignore[arg-type]
         )
         self.feedback_events = metrics.Counter(
             "llmrec_feedback_events",
@@ -141,11 +141,6 @@ class Ingress(Review):
         self.exporter = asyncio.create_task(self._export(every)) if every > 0 else None
 
     # -- the model versions -----------------------------------------------------------------
-
-    @property
-    def active(self) -> Active:
-        """The version of the app's ``model_uri`` (what answers outside experiments)."""
-        return self.router.routing.arms[APP]
 
     async def _prepare(self, uri: str, live: int | None = 1, seed: bool = True) -> Active:
         """Load ``uri`` everywhere (history seeded, encoder and ranker loaded) before use;
@@ -168,7 +163,7 @@ class Ingress(Review):
         embedded = await self.live.prepare(uri)  # live items, with this version's item tower
         if embedded:
             logger.info("llmrec: %d live items embedded for %s", embedded, uri)
-        return Active(uri, version, builder, info)
+        return Active(uri, version, builder, info, bundle.config.rank.explore)
 
     async def _embed_items(self, uri: str, items: list[LiveItem]) -> Any:
         return await retry(
@@ -271,8 +266,10 @@ class Ingress(Review):
         # a known user's vector can be cached (not with a query, nor with occlusion rows)
         user = req.user_id if req.query is None and not req.explain else None
         measures = None
+        share = self.explorer.share(req, active.explore)
+        unit, _ = unit_of(req.user_id, req.session_id, request_id)
         try:
-            items = await self.answers(active.uri, query, user)
+            items, explored = await self._answer(active, query, user, share, unit)
             if req.measures:
                 measures = await self._measure(active.uri, items, query.history)
         except Unavailable as exc:
@@ -281,9 +278,8 @@ class Ingress(Review):
         if self.settings.impressions and req.model_uri is None:
             took = 1000 * (time.perf_counter() - started)
             ids = [i.item_id for i in items]
-            await self._log(
-                impression(request_id, req.user_id, req.session_id, active, assigned, ids, took)
-            )
+            shown = impression(request_id, req.user_id, req.session_id, active, assigned, ids, took)
+            await self._log(dataclasses.replace(shown, explored=explored))
         return RecommendResponse(
             items=items,
             model_version=active.version,
@@ -293,6 +289,17 @@ class Ingress(Review):
             measures=measures,
         )
 
+    async def _answer(
+        self, active: Active, query: Query, user: str | None, share: float, unit: str
+    ) -> tuple[list[RecommendedItem], tuple[int, ...]]:
+        """The answer's items, and the 1-based positions of its exploration slots: with a
+        share to explore, the ranker's wider list goes through the explorer."""
+        if share <= 0:
+            return await self.answers(active.uri, query, user), ()
+        wide = await self.answers(active.uri, self.explorer.widen(query), user)
+        trained = await self.explorer.trained(active.uri, active.builder.histories)
+        return await self.explorer.choose(wide, query, share, unit, trained)
+
     async def _log(self, shown: Impression) -> None:
         """Commit the answer to the impression log before it is sent."""
         try:
@@ -300,197 +307,6 @@ class Ingress(Review):
         except Exception as exc:  # the answer is still worth sending; the loss is counted
             logger.warning("llmrec: answer %s not logged: %s", shown.request_id, exc)
             self.lost_impressions.inc()
-
-    # -- feedback and users -----------------------------------------------------------------
-
-    @api.post(
-        "/feedback",
-        response_model=FeedbackResponse,
-        responses=error_responses(401, 404, 413, 415, 422),
-    )
-    async def feedback(
-        self,
-        body: FeedbackRequest | FeedbackEvent,
-        credentials: Credentials,
-    ) -> FeedbackResponse:
-        """Record what users did (one event, or ``{"events": [...]}``); committed durably
-        before the answer, and appended to the feedback Parquet folder (interaction
-        contract) for later training."""
-        self._authorize(credentials)
-        given = body.events if isinstance(body, FeedbackRequest) else [body]
-        arms = self.router.routing.live()
-        for arm in arms:
-            self._sync_live(arm)  # feedback on live items is valid
-        unknown = [e.item_id for e in given if not any(a.builder.knows(e.item_id) for a in arms)]
-        if unknown:
-            shown = ", ".join(repr(i) for i in unknown[:10])
-            raise ApiError(404, f"unknown item ids: {shown}", ("body", "item_id"))
-        now = int(time.time())
-        events = [
-            Event(e.user_id, e.item_id, e.event, e.value, e.query, e.timestamp or now)
-            for e in given
-        ]
-        attributed = await self._attribute(
-            [(g.request_id, e) for g, e in zip(given, events, strict=True) if g.request_id]
-        )
-        await asyncio.to_thread(self.store.append, events)
-        for user in {e.user_id for e in events}:
-            self.answers.forget(user)  # their history changed
-        if attributed:
-            await asyncio.to_thread(self.impressions.record_events, attributed)
-        path = await asyncio.to_thread(self.feedback_log.append, events)
-        for e in events:
-            self.feedback_events.inc(tags={"event": e.event})
-        return FeedbackResponse(
-            accepted=len(events), logged_to=path.name, attributed=len(attributed)
-        )
-
-    async def _attribute(self, pairs: list[tuple[str, Event]]) -> list[Attributed]:
-        """Events that name a ``request_id``, attributed to its logged answer (404 for an
-        id with none, 422 for an answer given to another user)."""
-        if not pairs:
-            return []
-        found = await asyncio.to_thread(self.impressions.lookup, [r for r, _ in pairs])
-        try:
-            return attribute(pairs, found)
-        except AttributionError as exc:
-            raise ApiError(exc.status, exc.message, ("body", "request_id")) from None
-
-    @api.get(
-        "/users/{user_id}/history",
-        response_model=UserHistory,
-        responses=error_responses(401, 404),
-    )
-    async def user_history(
-        self,
-        user_id: str,
-        credentials: Credentials,
-    ) -> UserHistory:
-        """What the server knows of a user: the items that write their text, and their
-        latest feedback events."""
-        self._authorize(credentials)
-        state = await asyncio.to_thread(self.store.user, user_id)
-        if state is None:
-            raise ApiError(404, f"unknown user_id {user_id!r}", ("path", "user_id"))
-        events = await asyncio.to_thread(self.store.events, user_id)
-        titles = self.active.builder.catalogue
-        return UserHistory(
-            user_id=user_id,
-            history=list(state.history),
-            items=[
-                ReferredItem(item_id=i, title=titles.title(i) if i in titles else i)
-                for i in state.history
-            ],
-            recent_feedback=[e.__dict__ for e in events],
-        )
-
-    # -- operations -------------------------------------------------------------------------
-
-    @api.post("/admin/reload", response_model=ReloadResponse, responses=error_responses(401, 503))
-    async def reload(self, credentials: Credentials) -> ReloadResponse:
-        """Check the followed alias now (instead of waiting for the watcher)."""
-        self._authorize(credentials)
-        try:
-            changed = await self.check_model()
-        except Unavailable as exc:
-            raise ApiError(503, str(exc), headers={"Retry-After": "1"}) from None
-        return ReloadResponse(
-            changed=changed, model_version=self.active.version, follows=self.router.target
-        )
-
-    @api.post(
-        "/admin/items",
-        response_model=CatalogueChange,
-        responses={
-            **error_responses(401, 413, 415, 422, 503),
-            200: {"description": "What changed.", "links": ADDED_ITEM_LINKS},
-        },
-    )
-    async def add_items(self, body: NewItems, credentials: Credentials) -> CatalogueChange:
-        """Add items to the served catalogue, or update existing ones: the served version's
-        item tower embeds them and they are recommendable in the next request. Durable:
-        kept across restarts and model swaps (the new version embeds them with its own
-        tower), and read by the update job as new catalogue rows."""
-        self._authorize(credentials)
-        items = [LiveItem(i.item_id, i.title, i.text, tuple(i.categories)) for i in body.unique()]
-        async with self.router.swap_lock:  # embedded and recorded for the versions served
-            active = self.active
-            try:
-                done = await self.live.add(active.uri, items, active.builder.knows)
-                for uri in {a.uri for a in self.router.routing.live()} - {active.uri}:
-                    await self.live.prepare(uri)  # the running experiment's other versions
-            except Unavailable as exc:
-                raise ApiError(503, str(exc), headers={"Retry-After": "1"}) from None
-        return CatalogueChange(**done.__dict__, model_version=active.version)
-
-    @api.post(
-        "/admin/items/retire",
-        response_model=CatalogueChange,
-        responses=error_responses(401, 404, 413, 415, 422),
-    )
-    async def retire_items(self, body: RetireItems, credentials: Credentials) -> CatalogueChange:
-        """Take items out of recommendations (out of stock, taken down); their history and
-        feedback stay. Posting an item again brings it back."""
-        self._authorize(credentials)
-        active = self.active
-        self._sync_live(active)
-        unknown = [i for i in body.item_ids if not active.builder.knows(i)]
-        if unknown:
-            shown = ", ".join(repr(i) for i in unknown[:10])
-            raise ApiError(404, f"unknown item ids: {shown}", ("body", "item_ids"))
-        done = await self.live.retire(body.item_ids)
-        return CatalogueChange(**done.__dict__, model_version=active.version)
-
-    @api.get("/admin/experiment", response_model=ExperimentStatus, responses=error_responses(401))
-    async def experiment_status(self, credentials: Credentials) -> ExperimentStatus:
-        """The running experiment: its split, each variant's version, and live counts per
-        variant (requests, users, items shown, attributed events, CTR)."""
-        self._authorize(credentials)
-        return await self._status()
-
-    @api.put(
-        "/admin/experiment",
-        response_model=ExperimentStatus,
-        responses=error_responses(401, 404, 409, 413, 415, 422, 503),
-    )
-    async def start_experiment(
-        self, spec: ExperimentSpec, credentials: Credentials
-    ) -> ExperimentStatus:
-        """Start an experiment, or change the running one (weights, variants, targets)
-        without a redeploy: every variant's version is loaded before any request is
-        assigned; users stay in their variant unless a weight change must move them. Other
-        ingress replicas follow within ``watch_interval_s``."""
-        self._authorize(credentials)
-        if spec.problems():
-            raise ApiError(409, "; ".join(spec.problems()), ("body", "variants"))
-        for i, variant in enumerate(spec.variants):
-            try:
-                await self._resolve(variant.model_uri)
-            except registry.ModelNotFoundError as exc:
-                raise ApiError(404, str(exc), ("body", "variants", i, "model_uri")) from None
-        try:
-            await self.router.run(spec)
-        except Unavailable as exc:
-            raise ApiError(503, str(exc), headers={"Retry-After": "1"}) from None
-        return await self._status()
-
-    @api.delete(
-        "/admin/experiment", response_model=ExperimentStatus, responses=error_responses(401, 503)
-    )
-    async def stop_experiment(self, credentials: Credentials) -> ExperimentStatus:
-        """Stop the running experiment: every request is served by the app's model_uri."""
-        self._authorize(credentials)
-        try:
-            await self.router.run(None)
-        except Unavailable as exc:
-            raise ApiError(503, str(exc), headers={"Retry-After": "1"}) from None
-        return await self._status()
-
-    async def _status(self) -> ExperimentStatus:
-        routing = self.router.routing
-        name = routing.assigner.spec.name if routing.assigner else None
-        counts = await asyncio.to_thread(self.impressions.counts, name) if name else {}
-        return status(routing, counts, self.router.target)
 
     @api.get("/healthz", response_model=Health)
     async def healthz(self) -> Health:

@@ -20,11 +20,11 @@ from llmrec.api.schemas import ListMeasures, UserList, VersionInfo, VersionList
 from llmrec.experiments.routing import APP, Router
 from llmrec.registry import store as registry
 from llmrec.serving import ServeSettings
-from llmrec.serving.catalogue_state import LiveCatalogue
 from llmrec.serving.history import HistoryStore
 from llmrec.serving.http.edge import BearerAuth
 from llmrec.serving.http.pages import page
 from llmrec.serving.http.resilience import RetryPolicy, Unavailable, retry
+from llmrec.serving.live_catalogue import LiveCatalogue
 from llmrec.serving.versions import VersionCache
 from ray.serve.handle import DeploymentHandle
 

@@ -21,6 +21,7 @@ import requests
 import update  # jobs/update.py
 from llmrec.api.errors import ErrorBody
 from llmrec.config import RegistryConfig
+from llmrec.registry import aliases, runs
 from llmrec.registry import store as registry
 from llmrec.registry.bundle import ModelBundle
 from llmrec.serving.history import Event, FeedbackLog
@@ -61,7 +62,7 @@ def adapt(trained, tmp_path_factory):
     v1, path = registry.download_bundle("models:/llmrec-scorer/1", root / "v1")
     metrics, tags = registry.version_info("llmrec-scorer", v1.version)
     cfg = RegistryConfig(tracking_uri=trained["tracking_uri"], model_name=NAME)
-    registry.log_and_register(
+    runs.log_and_register(
         cfg, run_name="adapt-v1", params={}, history=[], metrics=metrics, bundle_dir=path,
         model_card="copy of llmrec-scorer/1", tags=tags,
     )  # fmt: skip
@@ -244,7 +245,7 @@ def test_feedback_and_live_items_flow_into_a_promoted_update(adapt, capsys):
     assert int(mv.tags["data_window_end"]) == int(mv.tags["data_cutoff"]) >= now + 90
     assert json.loads(mv.tags["data_sources"])["feedback"] == [adapt["settings"]["feedback_dir"]]
     assert "Held-out comparison" in mv.description
-    assert registry.current_champion(NAME) == str(version)  # the gate promoted it
+    assert aliases.current_champion(NAME) == str(version)  # the gate promoted it
     v2 = ModelBundle(registry.download_bundle(f"models:/{NAME}/{version}")[1])
     assert LIVE["item_id"] in v2.catalogue  # read as a new catalogue row
     assert "withdrawn-item" not in v2.catalogue
@@ -291,7 +292,7 @@ def test_dislikes_in_the_feedback_folder_never_raise_the_items_score(adapt, caps
     import pyarrow.compute as pc
     from llmrec.workflows.steps import cf_settings, serving_hybrid
 
-    champion = registry.current_champion(NAME)
+    champion = aliases.current_champion(NAME)
     cutoff = int(registry.version_info(NAME, champion)[1]["data_cutoff"])
     old = ModelBundle(registry.download_bundle(f"models:/{NAME}/{champion}")[1])
     user = sorted(u for u, h in old.histories.items() if len(h) >= 5)[0]
@@ -361,7 +362,7 @@ def test_dislikes_in_the_feedback_folder_never_raise_the_items_score(adapt, caps
           f"v{version} {llm[1]:.3f}; served hybrid {ours:.3f}")  # fmt: skip
     assert llm[1] < llm[0]
 
-    registry.set_champion(NAME, str(version))
+    aliases.set_champion(NAME, str(version))
     r = post(adapt, "/admin/reload", {}, headers=AUTH)
     assert r.json()["model_version"] == str(version)
     served = ids_of(post(adapt, "/recommend", {"user_id": user, "k": 50}))

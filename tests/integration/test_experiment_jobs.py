@@ -9,7 +9,7 @@ from llmrec.api.experiment import ExperimentSpec
 from llmrec.config import RegistryConfig
 from llmrec.experiments.attribution import Impression, attribute
 from llmrec.experiments.impressions import ImpressionLog
-from llmrec.registry import store as registry
+from llmrec.registry import aliases, runs
 from llmrec.serving.history import Event
 
 ITEMS = tuple(f"i{k}" for k in range(10))
@@ -23,7 +23,7 @@ def store(tmp_path):
     bundle.mkdir()
     (bundle / "config.yaml").write_text("{}\n")
     for n in (1, 2):  # version 1 becomes champion, 2 is a candidate
-        registry.log_and_register(
+        runs.log_and_register(
             cfg, run_name=f"v{n}", params={}, history=[], metrics={}, bundle_dir=bundle,
             model_card="card", tags={},
         )  # fmt: skip
@@ -93,16 +93,16 @@ def test_promote_on_a_significant_win_only(store, capsys):
     out = capsys.readouterr().out
     assert "experiment tie: no significant win, champion unchanged" in out
     assert "NOT YET DISTINGUISHABLE" in out and "users in all would detect" in out
-    assert registry.current_champion("m") == "1"
+    assert aliases.current_champion("m") == "1"
     win = write_log(store["tmp"], "win", {"control": 0.05, "challenger": 0.10}, seed=2)
     assert promote.main([*store["args"], *win]) == 0
     out = capsys.readouterr().out
     assert "version 2 of m becomes champion" in out and "champion is version 2" in out
-    assert registry.current_champion("m") == "2"
+    assert aliases.current_champion("m") == "2"
     lose = write_log(store["tmp"], "lose", {"control": 0.10, "challenger": 0.05}, seed=3)
     assert promote.main([*store["args"], *lose]) == 0
     assert "challenger is WORSE" in capsys.readouterr().out
-    assert registry.current_champion("m") == "2"
+    assert aliases.current_champion("m") == "2"
 
 
 def test_a_report_of_an_unknown_experiment_says_so(store, capsys):

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from llmrec.config import RegistryConfig
+from llmrec.registry import runs
 from llmrec.registry import store as registry
 from mlflow import MlflowClient
 
@@ -98,7 +99,7 @@ def test_a_new_version_does_not_take_the_champion_alias(trained, tmp_path):
     cfg = RegistryConfig(tracking_uri=trained["tracking_uri"])
     mlflow.set_tracking_uri(cfg.tracking_uri)
     _, bundle = registry.download_bundle("models:/llmrec-scorer/1", tmp_path)
-    v2 = registry.log_and_register(
+    v2 = runs.log_and_register(
         cfg,
         run_name="again",
         params={},

@@ -4,6 +4,7 @@ import mlflow
 import promote  # jobs/promote.py
 import pytest
 from llmrec.config import RegistryConfig
+from llmrec.registry import aliases, runs
 from llmrec.registry import store as registry
 from llmrec.workflows import promotion
 from mlflow import MlflowClient
@@ -21,7 +22,7 @@ def bundle(trained, tmp_path_factory):
 
 def _register(trained, bundle, ndcg, fingerprint="same"):
     cfg = RegistryConfig(tracking_uri=trained["tracking_uri"], model_name=NAME)
-    return registry.log_and_register(
+    return runs.log_and_register(
         cfg,
         run_name=f"ndcg-{ndcg}",
         params={},
@@ -44,7 +45,7 @@ def test_gate_promotes_only_a_better_candidate_and_rollback_restores(trained, bu
     assert (
         "does not beat champion 1 0.1000 by more than 0.01; champion unchanged" in decision.reason
     )
-    assert registry.current_champion(NAME) == first.version
+    assert aliases.current_champion(NAME) == first.version
 
     other_data = _register(trained, bundle, 0.50, fingerprint="other")
     decision = promotion.promotion_gate(cfg, other_data.version)
@@ -54,7 +55,7 @@ def test_gate_promotes_only_a_better_candidate_and_rollback_restores(trained, bu
     decision = promotion.promotion_gate(cfg)  # the alias `candidate` points at it
     assert decision.promoted and decision.candidate == better.version
     assert registry.get_version(NAME, better.version).aliases == ("candidate", "champion")
-    assert MlflowClient().get_registered_model(NAME).tags[registry.HISTORY_TAG] == "1,4"
+    assert MlflowClient().get_registered_model(NAME).tags[aliases.HISTORY_TAG] == "1,4"
 
     args = [
         "--set",
@@ -64,7 +65,7 @@ def test_gate_promotes_only_a_better_candidate_and_rollback_restores(trained, bu
     ]
     assert promote.main([*args, "--rollback"]) == 0
     assert "champion rolled back from version 4 to version 1" in capsys.readouterr().out
-    assert registry.current_champion(NAME) == "1"
+    assert aliases.current_champion(NAME) == "1"
     with pytest.raises(SystemExit):
         promote.main([*args, "--rollback"])  # nothing older than version 1
     assert "no earlier champion to roll back to" in capsys.readouterr().err
@@ -131,7 +132,7 @@ def test_a_running_experiment_keeps_its_aliases_until_it_ends(trained, bundle, t
     cfg = RegistryConfig(tracking_uri=trained["tracking_uri"], model_name=name)
 
     def register(ndcg):
-        return registry.log_and_register(
+        return runs.log_and_register(
             cfg, run_name=f"ndcg-{ndcg}", params={}, history=[],
             metrics={"val_ndcg_at_10": ndcg}, bundle_dir=bundle, model_card="card",
             tags={"dataset_fingerprint": "same"},
@@ -159,7 +160,7 @@ def test_a_running_experiment_keeps_its_aliases_until_it_ends(trained, bundle, t
     assert promote.main(guarded) == 0  # the candidate (0.20) wins, but champion stays
     out = capsys.readouterr().out
     assert "champion not moved: experiment ab is running and its variant control" in out
-    assert registry.current_champion(name) == champion.version
+    assert aliases.current_champion(name) == champion.version
     with pytest.raises(SystemExit):
         promote.main([*guarded, "--alias", "challenger", "--version", better.version])
     assert "variant challenger follows" in capsys.readouterr().err
@@ -168,4 +169,4 @@ def test_a_running_experiment_keeps_its_aliases_until_it_ends(trained, bundle, t
     assert registry.resolve(f"models:/{name}@challenger").version == better.version
     log.experiments.set(None)  # DELETE /admin/experiment
     assert promote.main(guarded) == 0
-    assert registry.current_champion(name) == better.version
+    assert aliases.current_champion(name) == better.version

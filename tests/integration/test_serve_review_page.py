@@ -15,7 +15,7 @@ import mlflow
 import pytest
 import requests
 from llmrec.config import RegistryConfig
-from llmrec.registry import store as registry
+from llmrec.registry import aliases, runs
 
 from tests.conftest import REPO
 from tests.integration.conftest import SERVE_TOKEN
@@ -36,9 +36,9 @@ def review(server):
     cfg = RegistryConfig(tracking_uri=server["trained"]["tracking_uri"], model_name=MODEL)
     other = _rescaled(server["bundle"], server["root"] / "review-v2", 7)
     common = dict(params={}, history=[], metrics={}, model_card="card", tags={})
-    v2 = registry.log_and_register(cfg, run_name="review-v2", bundle_dir=other, **common)
+    v2 = runs.log_and_register(cfg, run_name="review-v2", bundle_dir=other, **common)
     mlflow.MlflowClient().set_registered_model_alias(MODEL, "challenger", v2.version)
-    assert registry.current_champion(MODEL) == "1"
+    assert aliases.current_champion(MODEL) == "1"
     user = sorted(server["bundle"].histories)[0]
     return {**server, "v2": v2.version, "challenger": f"models:/{MODEL}@challenger", "user": user}
 

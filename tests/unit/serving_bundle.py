@@ -18,7 +18,8 @@ from llmrec.modeling.scorer import LLMScorer
 from llmrec.modeling.sequential import SequentialRecommender
 from llmrec.modeling.towers import SequentialTowers
 from llmrec.modeling.transitions import Transitions
-from llmrec.ranking.hybrid import HybridScorer, HybridWeights
+from llmrec.ranking.hybrid import HybridScorer
+from llmrec.ranking.weights import HybridWeights
 from llmrec.registry.bundle import ModelBundle, write_bundle
 
 GENRES = ["Mystery", "Romance", "Comedy", "Horror", "Sci-Fi"]

@@ -12,6 +12,7 @@ from llmrec.api.experiment import ExperimentSpec
 from llmrec.config import RegistryConfig
 from llmrec.experiments import guard
 from llmrec.experiments.impressions import ImpressionLog
+from llmrec.registry import aliases
 from llmrec.registry import store as registry
 from llmrec.workflows import promotion
 
@@ -94,12 +95,12 @@ def test_a_variant_following_candidate_is_warned_about(tmp_path):
 
 
 def test_the_alias_names_that_cannot_be_set_by_hand():
-    assert registry.alias_problem("challenger") is None
-    assert "python jobs/promote.py" in (registry.alias_problem("champion") or "")
-    assert "python jobs/promote.py" in (registry.alias_problem("Champion") or "")
-    assert registry.alias_problem("has space") is not None
-    assert registry.alias_problem("latest") is not None
-    assert registry.alias_problem("v3") is not None
+    assert aliases.alias_problem("challenger") is None
+    assert "python jobs/promote.py" in (aliases.alias_problem("champion") or "")
+    assert "python jobs/promote.py" in (aliases.alias_problem("Champion") or "")
+    assert aliases.alias_problem("has space") is not None
+    assert aliases.alias_problem("latest") is not None
+    assert aliases.alias_problem("v3") is not None
 
 
 # -- a real registry -------------------------------------------------------------------------
@@ -129,8 +130,8 @@ def model(store):
         source = store["root"] / name / str(n)
         source.mkdir(parents=True)
         client.create_model_version(name, source.as_uri())
-    registry.set_champion(name, "1")
-    client.set_registered_model_alias(name, registry.CANDIDATE, "3")
+    aliases.set_champion(name, "1")
+    client.set_registered_model_alias(name, aliases.CANDIDATE, "3")
     args = ["--set", f"registry.tracking_uri={store['uri']}", "--set",
             f"registry.artifact_location={store['root'] / 'art'}", "--set",
             f"registry.model_name={name}"]  # fmt: skip
@@ -157,7 +158,7 @@ def test_promote_sets_an_alias_and_says_where_it_pointed(model, capsys):
     assert capsys.readouterr().out.strip() == f"{name}: challenger is already version 3"
     assert promote_main([*args, "--alias", "challenger"]) == 0
     assert capsys.readouterr().out.strip() == f"{name}: challenger is version 3"
-    assert registry.current_champion(name) == "1"  # nothing else moved
+    assert aliases.current_champion(name) == "1"  # nothing else moved
 
 
 def test_an_unknown_version_or_champion_is_refused_in_one_line(model, capsys):
@@ -172,18 +173,18 @@ def test_an_unknown_version_or_champion_is_refused_in_one_line(model, capsys):
         promote_main([*args, "--alias", "champion", "--version", "3"])
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert "moves only through the promotion gate: python jobs/promote.py" in line
-    assert registry.current_champion(name) == "1"
+    assert aliases.current_champion(name) == "1"
     with pytest.raises(SystemExit):
         promote_main([*args, "--version", "3"])
     assert "--version goes with --alias NAME" in capsys.readouterr().err
-    with pytest.raises(registry.AliasError):
-        registry.set_alias(name, "champion", "3")
+    with pytest.raises(aliases.AliasError):
+        aliases.set_alias(name, "champion", "3")
 
 
 def test_an_alias_a_running_experiment_follows_moves_only_with_force(model, tmp_path, capsys):
     name, args = model["name"], model["args"]
     state = tmp_path / "impressions.sqlite"
-    registry.set_alias(name, "challenger", "2")
+    aliases.set_alias(name, "challenger", "2")
     start(state, model=name)
     move = [*args, "--alias", "challenger", "--version", "3", "--state", str(state)]
     with pytest.raises(SystemExit) as exc:
@@ -215,12 +216,12 @@ def test_the_gate_keeps_a_champion_a_running_experiment_follows(model, store, tm
     assert "champion not moved: experiment ab is running and its variant control" in (
         decision.reason
     )
-    assert registry.current_champion(name) == "1"
+    assert aliases.current_champion(name) == "1"
     assert registry.resolve(f"models:/{name}@candidate").version == "3"  # still registered
     log.experiments.set(None)  # the experiment ended
     decision = promotion.promotion_gate(cfg, "3", scores, state)
     assert decision.promoted and decision.held is None
-    assert registry.current_champion(name) == "3"
+    assert aliases.current_champion(name) == "3"
 
 
 def test_finetune_alias_is_checked_before_training_and_set_after(model, tmp_path, capsys):

@@ -10,7 +10,7 @@ from llmrec.config import RankConfig, load_config
 from llmrec.data.catalogue import Catalogue
 from llmrec.data.splits import leave_one_out
 from llmrec.evaluation import offline, references, reports
-from llmrec.modeling import baselines, cf
+from llmrec.modeling import baselines, cf, neighbours
 
 ITEMS = 100
 
@@ -90,14 +90,15 @@ def _no_dense(monkeypatch) -> dict[str, int]:
     monkeypatch.setattr(baselines.EASE, "fit", dense)
     monkeypatch.setattr(baselines.ItemKNN, "fit", dense)
     calls = {"neighbourhood_ease": 0, "cosine_knn": 0, "fit_als": 0}
+    home = {"neighbourhood_ease": neighbours, "cosine_knn": neighbours, "fit_als": cf}
     for name in calls:
-        real = getattr(cf, name)
+        real = getattr(home[name], name)
 
         def counted(*args, _name=name, _real=real, **kwargs):
             calls[_name] += 1
             return _real(*args, **kwargs)
 
-        monkeypatch.setattr(cf, name, counted)
+        monkeypatch.setattr(home[name], name, counted)
     return calls
 
 

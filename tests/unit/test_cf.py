@@ -12,10 +12,12 @@ import yaml
 from llmrec.config import Config, ConfigError, RankConfig, load_config
 from llmrec.modeling.baselines import EASE, ItemKNN, interaction_matrix
 from llmrec.modeling.cf import CFParams, FactorCF, choose_cf, fit_cf, load_cf
-from llmrec.ranking.hybrid import HybridScorer, HybridWeights, standardize
+from llmrec.ranking.hybrid import HybridScorer
+from llmrec.ranking.moments import standardize
+from llmrec.ranking.weights import HybridWeights
 from llmrec.registry.bundle import ModelBundle, _plain
 from llmrec.serving import CandidateRanker, ServeSettings
-from llmrec.serving.recommender import Query
+from llmrec.understanding.query import Query
 
 N_ITEMS = 30
 RNG = np.random.default_rng(0)

@@ -118,15 +118,15 @@ def test_errors_end_the_job_in_one_line(capsys):
 
 
 def test_registration_notes_are_dropped_and_the_rest_of_stderr_kept(capsys, monkeypatch):
-    from llmrec.registry import store as registry
+    from llmrec.registry import runs
 
     monkeypatch.delenv(console.VERBOSE_ENV, raising=False)
-    with registry._without_registration_notes():
+    with runs._without_registration_notes():
         print("Successfully registered model 'x'.", file=sys.stderr)
         print("Created version '1' of model 'x'.", file=sys.stderr)
         print("a warning the user should see", file=sys.stderr)
     assert capsys.readouterr().err == "a warning the user should see\n"
     monkeypatch.setenv(console.VERBOSE_ENV, "1")
-    with registry._without_registration_notes():
+    with runs._without_registration_notes():
         print("Created version '2' of model 'x'.", file=sys.stderr)
     assert "Created version '2'" in capsys.readouterr().err

@@ -159,7 +159,8 @@ def test_what_an_update_reads(tmp_path):
 
 
 def test_an_update_keeps_the_champions_model_and_takes_its_own_runtime():
-    from llmrec.workflows.update import run_config, sized, version_strategy
+    from llmrec.workflows.update import sized, version_strategy
+    from llmrec.workflows.update_plan import run_config
 
     champion = load_config(None, ["model.dim=32", "train.lr=0.004", "train.batch_size=16"])
     ours = load_config(

@@ -69,3 +69,15 @@ def test_imports_only_go_down():
                     f"(layer {LAYERS[other]})"
                 )
     assert not wrong, "\n".join(wrong)
+
+
+def test_no_module_is_over_400_lines():
+    """STYLE.md: a module over 400 lines is asking to be split (by what it does)."""
+    folders = [PACKAGE, REPO / "serve_deployments", REPO / "jobs", REPO / "benchmarks"]
+    long = {
+        str(p.relative_to(REPO)): n
+        for folder in folders
+        for p in folder.rglob("*.py")
+        if (n := len(p.read_text().splitlines())) > 400
+    }
+    assert not long, long

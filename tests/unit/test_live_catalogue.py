@@ -29,7 +29,8 @@ from llmrec.serving import (
     RequestError,
     ServeSettings,
 )
-from llmrec.serving.catalogue_state import CatalogueState, LiveCatalogue, LiveItem, sync
+from llmrec.serving.catalogue_state import CatalogueState, LiveItem, sync
+from llmrec.serving.live_catalogue import LiveCatalogue
 from llmrec.understanding.query import Intent
 from pydantic import ValidationError
 

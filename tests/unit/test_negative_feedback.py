@@ -131,7 +131,7 @@ def test_dislikes_give_an_item_no_popularity_co_occurrence_or_transition(tmp_pat
     user and a disliked item: the same as without the dislikes, and higher when dislikes
     are read as positives (the old behaviour)."""
     from llmrec.modeling.cf import CFParams
-    from llmrec.ranking.hybrid import HybridWeights
+    from llmrec.ranking.weights import HybridWeights
     from llmrec.workflows.steps import serving_hybrid
 
     base = [
@@ -262,7 +262,7 @@ def test_the_training_loop_hands_each_window_its_users_negatives():
 
 
 def test_an_update_takes_the_champions_policy_with_its_own_over_it():
-    from llmrec.workflows.update import event_overrides, run_config
+    from llmrec.workflows.update_plan import event_overrides, run_config
 
     champion = load_config(None, ["data.events={skip: negative, view: ignore}"])
     ours = load_config(None, ["data.events={view: positive}"])

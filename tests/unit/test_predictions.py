@@ -11,12 +11,8 @@ import pandas as pd
 import pytest
 from llmrec.evaluation import offline, reports
 from llmrec.evaluation.metrics import target_ranks, top_k_lists
-from llmrec.evaluation.predictions import (
-    PredictionsError,
-    export_split,
-    read_predictions,
-    score_predictions,
-)
+from llmrec.evaluation.predictions import PredictionsError, read_predictions, score_predictions
+from llmrec.evaluation.split_export import export_split
 from llmrec.modeling.baselines import EASE, Popularity, interaction_matrix
 
 from tests.unit.test_baseline_sizes import protocol_of

@@ -2,9 +2,11 @@ import numpy as np
 import pytest
 import torch
 from llmrec.modeling.losses import in_batch_softmax
-from llmrec.ranking.hybrid import HybridScorer, HybridWeights, standardize, tune_weights
+from llmrec.ranking.hybrid import HybridScorer
 from llmrec.ranking.measures import beyond_accuracy
+from llmrec.ranking.moments import standardize
 from llmrec.ranking.rerank import dpp, mmr, msd, rerank
+from llmrec.ranking.weights import HybridWeights, tune_weights
 
 RNG = np.random.default_rng(0)
 ITEMS = RNG.standard_normal((40, 8)).astype(np.float32)
@@ -124,7 +126,8 @@ def test_a_typed_request_counts_even_where_validation_chose_the_cf_model_alone(t
     """Weights that drop the model's term would ignore what a user typed: requests are
     scored with request_weights (by default the model's weight raised to 1), saved and
     loaded with the version."""
-    from llmrec.ranking.hybrid import HybridScorer, HybridWeights
+    from llmrec.ranking.hybrid import HybridScorer
+    from llmrec.ranking.weights import HybridWeights
 
     rng = np.random.default_rng(0)
     items = rng.normal(size=(30, 8)).astype(np.float32)

@@ -18,9 +18,9 @@ from llmrec.training.sequential import (
     SequenceEvalSet,
     SequenceInputs,
     SequenceObjective,
-    TextTable,
     evaluate_sequential,
 )
+from llmrec.training.text_table import TextTable
 
 CFG = ModelConfig(dim=16, seq_len=8, layers=1, heads=2, dropout=0.0)
 

@@ -11,14 +11,9 @@ import numpy as np
 import pytest
 import torch
 from llmrec.data.text import render_item
-from llmrec.ranking.hybrid import (
-    STAND_OUT_MARGIN,
-    STAND_OUT_RANK,
-    TEXT_FILE,
-    TEXT_WEIGHT,
-    HybridScorer,
-    HybridWeights,
-)
+from llmrec.ranking.hybrid import TEXT_FILE, HybridScorer
+from llmrec.ranking.text_match import STAND_OUT_MARGIN, STAND_OUT_RANK, TEXT_WEIGHT
+from llmrec.ranking.weights import HybridWeights
 from llmrec.registry.bundle import ModelBundle, add_text_match, has_text_match
 from llmrec.serving import (
     CandidateRanker,

@@ -4,7 +4,9 @@ import pytest
 from llmrec.evaluation.metrics import ranking_metrics, target_ranks
 from llmrec.evaluation.references import best_baseline, comparison
 from llmrec.modeling.transitions import Transitions, markov_scores, transition_counts
-from llmrec.ranking.hybrid import HybridScorer, HybridWeights, standardize, tune_weights
+from llmrec.ranking.hybrid import HybridScorer
+from llmrec.ranking.moments import standardize
+from llmrec.ranking.weights import HybridWeights, tune_weights
 
 # 5 items; item 2 follows item 0 three times, item 3 follows item 0 once
 HISTORIES = [[0, 2, 1], [0, 2], [4, 0, 2], [0, 3], [1, 1, 4]]

@@ -1,4 +1,5 @@
-"""The protocol and what it reports: metrics, offline scoring, baselines, the report, re-rank
+"""The protocol and what it reports: metrics, offline scoring, tuning on validation,
+baselines, a team's predictions (and the split written out for them), the report, re-rank
 sweeps, group and faithfulness reports, query reports, the incremental protocol's windows.
 Imports data, modeling, ranking, registry, understanding, serving; never training.
 """

@@ -101,7 +101,7 @@ def build_query_set(
     catalogue: Catalogue,
     n: int = 400,
     seed: int = 0,
-    popularity: Sequence[float] | None = None,
+    popularity: Sequence[float] | np.ndarray | None = None,
     typo_share: float = 0.3,
     lower_share: float = 0.4,
     top_titles: int = 300,

@@ -23,14 +23,15 @@ import numpy as np
 import pandas as pd
 
 from llmrec.config import RankConfig
-from llmrec.evaluation.offline import MARKOV_LABEL, Protocol, cf_label
+from llmrec.evaluation.offline import MARKOV_LABEL, Protocol
+from llmrec.evaluation.tuning import cf_label
 from llmrec.modeling.baselines import ItemKNN, Popularity, interaction_matrix
 from llmrec.modeling.cf import CFKind, CFModel, CFParams, choose_cf, fit_cf
 from llmrec.modeling.transitions import markov_scores
 
 REFERENCE_LABELS = ("popularity", "itemknn", MARKOV_LABEL)
-"""Baselines by name (the CF model alone is named by ``offline.cf_label``; ItemKNN above the
-dense limit by ``offline.cf_label("itemknn", ...)``, e.g. ``itemknn (k=50)``)."""
+"""Baselines by name (the CF model alone is named by ``tuning.cf_label``; ItemKNN above the
+dense limit by ``tuning.cf_label("itemknn", ...)``, e.g. ``itemknn (k=50)``)."""
 
 DENSE_FIT_BYTES = {"ease": 5 * 8, "itemknn": 4 * 4}
 """Bytes per ``items x items`` entry at the peak of a dense fit, estimated: EASE holds about
@@ -172,7 +173,7 @@ def reference_scores(
     Args:
         protocol: The split and its catalogue.
         rank: Size limits (:func:`size_rules`) and ``rank.cf_neighbours``.
-        cf: How the CF model is named in tables (``offline.cf_label``).
+        cf: How the CF model is named in tables (``tuning.cf_label``).
         cf_models: Per part (``val``, ``test``), the CF model the hybrid uses, fitted on what
             that part may see (:func:`fit_cf_models`, or the hybrid's own).
         rules: The forms of the baselines (default: :func:`size_rules` by the limits alone;

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from llmrec.registry import aliases
 from llmrec.registry import store as registry
 
 if TYPE_CHECKING:
@@ -89,7 +90,7 @@ def candidate_warning(
     """A warning when a variant of the running experiment follows ``candidate``, which the
     newly registered ``version`` took (registration always moves it): that variant answers
     with the new version from now on. None otherwise."""
-    found = followed_by(state_path, version.name, registry.CANDIDATE)
+    found = followed_by(state_path, version.name, aliases.CANDIDATE)
     if found is None:
         return None
     spec, variant = found

@@ -2,111 +2,51 @@
 
 Each part is standardised per user over the whole catalogue (zero mean, unit spread), then
 the parts are added with weights tuned on the validation split and stored with the model
-version. Offline evaluation and the serving ranker call the same :class:`HybridScorer`.
+version (:mod:`llmrec.ranking.weights`). Offline evaluation and the serving ranker call the
+same :class:`HybridScorer`.
 
 The language-model part needs no full pass over the catalogue to be standardised: for a
 query embedding ``q`` the mean of ``q . e_i`` over items is ``q . mu`` and its variance is
-``q^T Sigma q`` (``mu``, ``Sigma``: mean and covariance of the item embeddings), so a
-candidate subset from an approximate index scores exactly as it would in a full ranking.
-The collaborative part (:mod:`llmrec.modeling.cf`: dense EASE, sparse neighbourhood EASE,
-ItemKNN or ALS factors) is standardised the same way without a dense ``items x items``
-product, so the hybrid is served at any catalogue size.
+``q^T Sigma q`` (``mu``, ``Sigma``: mean and covariance of the item embeddings;
+:mod:`llmrec.ranking.moments`), so a candidate subset from an approximate index scores
+exactly as it would in a full ranking. The collaborative part (:mod:`llmrec.modeling.cf`:
+dense EASE, sparse neighbourhood EASE, ItemKNN or ALS factors) is standardised the same way
+without a dense ``items x items`` product, so the hybrid is served at any catalogue size.
 
-The text-match part (versions that hold ``text_vectors.npy``): for a request with typed
-text, the frozen base language model's zero-shot cosine between the request and each item's
-text (what the item tower reads), standardised like the model's part from the moments of
-the items' text vectors. It finds an item by its description where the trained towers do
-not (a live item has no learned ID part, and the request's projection was trained on few
-or no typed requests). A request without a history has nothing else to go on: the part
-counts in full. With a history it counts only where an item stands out among the request's
-matches (:data:`STAND_OUT_RANK`, :data:`STAND_OUT_MARGIN`), so that a vague request does not
-override the history. The encoder sends the request's base embedding after the user
-vector's columns (a ``[B, dim + text_dim]`` row; zeros: no request), and a live item's
-base text embedding after its item vector; :meth:`HybridScorer.split` takes them apart.
+The text-match part (versions that hold ``text_vectors.npy``; :mod:`llmrec.ranking.text_match`)
+scores a request with typed text by the frozen base model's cosine with each item's text.
+The encoder sends the request's base embedding after the user vector's columns (a
+``[B, dim + text_dim]`` row; zeros: no request), and a live item's base text embedding after
+its item vector; :meth:`HybridScorer.split` takes them apart.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-import itertools
 import json
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from llmrec.modeling.cf import CFModel, ItemItemCF, load_cf
 from llmrec.modeling.transitions import Transitions
+from llmrec.ranking.moments import moments, standardised, standardize
+from llmrec.ranking.text_match import TEXT_WEIGHT, described_rows, text_scores
+from llmrec.ranking.weights import (
+    PARTS,
+    HybridWeights,
+    weights_from_json,
+    weights_json,
+    with_model,
+)
 
 WEIGHTS_FILE = "weights.json"
 POPULARITY_FILE = "popularity.npy"
 TEXT_FILE = "text_vectors.npy"
-
-CF_GRID = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
-POPULARITY_GRID = (0.0, 0.1, 0.25, 0.5)
-TRANSITION_GRID = (0.0, 0.05, 0.1, 0.2, 0.35, 0.5, 1.0)
-"""Weights of the standardised transition term: its nonzero entries are far out in the
-tail of a user's distribution (a handful of successors among thousands of items), so small
-weights already move them to the top."""
-TEXT_WEIGHT = 4.0
-"""The text-match term's weight for requests with typed text, where a version's request
-weights give none (it is not tuned on validation: see docs/serving.md, "Finding an item by
-its description", for how it was chosen)."""
-STAND_OUT_RANK = 5
-STAND_OUT_MARGIN = 1.0
-"""For a request with a history, the text-match part counts only what an item's
-standardised text score has above the request's ``STAND_OUT_RANK``-th best item's plus
-``STAND_OUT_MARGIN``: a request that singles an item out lifts it, a vague one ("comedy",
-matched about as well by hundreds of items) leaves the history's ranking as it was."""
-PARTS = ("llm", "cf", "popularity", "transition", "text")
-
-
-@dataclass(frozen=True)
-class HybridWeights:
-    """Weights of the standardised parts; ``llm=1`` and the rest 0 is the LLM alone.
-
-    ``text`` weighs the text-match part, which only requests with typed text have (it is 0
-    for every other request whatever its weight)."""
-
-    llm: float = 1.0
-    cf: float = 0.0
-    popularity: float = 0.0
-    transition: float = 0.0
-    text: float = 0.0
-
-    def describe(self) -> str:
-        text = f" + text {self.text:g}" if self.text else ""
-        return (
-            f"llm {self.llm:g} + cf {self.cf:g} + popularity {self.popularity:g}"
-            f" + transition {self.transition:g}{text}"
-        )
-
-
-def weight_grid() -> list[HybridWeights]:
-    """The (llm, cf, popularity) weights tried on validation: the LLM with every CF /
-    popularity weight, plus the collaborative model alone (so that a useless LLM cannot make
-    the hybrid worse). The transition weight is tuned after them (:func:`tune_weights`)."""
-    grid = [HybridWeights(1.0, c, p) for c, p in itertools.product(CF_GRID, POPULARITY_GRID)]
-    grid += [HybridWeights(0.0, 1.0, p) for p in POPULARITY_GRID]
-    return grid
-
-
-def with_model(weights: HybridWeights) -> HybridWeights:
-    """``weights`` with the model's term at 1 or more: a typed request reaches the ranking
-    only through the model, so it must count even where the CF model alone won on
-    validation."""
-    return dataclasses.replace(weights, llm=max(weights.llm, 1.0))
-
-
-def standardize(scores: np.ndarray) -> np.ndarray:
-    """Per row: subtract the mean, divide by the standard deviation (rows with no spread
-    become zeros)."""
-    scores = np.asarray(scores, dtype=np.float32)
-    mean = scores.mean(axis=-1, keepdims=True)
-    std = scores.std(axis=-1, keepdims=True)
-    return np.divide(scores - mean, std, out=np.zeros_like(scores), where=std > 1e-12)
+LLM_ALONE = HybridWeights()
+"""The default weights: the language model's part alone."""
 
 
 class HybridScorer:
@@ -132,7 +72,7 @@ class HybridScorer:
     def __init__(
         self,
         item_embeddings: np.ndarray,
-        weights: HybridWeights = HybridWeights(),
+        weights: HybridWeights = LLM_ALONE,
         cf: CFModel | np.ndarray | None = None,
         popularity: np.ndarray | None = None,
         request_weights: HybridWeights | None = None,
@@ -162,7 +102,7 @@ class HybridScorer:
             if self.popularity_counts is None
             else standardize(np.log1p(self.popularity_counts)[None, :])[0]
         )
-        self.mean, self.cov = _moments(self.items)
+        self.mean, self.cov = moments(self.items)
         self.item_text: np.ndarray | None = None
         self.text_mean = self.text_cov = np.zeros(0, dtype=np.float32)
         if item_text is not None:
@@ -170,7 +110,7 @@ class HybridScorer:
             if len(text) != n:
                 raise ValueError(f"the text vectors have {len(text)} items, expected {n}")
             self.item_text = text.astype(self.items.dtype)  # its own: live updates write it
-            self.text_mean, self.text_cov = _moments(self.item_text)
+            self.text_mean, self.text_cov = moments(self.item_text)
 
     @property
     def num_items(self) -> int:
@@ -213,7 +153,7 @@ class HybridScorer:
             n = self.num_items
             raise ValueError(f"the text vectors have {len(vectors)} items, expected {n}")
         other.item_text = vectors.astype(self.items.dtype)
-        other.text_mean, other.text_cov = _moments(other.item_text)
+        other.text_mean, other.text_cov = moments(other.item_text)
         return other
 
     def extend(self, vectors: np.ndarray) -> None:
@@ -257,7 +197,7 @@ class HybridScorer:
         indices ``rows`` only (same values as the full computation). Rows that carry a
         text-match vector after the user vector (:meth:`split`) are read up to ``dim``."""
         q = self.split(np.asarray(queries, dtype=np.float32))[0]
-        return _standardised(q, self.items, self.mean, self.cov, rows)
+        return standardised(q, self.items, self.mean, self.cov, rows)
 
     def text_part(
         self,
@@ -269,38 +209,24 @@ class HybridScorer:
         base model's cosine between each request (the columns of ``queries`` after the user
         vector, :meth:`split`) and each item's text, standardised over the catalogue; for a
         user with a history (``histories``; None: none has one) only what an item has above
-        the request's :data:`STAND_OUT_RANK`-th best item plus :data:`STAND_OUT_MARGIN`.
-        Zeros for rows without a request, queries without those columns, and versions
-        without the text-match term."""
+        the request's :data:`~llmrec.ranking.text_match.STAND_OUT_RANK`-th best item plus
+        :data:`~llmrec.ranking.text_match.STAND_OUT_MARGIN` (:func:`text_scores`). Zeros
+        for rows without a request, queries without those columns, and versions without the
+        text-match term."""
         q, text = self.split(np.asarray(queries, dtype=np.float32))
         width = self.num_items if rows is None else len(rows)
         if text is None or self.item_text is None:
             return np.zeros((len(q), width), dtype=np.float32)
-        out = _standardised(text, self.item_text, self.text_mean, self.text_cov, rows)
-        asked = np.abs(text).sum(axis=1) > 0
-        held = np.array([bool(h) for h in histories or [()] * len(q)], dtype=bool) & asked
-        if held.any():
-            _, raw = _best(text[held], self.item_text, STAND_OUT_RANK)
-            floor = _standardise_raw(
-                raw[:, -1], text[held], self.text_mean, self.text_cov
-            )  # the request's STAND_OUT_RANK-th best item, standardised
-            out[held] = np.maximum(out[held] - floor[:, None] - STAND_OUT_MARGIN, 0.0)
-        return np.where(asked[:, None], out, 0.0).astype(np.float32)
+        return text_scores(text, self.item_text, self.text_mean, self.text_cov, rows, histories)
 
     def text_candidates(self, queries: np.ndarray, n: int) -> list[np.ndarray]:
         """Per row, the rows of the ``n`` items whose text matches its request best (none
         for a row without a request): an approximate index over the model's vectors may not
         hold the item a request describes."""
         q, text = self.split(np.asarray(queries, dtype=np.float32))
-        out = [np.zeros(0, dtype=np.int64) for _ in range(len(q))]
         if text is None or self.item_text is None:
-            return out
-        asked = np.flatnonzero(np.abs(text).sum(axis=1) > 0)
-        if len(asked):
-            best, _ = _best(text[asked], self.item_text, n)
-            for j, b in enumerate(asked):
-                out[b] = np.sort(best[j])
-        return out
+            return [np.zeros(0, dtype=np.int64) for _ in range(len(q))]
+        return described_rows(text, self.item_text, n)
 
     def cf_part(
         self, histories: Sequence[Sequence[int]], rows: np.ndarray | None = None
@@ -434,158 +360,3 @@ class HybridScorer:
             Transitions.load(d),
             text,
         )
-
-
-def weights_json(
-    weights: HybridWeights, request_weights: HybridWeights
-) -> dict[str, dict[str, float]]:
-    """What ``weights.json`` holds of the weights. The text-match weights go under
-    ``text_weights`` (when there are any), not in ``weights`` / ``request_weights``: serving
-    code from before the term reads those two as they were, and serves a version written
-    since without the term rather than failing on a field it does not know."""
-    out: dict[str, dict[str, float]] = {}
-    for name, w in (("weights", weights), ("request_weights", request_weights)):
-        out[name] = {k: v for k, v in asdict(w).items() if k != "text"}
-    if weights.text or request_weights.text:
-        out["text_weights"] = {"weights": weights.text, "request_weights": request_weights.text}
-    return out
-
-
-def weights_from_json(meta: dict) -> tuple[HybridWeights, HybridWeights | None]:
-    """The weights and the request weights (None: not given) of a ``weights.json``."""
-    text = meta.get("text_weights") or {}
-    weights = HybridWeights(**meta["weights"])
-    weights = dataclasses.replace(weights, text=float(text.get("weights", weights.text)))
-    asked = meta.get("request_weights")
-    if not asked:
-        return weights, None
-    request = HybridWeights(**asked)
-    text_asked = float(text.get("request_weights", request.text))
-    return weights, dataclasses.replace(request, text=text_asked)
-
-
-def _standardised(
-    q: np.ndarray,
-    items: np.ndarray,
-    mean: np.ndarray,
-    cov: np.ndarray,
-    rows: np.ndarray | None = None,
-) -> np.ndarray:
-    """``(q . item - q . mean) / sqrt(q^T cov q)`` for all items or ``rows``: each query's
-    scores standardised over the whole catalogue without scoring it."""
-    picked = items if rows is None else items[rows]
-    raw = q @ picked.astype(np.float32, copy=False).T
-    return _standardise_raw(raw, q, mean, cov)
-
-
-def _standardise_raw(
-    raw: np.ndarray, q: np.ndarray, mean: np.ndarray, cov: np.ndarray
-) -> np.ndarray:
-    """Raw scores ``q . item`` (``[B, n]`` or ``[B]``) standardised as in :func:`_standardised`."""
-    centre = q @ mean
-    std = np.sqrt(np.maximum(np.einsum("bd,de,be->b", q, cov, q), 1e-12))
-    if raw.ndim == 1:
-        return (raw - centre) / std
-    return (raw - centre[:, None]) / std[:, None]
-
-
-def _best(
-    q: np.ndarray, items: np.ndarray, n: int, chunk: int = 65536
-) -> tuple[np.ndarray, np.ndarray]:
-    """The rows of the ``n`` items with the highest ``q . item`` per query, best first, and
-    those scores (``[B, n]`` each; fewer columns for a smaller catalogue), in chunks (no
-    float32 copy of a float16 catalogue)."""
-    n = min(n, len(items))
-    rows = np.zeros((len(q), 0), dtype=np.int64)
-    if n == 0:
-        return rows, np.zeros((len(q), 0), dtype=np.float32)
-    best = np.zeros((len(q), 0), dtype=np.float32)
-    for start in range(0, len(items), chunk):
-        raw = q @ items[start : start + chunk].astype(np.float32, copy=False).T
-        rows = np.concatenate(
-            [rows, np.broadcast_to(np.arange(start, start + raw.shape[1]), raw.shape)], axis=1
-        )
-        best = np.concatenate([best, raw], axis=1)
-        keep = np.argpartition(-best, n - 1, axis=1)[:, :n]
-        rows = np.take_along_axis(rows, keep, axis=1)
-        best = np.take_along_axis(best, keep, axis=1)
-    order = np.argsort(-best, axis=1, kind="stable")
-    return np.take_along_axis(rows, order, axis=1), np.take_along_axis(best, order, axis=1)
-
-
-def _moments(items: np.ndarray, chunk: int = 65536) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and covariance of the item embeddings, in chunks (no float32 copy of a float16
-    catalogue)."""
-    n, dim = items.shape
-    total = np.zeros(dim, dtype=np.float64)
-    second = np.zeros((dim, dim), dtype=np.float64)
-    for start in range(0, n, chunk):
-        block = items[start : start + chunk].astype(np.float64)
-        total += block.sum(axis=0)
-        second += block.T @ block
-    mean = total / max(n, 1)
-    cov = second / max(n, 1) - np.outer(mean, mean)
-    return mean.astype(np.float32), cov.astype(np.float32)
-
-
-@dataclass(frozen=True)
-class Tuned:
-    """The weights picked on validation and the metric of every weight setting tried."""
-
-    weights: HybridWeights
-    tried: list[tuple[HybridWeights, float]]
-
-    @property
-    def value(self) -> float:
-        """The metric of the picked weights."""
-        return max(v for _, v in self.tried)
-
-
-def tune_weights(
-    llm: np.ndarray,
-    cf: np.ndarray,
-    popularity: np.ndarray,
-    metric: Callable[[np.ndarray], float],
-    grid: Sequence[HybridWeights] | None = None,
-    transition: np.ndarray | None = None,
-) -> Tuned:
-    """Pick the weights with the best ``metric(scores)`` on validation.
-
-    The (llm, cf, popularity) settings of ``grid`` are tried first; with a ``transition``
-    part, every :data:`TRANSITION_GRID` weight is then tried on top of the best of them,
-    beside the chain alone (the transition term with each popularity weight: so that the
-    hybrid is never below the Markov chain it could have used), and the (llm, cf,
-    popularity) grid is tried once more around the best transition weight.
-
-    Args:
-        llm: ``[users, items]`` standardised LLM scores (:meth:`HybridScorer.llm_part`).
-        cf: ``[users, items]`` standardised CF scores.
-        popularity: ``[items]`` standardised popularity.
-        metric: maps a score matrix to the value to maximise (e.g. validation NDCG@10).
-        grid: (llm, cf, popularity) settings to try (default :func:`weight_grid`).
-        transition: ``[users, items]`` standardised transition scores, or None.
-    """
-    base = list(grid or weight_grid())
-    tried: dict[HybridWeights, float] = {}
-
-    def attempt(w: HybridWeights) -> float:
-        if w not in tried:
-            scores = w.llm * llm + w.cf * cf + w.popularity * popularity[None, :]
-            if w.transition and transition is not None:
-                scores = scores + w.transition * transition
-            tried[w] = metric(scores)
-        return tried[w]
-
-    for w in base:
-        attempt(w)
-    if transition is not None:
-        best = max(tried, key=tried.__getitem__)
-        for t in TRANSITION_GRID:
-            attempt(dataclasses.replace(best, transition=t))
-        for p in (0.01, *POPULARITY_GRID):  # 0.01: popularity only breaks the chain's ties
-            attempt(HybridWeights(0.0, 0.0, p, 1.0))
-        t = max(tried, key=tried.__getitem__).transition
-        for w in base:
-            attempt(dataclasses.replace(w, transition=t))
-    best = max(tried, key=tried.__getitem__)
-    return Tuned(best, list(tried.items()))

@@ -5,14 +5,9 @@ data, api, modeling, ranking, registry, understanding; never experiments or eval
 
 from llmrec.api.schemas import RecommendedItem, RecommendRequest, RecommendResponse
 from llmrec.serving.grouping import Coalescer
-from llmrec.serving.recommender import (
-    CandidateRanker,
-    Query,
-    QueryBuilder,
-    QueryEncoder,
-    RequestError,
-)
+from llmrec.serving.recommender import CandidateRanker, QueryBuilder, QueryEncoder
 from llmrec.serving.settings import ServeSettings, SettingsError
+from llmrec.understanding.query import Query, RequestError
 
 __all__ = [
     "CandidateRanker",

@@ -10,9 +10,10 @@ may have several): each consumer of a version (the ingress's query builder, the 
 user tower, the ranker's index) calls :func:`sync` before it answers, and applies what
 changed since the sequence number it last saw (:class:`LiveChanges`). The ingress embeds new
 items with the served version's item tower, and records items and vectors in one transaction
-(:meth:`LiveCatalogue.add`); a version that starts to be served (a swap, a restart) first
-embeds the live items it has no vector for (:meth:`LiveCatalogue.prepare`). The update job
-reads the live items as new catalogue rows (:meth:`CatalogueState.items_table`).
+(:meth:`~llmrec.serving.live_catalogue.LiveCatalogue.add`); a version that starts to be
+served (a swap, a restart) first embeds the live items it has no vector for
+(:meth:`~llmrec.serving.live_catalogue.LiveCatalogue.prepare`). The update job reads the
+live items as new catalogue rows (:meth:`CatalogueState.items_table`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -325,82 +326,10 @@ def sync(state: CatalogueState, model_uri: str, target: LiveTarget) -> bool:
     return True
 
 
-Embed = Callable[[str, list[LiveItem]], Awaitable[np.ndarray]]
-"""``(model_uri, items) -> [len(items), dim]`` vectors from that version's item tower."""
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What a catalogue change did, by item id."""
-
-    added: list[str]
-    updated: list[str]
-    retired: list[str]
-    unchanged: list[str]
-
-
-class LiveCatalogue:
-    """The ingress's side: embeds and records additions, records retirements, prepares a
-    version that starts to be served.
-
-    Args:
-        state: the durable record.
-        embed: the served version's item tower (the encoder deployment).
-    """
-
-    def __init__(self, state: CatalogueState, embed: Embed, batch: int = 256) -> None:
-        self.state = state
-        self.embed = embed
-        self.batch = batch
-
-    async def add(
-        self, model_uri: str, items: Sequence[LiveItem], known: Callable[[str], bool]
-    ) -> Outcome:
-        """Embed ``items`` with ``model_uri``'s item tower and record them with their
-        vectors; ``known`` says which ids the served catalogue already has (updated)."""
-        import asyncio
-
-        vectors = await self._vectors(model_uri, list(items))
-        live = await asyncio.to_thread(self.state.live_ids, [i.item_id for i in items])
-        updated = [i.item_id for i in items if i.item_id in live or known(i.item_id)]
-        await asyncio.to_thread(self.state.upsert, list(items), model_uri, vectors)
-        added = [i.item_id for i in items if i.item_id not in set(updated)]
-        return Outcome(added, updated, [], [])
-
-    async def retire(self, item_ids: Sequence[str]) -> Outcome:
-        """Retire items; ``unchanged`` lists those that were retired already."""
-        import asyncio
-
-        fresh, already = await asyncio.to_thread(self.state.retire, list(item_ids))
-        return Outcome([], [], fresh, already)
-
-    async def prepare(self, model_uri: str) -> int:
-        """Embed every live item that ``model_uri`` has no current vector for (a version
-        about to be served: after a swap, a restart); returns how many were embedded."""
-        import asyncio
-
-        missing = await asyncio.to_thread(self.state.missing, model_uri)
-        if not missing:
-            return 0
-        vectors = await self._vectors(model_uri, [item for item, _ in missing])
-        keys = [(item.item_id, seq) for item, seq in missing]
-        await asyncio.to_thread(self.state.put_vectors, model_uri, keys, vectors)
-        return len(missing)
-
-    async def _vectors(self, model_uri: str, items: list[LiveItem]) -> np.ndarray:
-        parts = [
-            np.asarray(await self.embed(model_uri, items[i : i + self.batch]), dtype=np.float32)
-            for i in range(0, len(items), self.batch)
-        ]
-        return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
-
-
 __all__ = [
     "CatalogueState",
-    "LiveCatalogue",
     "LiveChanges",
     "LiveItem",
     "LiveTarget",
-    "Outcome",
     "sync",
 ]

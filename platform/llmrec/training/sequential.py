@@ -7,7 +7,8 @@ A training example is a window of one user's history (at most ``seq_len + 1`` it
 first); the user tower's output at every position is scored against the next item, over the
 whole catalogue (full softmax) or ``train.negatives`` sampled items. With a text encoder to
 tune (``model.text_tuning: adapter``) the batch's texts are re-encoded with gradient, the rest
-of the catalogue comes from a cache that those re-encodings keep up to date.
+of the catalogue comes from a cache that those re-encodings keep up to date
+(:class:`llmrec.training.text_table.TextTable`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from llmrec.evaluation.metrics import ranking_metrics, target_ranks
 from llmrec.modeling.scorer import LLMScorer
 from llmrec.modeling.sequential import SequentialRecommender, joined_state, left_pad, split_state
 from llmrec.modeling.towers import user_vectors
+from llmrec.training.text_table import TextTable
 
 
 @dataclass(frozen=True)
@@ -88,64 +90,6 @@ class SequenceEvalSet:
             self.queries[:n],
             self.query_text[:n],
         )
-
-
-class TextTable(nn.Module):
-    """Text embeddings of a fixed list of texts: a cache, with rows re-encoded on request.
-
-    Without an encoder (``model.text_tuning: frozen``) it is a constant table. With one, a
-    call re-encodes up to ``budget`` of the asked rows with gradient (so the adapter learns)
-    and writes them back into the cache.
-    """
-
-    cache: torch.Tensor
-
-    def __init__(
-        self,
-        texts: Sequence[str],
-        cache: np.ndarray,
-        encoder: LLMScorer | None = None,
-        kind: str = "item",
-        budget: int = 64,
-    ) -> None:
-        super().__init__()
-        self.texts = list(texts)
-        # a copy: the driver's array arrives read-only from the object store, and a tuned
-        # encoder writes re-encoded rows into the cache
-        self.register_buffer("cache", torch.tensor(np.asarray(cache, dtype=np.float32)))
-        self.encoder = encoder
-        self.kind = kind
-        self.budget = budget
-
-    def forward(self, rows: torch.Tensor | None = None) -> torch.Tensor:
-        cache = self.cache
-        if self.encoder is None or rows is None or not self.training:
-            return cache
-        rows = rows.unique()
-        rows = rows[rows >= 0]
-        if len(rows) > self.budget:
-            rows = rows[torch.randperm(len(rows), device=rows.device)[: self.budget]]
-        if len(rows) == 0:
-            return cache
-        texts = [self.texts[int(r)] for r in rows]
-        fresh = (
-            self.encoder.embed_items(texts)
-            if self.kind == "item"
-            else self.encoder.embed_queries(texts)
-        )
-        with torch.no_grad():
-            cache[rows] = fresh.detach().to(cache.dtype)
-        return cache.index_put((rows,), fresh.to(cache.dtype))
-
-    @torch.no_grad()
-    def refresh(self, batch_size: int = 128) -> None:
-        """Re-encode every text with the current encoder (before evaluation or export)."""
-        if self.encoder is not None and self.texts:
-            self.cache.copy_(
-                self.encoder.encode(self.texts, kind=self.kind, batch_size=batch_size).to(
-                    self.cache.device
-                )
-            )
 
 
 @dataclass(frozen=True)
@@ -411,7 +355,6 @@ __all__ = [
     "SequenceEvalSet",
     "SequenceInputs",
     "SequenceObjective",
-    "TextTable",
     "evaluate_sequential",
     "length_groups",
     "load_state",

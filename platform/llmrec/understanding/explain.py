@@ -7,7 +7,7 @@
 - ``because``: the history items that raised the item's score most, each with its share.
   The model term is read by occlusion: the user is encoded again without each history item
   the user tower reads (all variants in the same encoder call as the request itself:
-  :func:`llmrec.serving.recommender.user_inputs`), and the drop of the item's model term is
+  :func:`llmrec.understanding.query.user_inputs`), and the drop of the item's model term is
   that history item's contribution. The collaborative term is split exactly by the CF
   model's item-item weights (EASE, sparse EASE, ItemKNN: what history item ``a`` adds to
   item ``j`` is ``B[a, j]``, centred and scaled like the user's whole row); for ALS factors
@@ -33,7 +33,8 @@ from llmrec.api.schemas import (
 )
 from llmrec.data.catalogue import Catalogue
 from llmrec.modeling.cf import FactorCF, ItemItemCF
-from llmrec.ranking.hybrid import HybridScorer, HybridWeights
+from llmrec.ranking.hybrid import HybridScorer
+from llmrec.ranking.weights import HybridWeights
 from llmrec.understanding.constraints import Constraints
 
 if TYPE_CHECKING:

@@ -32,16 +32,15 @@ from llmrec.understanding.phrases import (
     Match,
     Tokens,
     assemble,
-    bracketed_year,
     candidate_phrases,
     common_prefix,
     inside_title,
     is_trigger,
     negated_positions,
     reference_spans,
-    year_matches,
 )
 from llmrec.understanding.query import Intent
+from llmrec.understanding.years import bracketed_year, year_matches
 
 Embed = Callable[[list[str]], np.ndarray]
 """Texts -> ``[len(texts), dim]`` embeddings by the version's language model."""

@@ -1,8 +1,9 @@
-"""The phrase level of query understanding: negation scopes, reference triggers, year
-phrases, candidate phrases for the language model, and the text left for it.
+"""The phrase level of query understanding: negation scopes, reference triggers, candidate
+phrases for the language model, the text left for it, and the intent the matches make.
 
-English function words drive it (``no``, ``not``, ``without``, ``like``, ``similar to``,
-``from the 90s``, ``before 1980``); the catalogue's own words are matched in
+English function words drive it (``no``, ``not``, ``without``, ``like``, ``similar to``);
+year phrases (``from the 90s``, ``before 1980``) are read in
+:mod:`llmrec.understanding.years`, the catalogue's own words matched in
 :mod:`llmrec.understanding.intent`.
 """
 
@@ -11,7 +12,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-import numpy as np
 from rapidfuzz.distance import OSA
 
 from llmrec.understanding.query import Intent
@@ -78,33 +78,11 @@ STOPWORDS = word_set(
 )
 """Words never matched against categories by embedding alone."""
 
-DECADE_WORDS = {
-    "twenties": 20,
-    "thirties": 30,
-    "forties": 40,
-    "fifties": 50,
-    "sixties": 60,
-    "seventies": 70,
-    "eighties": 80,
-    "nineties": 90,
-}
-_BEFORE: tuple[tuple[str, ...], ...] = (
-    ("prior", "to"),
-    ("older", "than"),
-    ("earlier", "than"),
-    ("before",),
-    ("until",),
-    ("till",),
-    ("pre",),
-)
-_AFTER = (("newer", "than"), ("later", "than"), ("after",), ("post",))
-_SINCE = (("since",),)
 TITLE_END = word_set(
     "but and or with without from in that which who not no except nothing please only "
     "just yet though for set about featuring starring"
 )
 """Words after which a title referred to has likely ended (``like Heat but funnier``)."""
-_RANGE_JOIN = word_set("to and through thru till until")
 
 
 @dataclass(frozen=True)
@@ -239,90 +217,6 @@ def candidate_phrases(toks: Tokens, used: list[bool]) -> list[tuple[str, range]]
     return out
 
 
-def year_matches(
-    toks: Tokens, used: list[bool], span: tuple[int, int], years: np.ndarray
-) -> list[Match]:
-    """Year phrases: ``1995``, ``the 90s``, ``the nineties``, ``early 80s``, ``1980s``,
-    ``before 1980``, ``after the 90s``, ``since 2000``, ``between 1980 and 1990``,
-    ``1980-1990``. A year in parentheses right after words is left to title references."""
-    out = []
-    i = 0
-    while i < len(toks):
-        r = None if used[i] or _in_parentheses(toks, i) else _year_value(toks[i][0], years)
-        if r is None:
-            i += 1
-            continue
-        first = i
-        if i > 0 and toks[i - 1][0] in ("early", "mid", "late") and r[1] - r[0] == 9:
-            offset = {"early": (0, 3), "mid": (3, 6), "late": (6, 9)}[toks[i - 1][0]]
-            r = (r[0] + offset[0], r[0] + offset[1])
-            first = i - 1
-        end = i + 1
-        j = end + 1 if end < len(toks) and toks[end][0] in _RANGE_JOIN else end
-        if j < len(toks) and not used[j] and (j > end or toks[j][1] - toks[i][2] <= 1):
-            r2 = _year_value(toks[j][0], years)
-            if r2 is not None and r2[1] >= r[0]:
-                r, end = (r[0], r2[1]), j + 1
-        first, r = _bound(toks, first, r, span)
-        for k in range(first, end):
-            used[k] = True
-        out.append(Match("years", r, range(first, end)))
-        i = end
-    return out
-
-
-def _bound(
-    toks: Tokens, first: int, r: tuple[int, int], span: tuple[int, int]
-) -> tuple[int, tuple[int, int]]:
-    """Open the range for ``before``/``after``/``since`` in front of it, and take in
-    ``the``/``from``/``in``/``of``/``between``."""
-    if first > 0 and toks[first - 1][0] == "the":
-        first -= 1
-    for words, make in (
-        (_BEFORE, lambda: (min(span[0], r[0] - 1), r[0] - 1)),
-        (_AFTER, lambda: (r[1] + 1, max(span[1], r[1] + 1))),
-        (_SINCE, lambda: (r[0], max(span[1], r[0]))),
-    ):
-        for phrase in words:
-            n = len(phrase)
-            if first >= n and tuple(t for t, _, _ in toks[first - n : first]) == phrase:
-                return first - n, make()
-    if first > 0 and toks[first - 1][0] in ("from", "in", "of", "between", "during"):
-        first -= 1
-    return first, r
-
-
-def _in_parentheses(toks: Tokens, i: int) -> bool:
-    return 0 < i < len(toks) - 1 and toks[i - 1][0] == "(" and toks[i + 1][0] == ")"
-
-
-def _year_value(word: str, years: np.ndarray) -> tuple[int, int] | None:
-    """The years a token names: ``1995``, ``1990s``, ``90s``, ``nineties``."""
-    if re.fullmatch(r"(1[89]|20)\d\d", word):
-        return int(word), int(word)
-    m = re.fullmatch(r"((?:1[89]|20)\d)0s", word)
-    if m:
-        start = int(m.group(1)) * 10
-        return start, start + 9
-    m = re.fullmatch(r"(\d)0s", word)
-    decade = int(m.group(1)) * 10 if m else DECADE_WORDS.get(word)
-    if decade is None:
-        return None
-    start = _century(decade, years)
-    return start, start + 9
-
-
-def _century(decade: int, years: np.ndarray) -> int:
-    """``90s`` is 1990s, ``20s`` 1920s or 2020s: the one with more catalogue items."""
-    counts = {
-        c + decade: int(((years >= c + decade) & (years <= c + decade + 9)).sum())
-        for c in (1900, 2000)
-    }
-    if max(counts.values()) > 0:
-        return max(counts, key=lambda k: (counts[k], k))
-    return 1900 + decade if decade >= 30 else 2000 + decade
-
-
 _CONNECTORS = word_set("but and or with from in of the a an for")
 _LEADING = _CONNECTORS - {"the", "a", "an"}
 
@@ -354,14 +248,6 @@ def clause_text(query: str, toks: Tokens, matches: list[Match], negated: list[bo
             run_start = None
     text = " ".join(p.strip(" \t\n,;:") for p in pieces).strip()
     return text if re.search(r"\w", text) else None
-
-
-def bracketed_year(toks: Tokens, end: int) -> tuple[int, int]:
-    """``Heat (1995)``: the year in parentheses right after a title, and the token after it."""
-    year = end + 2 < len(toks) and toks[end][0] == "(" and toks[end + 2][0] == ")"
-    if year and re.fullmatch(r"\d{4}", toks[end + 1][0]):
-        return int(toks[end + 1][0]), end + 3
-    return 0, end
 
 
 def common_prefix(a: str, b: str) -> int:
@@ -415,7 +301,6 @@ __all__ = [
     "Match",
     "Tokens",
     "assemble",
-    "bracketed_year",
     "candidate_phrases",
     "clause_text",
     "common_prefix",
@@ -424,5 +309,4 @@ __all__ = [
     "negated_positions",
     "reference_spans",
     "word_set",
-    "year_matches",
 ]

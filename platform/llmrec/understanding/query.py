@@ -89,6 +89,9 @@ class Query:
     """Answer each item with an explanation."""
     occlude: tuple[str, ...] = ()
     """History items to encode the user without, one vector each (for explanations)."""
+    unproven: int = 0
+    """Exploration's candidates: after its ``k`` items, the answer also holds the best
+    ``unproven`` of the items the version has little training evidence of."""
 
 
 def user_inputs(queries: Sequence[Query]) -> tuple[list[tuple[str, ...]], list[str | None]]:

@@ -20,7 +20,7 @@ import torch
 from llmrec.config import Config
 from llmrec.data.pipeline import item_log_frequency
 from llmrec.data.prepare import Prepared, load_source, prepare, split_and_save
-from llmrec.evaluation import offline, references, reports
+from llmrec.evaluation import offline, references, reports, tuning
 from llmrec.evaluation.metrics import target_ranks
 from llmrec.experiments import guard
 from llmrec.modeling.cf import choose_cf
@@ -232,7 +232,7 @@ def evaluation_table(
     towers: Towers,
     item_emb: np.ndarray,
     users: Any = None,
-) -> tuple[pd.DataFrame, offline.HybridFit | None, str]:
+) -> tuple[pd.DataFrame, tuning.HybridFit | None, str]:
     """The trained model, the hybrid tuned on validation (``rank.hybrid``) and the baselines
     (:mod:`references`), on validation and test: accuracy and beyond-accuracy measures; and
     the test quality per user group (activity, and ``users``' attributes) as a Markdown
@@ -243,10 +243,10 @@ def evaluation_table(
     scored = {"llm": {name: queries[name] @ item_emb.T for name in parts}}
     fit = None
     if cfg.rank.hybrid:
-        fit = offline.fit_hybrid(protocol, item_emb, queries["val"], cfg.rank.cf, rank=cfg.rank)
+        fit = tuning.fit_hybrid(protocol, item_emb, queries["val"], cfg.rank.cf, rank=cfg.rank)
         scored["hybrid"] = {
             name: fit.scorers[name].scores(
-                queries[name], part.histories, requests=offline.requests_of(part)
+                queries[name], part.histories, requests=tuning.requests_of(part)
             )
             for name, part in parts.items()
         }
@@ -256,9 +256,9 @@ def evaluation_table(
         kind = choose_cf(
             cfg.rank.cf, len(protocol.catalogue), cfg.rank.ease_max_items, cfg.rank.sparse_max_items
         )
-        params = offline.tune_cf(protocol, kind, cfg.rank, offline.EASE_LAMBDAS)[0]
+        params = tuning.tune_cf(protocol, kind, cfg.rank, tuning.EASE_LAMBDAS)[0]
         models = references.fit_cf_models(protocol, kind, params)
-    label = offline.cf_label(kind, params)
+    label = tuning.cf_label(kind, params)
     scored |= references.reference_scores(protocol, cfg.rank, label, models)
     for method, by_part in scored.items():
         for name, part in parts.items():

@@ -298,7 +298,7 @@ def main(cfg: Config, source: str, periods: int, log_to_mlflow: bool = True) -> 
     from llmrec.data.prepare import load_source, prepare
     from llmrec.data.splits import k_core
     from llmrec.evaluation.offline import to_markdown
-    from llmrec.registry import store as registry
+    from llmrec.registry import runs
 
     if periods < 1:
         raise ValueError(f"--periods must be >= 1, got {periods}")
@@ -323,7 +323,7 @@ def main(cfg: Config, source: str, periods: int, log_to_mlflow: bool = True) -> 
     if log_to_mlflow:
         params = {"data": source, "periods": periods, **cfg.flat()}
         figures = {"plots/incremental_ndcg.png": plot(table)}
-        run_id = registry.log_evaluation(
+        run_id = runs.log_evaluation(
             cfg.registry,
             table,
             markdown + note,

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from llmrec.config import RegistryConfig
 from llmrec.experiments.guard import experiment_guard
+from llmrec.registry import aliases
 from llmrec.registry import store as registry
 
 
@@ -55,19 +56,19 @@ def promotion_gate(
     """
     name, metric = cfg.model_name, cfg.primary_metric
     if candidate is None:
-        candidate = registry.resolve(f"models:/{name}@{registry.CANDIDATE}").version
-    champion = registry.current_champion(name)
+        candidate = registry.resolve(f"models:/{name}@{aliases.CANDIDATE}").version
+    champion = aliases.current_champion(name)
 
     def decide(
         promoted: bool, reason: str, cv: float | None = None, pv: float | None = None
     ) -> GateDecision:
         if promoted:
-            held = experiment_guard(experiment_state, name, registry.CHAMPION)
+            held = experiment_guard(experiment_state, name, aliases.CHAMPION)
             if held is not None:
                 return GateDecision(
                     False, candidate, champion, metric, cv, pv, f"{reason}; {held}", held
                 )
-            registry.set_champion(name, candidate)
+            aliases.set_champion(name, candidate)
         return GateDecision(promoted, candidate, champion, metric, cv, pv, reason)
 
     if champion is None:

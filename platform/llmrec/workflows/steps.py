@@ -25,7 +25,9 @@ from llmrec.modeling.scorer import HEAD_FILE
 from llmrec.modeling.sequential import load_trained
 from llmrec.modeling.towers import Towers
 from llmrec.modeling.transitions import Transitions
-from llmrec.ranking.hybrid import HybridScorer, HybridWeights
+from llmrec.ranking.hybrid import HybridScorer
+from llmrec.ranking.weights import HybridWeights
+from llmrec.registry import aliases, runs
 from llmrec.registry import store as registry
 from llmrec.registry.bundle import ModelBundle, write_bundle
 from llmrec.training.trainer import TrainOutcome
@@ -134,7 +136,7 @@ def cf_settings(bundle: ModelBundle) -> tuple[HybridWeights, str, CFParams]:
 def champion_metrics(cfg: Config) -> tuple[str, dict[str, float], str] | None:
     """(version, logged metrics, data fingerprint) of the champion, for the model card."""
     try:
-        champion = registry.current_champion(cfg.registry.model_name)
+        champion = aliases.current_champion(cfg.registry.model_name)
     except Exception:  # no registered model yet
         return None
     if champion is None:
@@ -156,7 +158,7 @@ def register(
     :func:`llmrec.registry.bundle.write_bundle` after ``cfg``) and register it with its run."""
     with tempfile.TemporaryDirectory(prefix="llmrec-bundle-") as tmp:
         bundle = write_bundle(Path(tmp) / "bundle", cfg, **parts)
-        return registry.log_and_register(
+        return runs.log_and_register(
             cfg.registry,
             run_name=outcome.run_name,
             params=cfg.flat(),
