@@ -12,9 +12,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import scipy.sparse as sp
 from llmrec.data.demo import GENRES
 
@@ -73,13 +75,43 @@ def generate(
         pool = np.arange(num_items) if g < 0 else np.flatnonzero(genre == g)
         cum = np.cumsum(weight[pool])
         rows[at] = pool[np.searchsorted(cum, rng.random(len(at)) * cum[-1])]
+    return _assemble(_items(rng, genre, names), genre, rows, activity)
+
+
+def _assemble(
+    items: pa.Table, genre: np.ndarray, rows: np.ndarray, activity: np.ndarray
+) -> Synthetic:
+    """The log's matrix and histories from the item rows in user order and each user's count."""
+    users, num_items = len(activity), len(genre)
+    owner = np.repeat(np.arange(users), activity)
     x = sp.csr_matrix(
         (np.ones(len(rows), dtype=np.float32), (owner, rows)), shape=(users, num_items)
     )
     x.data[:] = 1.0
     bounds = np.concatenate([[0], np.cumsum(activity)])
     histories = [rows[bounds[u] : bounds[u + 1]] for u in range(users)]
-    return Synthetic(_items(rng, genre, names), genre, x, histories)
+    return Synthetic(items, genre, x, histories)
+
+
+def cached(folder: Path | None, num_items: int, num_interactions: int, seed: int = 0) -> Synthetic:
+    """:func:`generate`, kept under ``folder/items-N_events-E_seed-S`` and read back on the
+    next run with the same size, events and seed (``None``: always generated)."""
+    if folder is None:
+        return generate(num_items, num_interactions, seed)
+    home = folder / f"items-{num_items}_events-{num_interactions}_seed-{seed}"
+    if (home / "log.npz").exists():
+        log = np.load(home / "log.npz")
+        return _assemble(
+            pq.read_table(home / "items.parquet"), log["genre"], log["rows"], log["activity"]
+        )
+    data = generate(num_items, num_interactions, seed)
+    home.mkdir(parents=True, exist_ok=True)
+    pq.write_table(data.items, home / "items.parquet")
+    activity = np.array([len(h) for h in data.histories], dtype=np.int64)
+    rows = np.concatenate(data.histories) if data.histories else np.zeros(0, np.int64)
+    np.savez(home / "log.tmp.npz", genre=data.genre, rows=rows, activity=activity)
+    (home / "log.tmp.npz").replace(home / "log.npz")  # complete or absent
+    return data
 
 
 def _items(rng: np.random.Generator, genre: np.ndarray, names: list[str]) -> pa.Table:

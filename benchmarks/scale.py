@@ -4,8 +4,9 @@
     python benchmarks/scale.py --sizes 10000 --cf ease,sparse,itemknn,als
 
 For each size a synthetic catalogue and log (``_synthetic.py``: Zipf item popularity,
-power-law user activity, the demo's item texts; ``--per-item`` interactions an item) is
-generated, then:
+power-law user activity, the demo's item texts; ``--per-item`` interactions an item, one
+value or one per size) is generated, or read back from ``--cache`` (keyed by size, events
+and seed), then:
 
 - each CF option (``--cf``; ``auto`` adds the one ``rank.cf=auto`` picks; options whose
   fit cannot fit this machine are listed as skipped, with why) is fitted in this process:
@@ -40,7 +41,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "jobs"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import quiet
-from _synthetic import Synthetic, generate
+from _synthetic import Synthetic, cached
 from _table import machine, print_table
 
 GIB = 1024**3
@@ -77,6 +78,18 @@ class Peak:
     @property
     def kept_gib(self) -> float:
         return (self.end - self.start) / GIB
+
+
+class Lap:
+    """Seconds since the previous call (or since made), as a table cell."""
+
+    def __init__(self) -> None:
+        self.last = time.perf_counter()
+
+    def __call__(self) -> str:
+        now = time.perf_counter()
+        seconds, self.last = now - self.last, now
+        return f"{seconds:.0f}"
 
 
 def dir_mib(path: Path) -> float:
@@ -121,15 +134,17 @@ def write_version(data: Synthetic, cf: Any, encoded: int, out: Path, scorer: Any
     import pyarrow as pa
     from llmrec.config import Config
     from llmrec.data.catalogue import Catalogue
-    from llmrec.ranking.hybrid import HybridScorer, HybridWeights
+    from llmrec.ranking.hybrid import HybridScorer
+    from llmrec.ranking.weights import HybridWeights
     from llmrec.registry.bundle import write_bundle
 
     n = data.x.shape[1]
     catalogue = Catalogue.from_table(data.items)
     rng = np.random.default_rng(1)
     base_rows = rng.choice(n, min(encoded, n), replace=False)
-    base = scorer.encode([catalogue.texts()[i] for i in base_rows], kind="item").numpy()
-    emb = np.empty((n, base.shape[1]), dtype=np.float32)
+    texts = catalogue.texts()  # once: rendering 1M items per encoded row took most of a 1M run
+    base = scorer.encode([texts[i] for i in base_rows], kind="item").numpy()
+    emb = np.empty((int(n), int(base.shape[1])), dtype=np.float32)  # ints: a shape mypy reads
     for g in np.unique(data.genre):  # copy an encoded item of the same genre, add noise
         src = np.flatnonzero(data.genre[base_rows] == g)
         at = np.flatnonzero(data.genre == g)
@@ -232,7 +247,16 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("--sizes", default="10000,100000,1000000")
-    parser.add_argument("--per-item", type=float, default=20.0, help="interactions per item")
+    parser.add_argument(
+        "--per-item",
+        default="20",
+        help="interactions per item: one value, or one per size (e.g. 20,20,8)",
+    )
+    parser.add_argument(
+        "--cache",
+        default=str(Path.home() / ".cache" / "llmrec" / "scale"),
+        help="keep generated logs here, keyed by size, events and seed ('' : do not)",
+    )
     parser.add_argument("--cf", default="ease,sparse,itemknn,als,auto")
     parser.add_argument("--encoded", type=int, default=2000)
     parser.add_argument("--requests", type=int, default=100)
@@ -251,9 +275,16 @@ def main() -> int:
     tmp = Path(args.keep or tempfile.mkdtemp(prefix="llmrec-scale-"))
     levels = [int(c) for c in args.concurrency.split(",")]
     fit_rows, mem_rows, lat_rows, data_rows, recall_rows = [], [], [], [], []
-    for n in [int(s) for s in args.sizes.split(",")]:
+    phase_rows = []
+    sizes = [int(s) for s in args.sizes.split(",")]
+    per_item = [float(v) for v in args.per_item.split(",")]
+    if len(per_item) not in (1, len(sizes)):
+        parser.error(f"--per-item has {len(per_item)} values for {len(sizes)} sizes")
+    cache = Path(args.cache) if args.cache else None
+    per_item = per_item * len(sizes) if len(per_item) == 1 else per_item
+    for n, each in zip(sizes, per_item, strict=True):
         t0 = time.perf_counter()
-        data = generate(n, int(args.per_item * n))
+        data = cached(cache, n, int(each * n))
         deg = np.asarray(data.x.sum(axis=0)).ravel()
         data_rows.append(
             (
@@ -267,15 +298,20 @@ def main() -> int:
             )
         )
         print(f"[{n:,} items: {data.interactions:,} interactions]", flush=True)
+        lap = Lap()
         rows, cf = fit_options(data, args.cf.split(","), rank, tmp / str(n))
         fit_rows += rows
+        fit_s = lap()
         bdir = write_version(data, cf, args.encoded, tmp / str(n) / "bundle", scorer)
         del cf
         gc.collect()
+        write_s = lap()
         mem, (lat, ranker, bundle) = serve_rows(bdir, n, args.requests, levels)
         mem_rows += mem
         lat_rows += lat
+        serve_s = lap()
         recall = hybrid_recall(ranker, bundle, data, args.recall_users)
+        phase_rows.append((f"{n:,}", data_rows[-1][-1], fit_s, write_s, serve_s, lap()))
         recall_rows.append((f"{n:,}", ranker.describe(), args.recall_users, f"{recall:.3f}"))
         print(f"  {mem[0]} | {lat} | recall {recall:.3f}", flush=True)
         del ranker, bundle, data
@@ -315,6 +351,12 @@ def main() -> int:
         "Served candidates vs the exact hybrid top 100 (whole catalogue, history masked)",
         ["items", "index", "users", "recall@100"],
         recall_rows,
+    )
+    print_table(
+        "Where the time goes, s (log generated or read from --cache; every CF option; the "
+        "bundle with its embeddings; ranker loads + latency; the exact top 100 per user)",
+        ["items", "log", "CF fits", "bundle", "ranker + latency", "recall"],
+        phase_rows,
     )
     return 0
 

@@ -27,11 +27,16 @@ class Catalogue:
     def from_table(cls, table: pa.Table) -> Catalogue:
         """Build from a table in the item contract (``item_id, title, text, categories``);
         extra columns of strings or lists of strings become attributes."""
-        rows = table.select(["item_id", "title", "text", "categories"]).to_pylist()
-        items = {
-            r["item_id"]: ItemText(r["title"], tuple(r["categories"] or ()), r["text"])
-            for r in rows
-        }
+        # column by column (no dict per row), one string per category name, not one per item
+        names: dict[str, str] = {}
+        columns = [table.column(c).to_pylist() for c in ("item_id", "title", "categories")]
+        items = {}
+        for item_id, title, cats, text in zip(
+            *columns, table.column("text").to_pylist(), strict=True
+        ):
+            items[item_id] = ItemText(
+                title, tuple(names.setdefault(c, c) for c in cats or ()), text
+            )
         ids = table.column("item_id").to_pylist()
         attributes = {}
         for name in table.column_names:

@@ -11,9 +11,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ItemText:
-    """What the renderer needs of one catalogue item."""
+    """What the renderer needs of one catalogue item (slots: a catalogue holds a million)."""
 
     title: str
     categories: tuple[str, ...] = ()

@@ -63,14 +63,13 @@ def intra_list_diversity(top: np.ndarray, item_features: np.ndarray | None) -> f
     :func:`beyond_accuracy`); NaN when undefined."""
     if item_features is None:
         return float("nan")
-    feats = item_features.astype(np.float64)
-    norms = np.linalg.norm(feats, axis=1, keepdims=True)
-    has = norms[:, 0] > 0
-    feats = np.divide(feats, norms, out=np.zeros_like(feats), where=norms > 0)
-    lists = feats[top]  # [users, k, f]
+    lists = item_features[top].astype(np.float64)  # [users, k, f]: only the listed rows
+    norms = np.linalg.norm(lists, axis=2, keepdims=True)
+    has = norms[:, :, 0] > 0
+    lists = np.divide(lists, norms, out=np.zeros_like(lists), where=norms > 0)
     sims = np.einsum("ukf,ujf->ukj", lists, lists)
     k = top.shape[1]
-    ok = has[top][:, :, None] & has[top][:, None, :] & ~np.eye(k, dtype=bool)[None]
+    ok = has[:, :, None] & has[:, None, :] & ~np.eye(k, dtype=bool)[None]
     pairs = ok.sum(axis=(1, 2))
     if not pairs.any():
         return float("nan")

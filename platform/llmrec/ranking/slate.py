@@ -82,8 +82,9 @@ class ItemFacts:
         codes, values = {}, {}
         for name in catalogue.attribute_names:
             codes[name], values[name] = encode_values(catalogue.attribute_values(name))
+        vectors = np.asarray(vectors)  # float16 stays float16: gathered rows are widened
         return cls(
-            np.asarray(vectors, dtype=np.float32),
+            vectors if vectors.dtype == np.float16 else vectors.astype(np.float32),
             category_distribution(catalogue.category_vectors()),
             long_tail(counts, head_share),
             codes,
@@ -179,7 +180,7 @@ class Reranker:
         f = self.facts
         cands = Candidates(relevance)
         if spec.diversity:
-            cands.vectors = f.vectors[rows]
+            cands.vectors = f.vectors[rows].astype(np.float32)
         if spec.calibration:
             cands.genres = f.genres[rows]
             cands.history = history
