@@ -8,6 +8,7 @@
     python jobs/simulate_traffic.py --config jobs/configs/ml100k.yaml --in-process \\
         --variant control=models:/llmrec-scorer-ml100k/1 \\
         --variant challenger=models:/llmrec-scorer-ml100k/1 --seeds 100 --experiment aa
+    # exploration, new items of known appeal (_exploration.py): add --explore 0.1 --update
 
 Each user of the data set (``data.source``, split as training splits it) has a past and a
 future (their last ``--future`` interactions: 2 = the validation and test targets), which
@@ -24,9 +25,15 @@ import argparse
 import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
+import _exploration
 from _common import add_config_args, fail, load
 from llmrec import console
+
+if TYPE_CHECKING:
+    from llmrec.config import Config
+    from llmrec.experiments.simulation import ClickModel, SessionResult, SimUser
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--noise", type=float, default=0.0, help="chance of a random click")
     parser.add_argument("--concurrency", type=int, default=4)
+    _exploration.add_args(parser)
     args = parser.parse_args(argv)
     console.setup(args.verbose)
     cfg = load(args)
@@ -69,17 +77,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(users)} simulated users from {cfg.data.source}", flush=True)
         if args.url:
             return _http(args, users, model)
+        if args.explore is not None:
+            return _exploration.run(args, cfg, users)
         return _in_process(args, cfg, users, model)
 
 
-def _http(args: argparse.Namespace, users: list, model: object) -> int:
+def _http(args: argparse.Namespace, users: list[SimUser], model: ClickModel) -> int:
     import numpy as np
     from llmrec.experiments.simulation import HttpClient, run_session
 
     client = HttpClient(args.url, args.token)
     order = np.random.default_rng(args.seed).permutation(len(users))
 
-    def one(i: int) -> object:
+    def one(i: int) -> SessionResult | Exception:
         rng = np.random.default_rng([args.seed, int(i)])
         try:
             return run_session(users[i], client.recommend, client.feedback, model, rng, args.k)
@@ -103,21 +113,24 @@ def _http(args: argparse.Namespace, users: list, model: object) -> int:
     return 1 if failed else 0
 
 
-def _in_process(args: argparse.Namespace, cfg: object, users: list, model: object) -> int:
+def _in_process(
+    args: argparse.Namespace, cfg: Config, users: list[SimUser], model: ClickModel
+) -> int:
     from llmrec.experiments.inprocess import LocalExperiment
     from llmrec.registry import store as registry
 
-    variants = [tuple(v.split("=", 1)) for v in args.variant]
-    if len(variants) < 2 or any(len(v) != 2 for v in variants):
+    pairs = [v.split("=", 1) for v in args.variant]
+    if len(pairs) < 2 or any(len(v) != 2 for v in pairs):
         fail("--in-process needs two or more --variant NAME=MODEL_URI")
+    variants = [(name, uri) for name, uri in pairs]
     weights = [float(w) for w in args.weights.split(",")] if args.weights else None
-    registry.use_tracking(cfg.registry)  # type: ignore[attr-defined]
-    local = LocalExperiment(variants, users, weights, k=args.k)  # type: ignore[arg-type]
+    registry.use_tracking(cfg.registry)
+    local = LocalExperiment(variants, users, weights, k=args.k)
     speed = ", ".join(f"{r.uri} {r.ms_per_request:.1f}" for r in local.ranked.values())
     print(f"ms per request (in process): {speed}")
     winners = 0
     for seed in range(args.seeds):
-        analysis = local.run(f"{args.experiment}-s{seed}", seed, model)  # type: ignore[arg-type]
+        analysis = local.run(f"{args.experiment}-s{seed}", seed, model)
         if seed == 0:
             from llmrec.experiments import markdown
 

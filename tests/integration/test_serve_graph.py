@@ -23,7 +23,7 @@ import requests
 from llmrec.api.errors import ErrorBody
 from llmrec.config import RegistryConfig
 from llmrec.experiments.impressions import ImpressionLog, read_log
-from llmrec.registry import store as registry
+from llmrec.registry import aliases, runs
 from llmrec.registry.bundle import ModelBundle
 from llmrec.serving import CandidateRanker, QueryBuilder, QueryEncoder, RecommendRequest
 from llmrec.serving.history import HistoryStore
@@ -205,6 +205,8 @@ def test_calibration_tail_share_and_caps_per_request(server):
         ({"query": "x", "diversity": 2}, 422, "less than or equal to 1"),
         ({"query": "x", "calibration": -0.5}, 422, "greater than or equal to 0"),
         ({"query": "x", "tail_share": 1.5}, 422, "less than or equal to 1"),
+        ({"query": "x", "explore": -0.1}, 422, "greater than or equal to 0"),
+        ({"query": "x", "explore": 0.6}, 422, "less than or equal to 0.5"),
         ({"query": "x", "max_per": {"provider": 0}}, 422, "greater than or equal to 1"),
         (
             {"query": "x", "max_per": {"colour": 2}},
@@ -620,13 +622,13 @@ def test_champion_swap_under_load_has_no_failures_and_no_mixed_versions(server, 
     cfg = RegistryConfig(tracking_uri=server["trained"]["tracking_uri"], model_name="swap-test")
     v2_dir = _second_version(server, tmp_path)
     common = dict(params={}, history=[], metrics={}, model_card="card", tags={})
-    v1 = registry.log_and_register(cfg, run_name="v1", bundle_dir=server["bundle"].path, **common)
+    v1 = runs.log_and_register(cfg, run_name="v1", bundle_dir=server["bundle"].path, **common)
     settings = {**server["settings"], "model_uri": "models:/swap-test@champion"}
     settings["catalogue_db"] = str(tmp_path / "catalogue.sqlite")  # no live items (schemathesis')
     settings["watch_interval_s"] = 0.5
     serve.run(build_app(settings), name="swap", route_prefix="/swap")
-    v2 = registry.log_and_register(cfg, run_name="v2", bundle_dir=v2_dir, **common)
-    assert registry.current_champion("swap-test") == v1.version  # v2 is only a candidate
+    v2 = runs.log_and_register(cfg, run_name="v2", bundle_dir=v2_dir, **common)
+    assert aliases.current_champion("swap-test") == v1.version  # v2 is only a candidate
 
     request = {"history": list(server["bundle"].catalogue.ids[10:14]), "k": 10}
     expected = {
@@ -651,7 +653,7 @@ def test_champion_swap_under_load_has_no_failures_and_no_mixed_versions(server, 
         for _ in range(8):
             pool.submit(hammer)
         time.sleep(3)
-        registry.set_champion("swap-test", v2.version)
+        aliases.set_champion("swap-test", v2.version)
         deadline = time.time() + 120
         while time.time() < deadline and not any(r[1] == v2.version for r in results):
             time.sleep(0.5)

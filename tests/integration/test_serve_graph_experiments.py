@@ -22,7 +22,8 @@ from llmrec.api.errors import ErrorBody
 from llmrec.api.experiment import ExperimentSpec
 from llmrec.config import RegistryConfig
 from llmrec.experiments.assignment import Assigner, allocate
-from llmrec.registry import store as registry
+from llmrec.experiments.impressions import ImpressionLog
+from llmrec.registry import aliases, runs
 from llmrec.registry.bundle import ModelBundle
 
 from tests.integration.conftest import SERVE_TOKEN
@@ -69,8 +70,8 @@ def exp(server):
     common = dict(params={}, history=[], metrics={}, model_card="card", tags={})
     dirs = [bundle.path, _rescaled(bundle, root / "v2", 1), _rescaled(bundle, root / "v3", 2)]
     for n, d in enumerate(dirs, start=1):
-        registry.log_and_register(cfg, run_name=f"v{n}", bundle_dir=d, **common)
-    registry.set_champion(MODEL, "1")
+        runs.log_and_register(cfg, run_name=f"v{n}", bundle_dir=d, **common)
+    aliases.set_champion(MODEL, "1")
     mlflow.MlflowClient().set_registered_model_alias(MODEL, "challenger", "2")
     url = server["url"]
     r = requests.put(f"{url}/admin/experiment", json=SPEC, headers=AUTH, timeout=120)
@@ -158,6 +159,34 @@ def test_feedback_naming_a_request_is_attributed_to_its_answer(exp):
     assert requests.get(f"{exp['url']}/admin/experiment", timeout=30).status_code == 401
 
 
+def test_exploration_slots_are_marked_in_the_answer_and_in_the_log(exp):
+    """``"explore": 0.2`` of a 10-item list: two items of the model's wider list, marked
+    ``"explore": true`` in the lower half; the log names their positions, a click on one
+    counts as the item's evidence, and a negative share is a 422 naming the field."""
+    ids = list(exp["bundle"].catalogue.ids)
+    body = {"history": ids[50:53], "session_id": "explorer", "k": 10}
+    plain = post(exp, body).json()
+    assert not any("explore" in i for i in plain["items"])
+    r = post(exp, {**body, "explore": 0.2})
+    assert r.status_code == 200, r.text
+    answer = r.json()
+    marked = [p for p, i in enumerate(answer["items"], 1) if i.get("explore") is True]
+    assert len(answer["items"]) == 10 and len({i["item_id"] for i in answer["items"]}) == 10
+    assert len(marked) == 2 and all(p > 5 for p in marked)
+    rid = answer["request_id"]
+    log = ImpressionLog(exp["state"], exp["segments"])
+    assert log.lookup([rid])[rid].explored == tuple(marked)
+    explored = answer["items"][marked[0] - 1]["item_id"]
+    before = log.evidence([explored]).clicks[0]
+    event = {"user_id": "explorer", "item_id": explored, "request_id": rid}
+    assert post(exp, event, "/feedback", headers=AUTH).json()["attributed"] == 1
+    assert log.evidence([explored]).clicks[0] == before + 1
+    r = post(exp, {**body, "explore": -0.5})
+    assert r.status_code == 422
+    (error,) = ErrorBody.model_validate(r.json()).detail
+    assert error.loc == ["body", "explore"] and "greater than or equal to 0" in error.msg
+
+
 def test_simulated_users_then_the_report_and_the_gate(exp, capsys):
     """jobs/simulate_traffic.py over HTTP (users of the demo data with known futures), then
     jobs/experiment_report.py and jobs/promote.py --experiment on the server's log."""
@@ -196,11 +225,11 @@ def test_simulated_users_then_the_report_and_the_gate(exp, capsys):
     gate = capsys.readouterr().out
     decision = report.split("challenger vs control: CTR")[1].splitlines()[0]
     if "is BETTER" in decision:
-        assert "becomes champion" in gate and registry.current_champion(MODEL) == "2"
-        registry.set_champion(MODEL, "1")  # the next tests expect the control on version 1
+        assert "becomes champion" in gate and aliases.current_champion(MODEL) == "2"
+        aliases.set_champion(MODEL, "1")  # the next tests expect the control on version 1
     else:
         assert "no significant win, champion unchanged" in gate
-        assert registry.current_champion(MODEL) == "1"
+        assert aliases.current_champion(MODEL) == "1"
 
 
 def test_no_mixed_versions_with_two_variants_under_load_and_a_swap_of_one_arm(exp):

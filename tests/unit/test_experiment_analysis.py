@@ -44,6 +44,7 @@ def hand_log(copies: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
                     "session_id": None,
                     "items": ITEMS,
                     "latency_ms": float(ms),
+                    "explored": [],
                 }
             )
             for p in clicked:

@@ -51,12 +51,20 @@ class RankConfig:
     max_per: dict[str, int] = field(default_factory=dict)
     """At most this many items per value of an item attribute per list, e.g.
     ``{provider: 2}`` or ``{categories: 3}``. A request's ``"max_per"`` replaces it."""
+    explore: float = 0.0
+    """Share of each served list reserved for exploration, in [0, 0.5]: items with little
+    evidence (impressions, and the version's training interactions) among the model's wider
+    candidate pool and its best-scored new or rarely used items, chosen by a Thompson sampler
+    over the impression log's clicks (``llmrec.experiments.exploration``; 0.1 of 10 items is
+    one slot); 0 = off. A request's ``"explore"`` overrides it. See docs/serving.md."""
 
     def problems(self) -> list[str]:
         out = []
         for name in ("diversity_strength", "calibration", "tail_share"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 out.append(f"rank.{name} must be in [0, 1], got {getattr(self, name)}")
+        if not 0.0 <= self.explore <= 0.5:
+            out.append(f"rank.explore must be in [0, 0.5], got {self.explore}")
         for name in (
             "cf_neighbours",
             "cf_factors",

@@ -101,6 +101,8 @@ class Analysis:
     served: dict[str, list[str]]
     """Per variant: the concrete versions (``models:/name/N``) that answered."""
     warnings: list[str] = field(default_factory=list)
+    slots: pd.DataFrame = field(default_factory=pd.DataFrame)
+    """Per variant and slot kind (explored, exploited): items shown, clicks, CTR."""
 
     def comparison(self, challenger: str) -> Comparison:
         return next(c for c in self.comparisons if c.challenger == challenger)

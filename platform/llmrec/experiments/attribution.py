@@ -37,6 +37,8 @@ class Impression:
     """What was shown, in order (position 1 first)."""
     latency_ms: float
     """Time in the ingress from the request to the answer, before it was logged."""
+    explored: tuple[int, ...] = ()
+    """1-based positions that were exploration slots (:mod:`llmrec.experiments.exploration`)."""
 
 
 @dataclass(frozen=True)

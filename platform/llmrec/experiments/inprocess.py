@@ -14,22 +14,30 @@ costs the assignment, the clicks, the log and the analysis.
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from llmrec.api.experiment import ExperimentSpec, Variant
+from llmrec.api.schemas import RecommendedItem
 from llmrec.experiments.analysis import Analysis
 from llmrec.experiments.assignment import Assigner, allocate
 from llmrec.experiments.attribution import Attributed, Impression, attribute
 from llmrec.experiments.impressions import ImpressionLog, read_log
 from llmrec.experiments.report import analyse
 from llmrec.experiments.simulation import ClickModel, SimUser, request_body, run_session
+from llmrec.serving.catalogue_state import LiveItem
 from llmrec.serving.history import Event
+from llmrec.understanding.query import Query
+
+if TYPE_CHECKING:
+    from llmrec.serving.settings import ServeSettings
 
 
 @dataclass(frozen=True)
@@ -39,43 +47,89 @@ class Ranked:
     uri: str
     version: str
     lists: dict[tuple[str, int], tuple[str, ...]]
-    """(user, step) -> the item ids shown."""
+    """(user, step) -> the item ids shown (``k + pool`` of them: the wide list)."""
     ms_per_request: float
+    scores: dict[tuple[str, int], np.ndarray] = field(default_factory=dict)
+    """(user, step) -> the model's scores of ``lists`` (what exploration's prior reads)."""
+
+
+class LocalVersion:
+    """A registered version's serving classes in this process: the query builder, encoder
+    and ranker (items may be added live, :meth:`add_live`, as serving adds them);
+    ``settings``: the serving settings they read (default: the defaults)."""
+
+    def __init__(
+        self, uri: str, max_history: int = 200, settings: ServeSettings | None = None
+    ) -> None:
+        from llmrec.registry import store as registry
+        from llmrec.registry.bundle import ModelBundle
+        from llmrec.serving import CandidateRanker, QueryBuilder, QueryEncoder, ServeSettings
+
+        version, path = registry.cached_bundle(uri)
+        self.uri, self.version = version.uri, version.version
+        bundle, settings = ModelBundle(path), settings or ServeSettings()
+        self.builder = QueryBuilder(bundle, settings=settings)
+        self.encoder = QueryEncoder(bundle)
+        self.ranker = CandidateRanker(bundle, settings)
+        self.max_history = max_history
+
+    def add_live(self, items: Sequence[LiveItem], catalogue_db: str | Path) -> None:
+        """Add ``items`` as ``POST /admin/items`` does: embedded by the version's item
+        tower, recorded in ``catalogue_db`` (which the update job reads), synced."""
+        from llmrec.serving.catalogue_state import CatalogueState, sync
+
+        state = CatalogueState(catalogue_db)
+        state.upsert(list(items), self.uri, self.encoder.embed_items(list(items)))
+        for target in (self.builder, self.encoder, self.ranker):
+            sync(state, self.uri, target)
+
+    def query(self, user: SimUser, step: int, k: int, wider: int = 0, unproven: int = 0) -> Query:
+        """The query serving builds for a session's ``step``; ``wider``: items asked beyond
+        ``k``, ``unproven``: best unproven items asked after them (as the ingress widens a
+        query for exploration, past the request's cap)."""
+        from llmrec.serving import RecommendRequest
+
+        body = request_body(user, step, k, self.max_history)
+        query = self.builder.build(RecommendRequest(**body))
+        return dataclasses.replace(query, k=k + wider, unproven=unproven)
+
+    def trained(self) -> dict[str, int]:
+        """The version's training interactions per item (what the ingress's explorer adds
+        to the impression log's evidence)."""
+        from llmrec.serving.unproven import training_counts
+
+        return training_counts(self.builder.histories)
+
+    def rank(self, queries: Sequence[Query]) -> list[list[RecommendedItem]]:
+        """Encoded and ranked as the encoder and ranker deployments do, in one group."""
+        return self.ranker.rank_many(self.encoder.encode(queries), queries)
 
 
 def rank_requests(
-    uri: str, users: Sequence[SimUser], k: int = 10, max_history: int = 200, batch: int = 64
+    uri: str | LocalVersion,
+    users: Sequence[SimUser],
+    k: int = 10,
+    max_history: int = 200,
+    batch: int = 64,
+    pool: int = 0,
+    unproven: int = 0,
 ) -> Ranked:
     """Every session step of ``users`` answered by the registered version ``uri`` (the
-    serving classes, in batches as the ingress groups them)."""
-    from llmrec.registry import store as registry
-    from llmrec.registry.bundle import ModelBundle
-    from llmrec.serving import (
-        CandidateRanker,
-        QueryBuilder,
-        QueryEncoder,
-        RecommendRequest,
-        ServeSettings,
-    )
-
-    version, path = registry.cached_bundle(uri)
-    bundle, settings = ModelBundle(path), ServeSettings()
-    builder, encoder = QueryBuilder(bundle, settings=settings), QueryEncoder(bundle)
-    ranker = CandidateRanker(bundle, settings)
+    serving classes, in batches as the ingress groups them); ``pool``: items beyond ``k``,
+    ``unproven``: the best unproven items after them (exploration's wider list)."""
+    local = uri if isinstance(uri, LocalVersion) else LocalVersion(uri, max_history=max_history)
     keys = [(u, s) for u in users for s in range(len(u.future))]
     lists: dict[tuple[str, int], tuple[str, ...]] = {}
+    scores: dict[tuple[str, int], np.ndarray] = {}
     start = time.perf_counter()
     for i in range(0, len(keys), batch):
         chunk = keys[i : i + batch]
-        queries = [
-            builder.build(RecommendRequest(**request_body(u, s, k, max_history))) for u, s in chunk
-        ]
-        for (u, s), items in zip(
-            chunk, ranker.rank_many(encoder.encode(queries), queries), strict=True
-        ):
+        queries = [local.query(u, s, k, pool, unproven) for u, s in chunk]
+        for (u, s), items in zip(chunk, local.rank(queries), strict=True):
             lists[(u.user_id, s)] = tuple(item.item_id for item in items)
+            scores[(u.user_id, s)] = np.array([item.score for item in items])
     took = 1000 * (time.perf_counter() - start) / max(1, len(keys))
-    return Ranked(version.uri, version.version, lists, took)
+    return Ranked(local.uri, local.version, lists, took, scores)
 
 
 class LocalExperiment:
@@ -168,4 +222,4 @@ class LocalExperiment:
         return analyse(impressions, events, name, order, bootstrap=bootstrap, seed=seed)
 
 
-__all__ = ["LocalExperiment", "Ranked", "rank_requests"]
+__all__ = ["LocalExperiment", "LocalVersion", "Ranked", "rank_requests"]

@@ -1,13 +1,13 @@
 """The experiment report: :func:`analyse` a log, write it as Markdown and a plot.
 
 ``jobs/experiment_report.py`` prints it and logs it to MLflow; ``jobs/promote.py
---experiment`` promotes on it (:func:`llmrec.registry.gate.experiment_gate`).
+--experiment`` promotes on it (:func:`llmrec.experiments.guard.experiment_gate`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +96,7 @@ def analyse(
         cumulative=curves,
         served=served,
         warnings=warnings,
+        slots=slot_table(impressions, events, variants),
     )
 
 
@@ -141,6 +142,10 @@ def markdown(analysis: Analysis) -> str:
         wide = wide[[v for v in analysis.table["variant"] if v in wide.columns]]
         lines += ["", "CTR by position (clicks / answers that showed it):", ""]
         lines.append(_md(wide.map(lambda x: f"{x:.4f}").reset_index()))
+    if not analysis.slots.empty:
+        slots = analysis.slots.assign(ctr=analysis.slots["ctr"].map(lambda x: f"{x:.4f}"))
+        lines += ["", "CTR of exploration slots and of the others (exploited):", ""]
+        lines.append(_md(slots))
     return "\n".join(lines) + "\n"
 
 
@@ -189,4 +194,45 @@ def metrics(analysis: Analysis) -> dict[str, float]:
     return out
 
 
-__all__ = ["analyse", "figure", "from_log", "markdown", "metrics"]
+def slot_table(
+    impressions: pa.Table | pd.DataFrame, events: pa.Table | pd.DataFrame, order: Iterable[str]
+) -> pd.DataFrame:
+    """CTR of exploration slots against the others (exploited), per variant: items shown in
+    each kind of slot, clicks on them, CTR; empty when no answer explored."""
+    imp = impressions.to_pandas() if isinstance(impressions, pa.Table) else impressions
+    ev = events.to_pandas() if isinstance(events, pa.Table) else events
+    imp = imp.drop_duplicates("request_id")
+    explored = imp["explored"] if "explored" in imp else pd.Series([None] * len(imp))
+    marks = {
+        rid: set(e) if e is not None else set()
+        for rid, e in zip(imp["request_id"], explored, strict=True)
+    }
+    if not any(marks.values()):
+        return pd.DataFrame(columns=["variant", "slot", "shown", "clicks", "ctr"])
+    clicks = ev[(ev["event"] == CLICK) & ev["position"].notna()]
+    clicks = clicks[clicks["request_id"].isin(set(marks))]
+    rows = []
+    for v in order:
+        mine = imp[imp["variant"] == v]
+        n_explored = sum(len(marks[r]) for r in mine["request_id"])
+        n_shown = int(mine["items"].map(len).sum())
+        hit = clicks[clicks["variant"] == v]
+        at = zip(hit["request_id"], hit["position"], strict=True)
+        on = sum(int(p) in marks[r] for r, p in at)
+        for slot, shown, c in (
+            ("explored", n_explored, on),
+            ("exploited", n_shown - n_explored, len(hit) - on),
+        ):
+            rows.append(
+                {
+                    "variant": v,
+                    "slot": slot,
+                    "shown": shown,
+                    "clicks": c,
+                    "ctr": c / shown if shown else float("nan"),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+__all__ = ["analyse", "figure", "from_log", "markdown", "metrics", "slot_table"]

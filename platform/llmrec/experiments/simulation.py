@@ -22,7 +22,7 @@ this process (:mod:`llmrec.experiments.inprocess`, for many seeds).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -139,12 +139,22 @@ class ClickModel:
         """Chance that position ``position`` (1 = the top) is looked at."""
         return 1.0 / math.log2(position + 1)
 
-    def clicks(self, items: Sequence[str], wanted: set[str], rng: np.random.Generator) -> list[int]:
-        """The positions (1-based) clicked in a list."""
+    def clicks(
+        self,
+        items: Sequence[str],
+        wanted: set[str],
+        rng: np.random.Generator,
+        liked: Mapping[str, float] | None = None,
+    ) -> list[int]:
+        """The positions (1-based) clicked in a list; ``liked``: other items the user
+        clicks with a known chance when looked at (new items whose appeal the simulator
+        knows)."""
         out = []
         for p, item in enumerate(items, start=1):
             if rng.random() < self.looks(p):
                 chance = 1.0 if item in wanted else self.noise
+                if liked and item in liked:
+                    chance = max(chance, liked[item])
                 if chance and rng.random() < chance:
                     out.append(p)
         return out
@@ -172,15 +182,20 @@ def run_session(
     rng: np.random.Generator,
     k: int = 10,
     max_history: int = 200,
+    liked: Mapping[str, float] | None = None,
 ) -> SessionResult:
     """One user's session: a request per future item, clicks sent back with the answer's
-    request id (``feedback`` gets ``/feedback`` events)."""
+    request id (``feedback`` gets ``/feedback`` events); ``liked``: items outside the future
+    the user clicks with a known chance, each once."""
     result = SessionResult()
     remaining = set(user.future)
+    left = dict(liked or {})
     for step in range(len(user.future)):
         answer_id, items = recommend(user, step, request_body(user, step, k, max_history))
         result.requests += 1
-        clicked = [items[p - 1] for p in model.clicks(items, remaining, rng)]
+        clicked = [items[p - 1] for p in model.clicks(items, remaining, rng, left)]
+        for item in clicked:
+            left.pop(item, None)
         if clicked:
             feedback(
                 [

@@ -178,6 +178,43 @@ class ServeSettings(BaseModel):
         description="How often each ingress replica exports new log rows as Parquet "
         "segments; 0: only when the report job (or export()) asks.",
     )
+    explore_pool: int = Field(
+        default=200,
+        ge=1,
+        le=1000,
+        description="Exploration (a request's explore, the version's rank.explore): "
+        "candidates beyond k the ranker returns for the exploration slots to choose from "
+        "(the model still filters: only its wider top k + explore_pool). See docs/serving.md.",
+    )
+    explore_unproven: int = Field(
+        default=50,
+        ge=0,
+        le=1000,
+        description="Exploration: candidates the ranker adds after its wider list, the "
+        "best-scored (for the user) of the items the version has little training evidence "
+        "of (fewer than explore_max_impressions / explore_trained_worth interactions; items "
+        "added live have none), however the model ranks them among all items.",
+    )
+    explore_max_impressions: int = Field(
+        default=300,
+        ge=1,
+        description="Items with this much evidence (impressions in the log, plus "
+        "explore_trained_worth per training interaction) are no longer explored.",
+    )
+    explore_trained_worth: float = Field(
+        default=100.0,
+        ge=0.0,
+        le=1e6,
+        description="Impressions one of the version's training interactions with an item is "
+        "worth as exploration's evidence (0: training is not counted).",
+    )
+    explore_prior_strength: float = Field(
+        default=20.0,
+        gt=0.0,
+        le=1e6,
+        description="Looks (impressions weighted by position) the model's score is worth as "
+        "the prior of an item's click rate, against the item's own clicks and looks.",
+    )
     watch_interval_s: float = Field(default=10.0, ge=0.0, description="0: do not watch the alias.")
     user_cache_size: int = Field(
         default=20000,
