@@ -96,6 +96,14 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--depths", default="50,100,200", help="candidate pools re-ranked")
     parser.add_argument(
+        "--selection",
+        choices=("bootstrap", "single"),
+        default="bootstrap",
+        help="how the sweep charges a knob its validation NDCG loss: bootstrap (default:\n"
+        "the lower quartile of the loss over resampled users) or single (the point\n"
+        "estimate); the rules are compared side by side in the printed table",
+    )
+    parser.add_argument(
         "--similarity",
         choices=("embedding", "categories"),
         default=None,
@@ -182,7 +190,9 @@ def main(argv: list[str] | None = None) -> int:
 def run(args: Any, cfg: Any, lambdas: tuple[float, ...], depths: tuple[int, ...]) -> int:
     from llmrec.data.prepare import load_source, prepare
     from llmrec.data.splits import hold_out_items, leave_one_out
-    from llmrec.evaluation import offline, predictions, references, reports
+    from llmrec.evaluation import offline, predictions, references, reports, split_export
+    from llmrec.evaluation.selection import Rule
+    from llmrec.registry import runs
     from llmrec.registry import store as registry
     from llmrec.registry.bundle import ModelBundle
 
@@ -195,6 +205,7 @@ def run(args: Any, cfg: Any, lambdas: tuple[float, ...], depths: tuple[int, ...]
         depths=depths,
         similarity=args.similarity,
         groups=args.groups,
+        selection=Rule(args.selection),
         explain=args.explain,
         backends=tuple(args.encoder_backend or ["torch"]),
     )
@@ -212,7 +223,7 @@ def run(args: Any, cfg: Any, lambdas: tuple[float, ...], depths: tuple[int, ...]
     )
     if args.export_split:
         about = {"source": source, "min_core": cfg.data.min_core, "cold_seed": cfg.data.cold_seed}
-        out = predictions.export_split(protocol, args.export_split, about)
+        out = split_export.export_split(protocol, args.export_split, about)
         print(
             f"{source}: the split of {total} users and {len(protocol.catalogue)} items -> {out}"
             f"; scored: {sample} (users.parquet)"
@@ -253,7 +264,7 @@ def run(args: Any, cfg: Any, lambdas: tuple[float, ...], depths: tuple[int, ...]
     basis = result.params.get("diversity", "")
     print(f"\ndiversity: {basis}")
     if not args.no_log:
-        run_id = registry.log_evaluation(
+        run_id = runs.log_evaluation(
             cfg.registry,
             result.table,
             result.sections[0],

@@ -80,7 +80,8 @@ def test_evaluate_a_registered_version_on_demo_data(trained, capsys):
     )
     assert abs(int8 - fp32) <= 0.25 * fp32, (fp32, int8)
     assert "## Re-ranking sweep: hybrid llmrec-scorer/1" in out
-    assert "(chosen on validation): test" in out
+    assert "(chosen on validation, bootstrap q0.25): test" in out
+    assert "### Selection rules compared" in out
     assert "## Quality across user groups (test split)" in out
     assert "items held out of training" in out and "| llm llmrec-scorer/1 | test_cold |" in out
     client, run = _eval_run(trained["tracking_uri"])
@@ -102,7 +103,11 @@ def test_evaluate_a_registered_version_on_demo_data(trained, capsys):
     }
     path = client.download_artifacts(run.info.run_id, "evaluation/rerank_sweep.csv")
     table = pd.read_csv(path)
-    assert set(table["reranker"]) == {"none", "mmr", "msd", "dpp", "cap", "calibrated", "tail"}
+    assert set(table["reranker"]) == {
+        "none", "mmr", "msd", "dpp", "cap", "calibrated", "tail",
+        "msd+cap4", "mmr+cap4", "calibrated+msd0.2", "calibrated+tail0.2",
+    }  # fmt: skip
+    assert {"ndcg_loss", "ndcg_loss_q0.05", "ndcg_loss_q0.25"} <= set(table.columns)
     assert set(table["split"]) == {"val", "test"} and set(table["depth"]) == {10, 20, 40}
     test = table[(table["split"] == "test") & (table["depth"] == 40)]
     base = table[(table["split"] == "test") & (table["reranker"] == "none")].iloc[0]

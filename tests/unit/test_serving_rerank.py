@@ -85,6 +85,25 @@ def test_calibration_brings_the_history_genre_into_the_list(tmp_path):
     assert sum(i % 4 == 3 for i in calibrated) == 4
 
 
+def test_a_combination_chosen_by_the_sweep_is_served_as_one_request(tmp_path):
+    """The sweep's combinations (calibration + tail share, MSD + cap per genre) are one
+    request each: every knob of it holds in the one list served."""
+    bundle = make_bundle(tmp_path / "b", diversity="msd")
+    # u2 watched Drama and Comedy (genres 0, 1): calibration keeps to them (2 tail items)
+    assert answer(bundle, user_id="u2", k=5, calibration=0.5) == [4, 5, 8, 9, 2]
+    both = answer(bundle, user_id="u2", k=5, calibration=0.5, tail_share=0.6)
+    assert TAIL[both].sum() == 3  # the tail share raises the long tail to 3 of 5 ...
+    assert all(i % 4 in (0, 1) for i in both)  # ... and the list stays Drama and Comedy
+    tail_only = answer(bundle, user_id="u2", k=5, tail_share=0.6)
+    assert sum(i % 4 in (0, 1) for i in tail_only) == 2  # the tail alone ignores the history
+    every = answer(
+        bundle, user_id="u2", k=5, calibration=0.5, tail_share=0.6, diversity=0.3,
+        max_per={"categories": 2},
+    )  # fmt: skip
+    assert max(sum(i % 4 == g for i in every) for g in range(4)) <= 2  # the cap holds too
+    assert TAIL[every].sum() == 3
+
+
 def test_version_defaults_apply_and_a_request_can_turn_them_off(tmp_path):
     bundle = make_bundle(tmp_path / "b", tail_share=0.5, max_per="{provider: 2}")
     default = answer(bundle, user_id="u2", k=6)

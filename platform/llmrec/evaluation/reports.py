@@ -1,5 +1,7 @@
 """What ``jobs/evaluate.py`` computes: the protocol table, the re-ranking sweep and the group
-report, as printable sections and MLflow artifacts.
+report, as printable sections and MLflow artifacts (the sweep's section is built in
+:mod:`llmrec.evaluation.rerank_report`, the group report's in
+:mod:`llmrec.evaluation.group_report`).
 
 Methods are the baselines (popularity, ItemKNN, EASE with lambda tuned on validation,
 Markov-1; each in the form the catalogue's size allows, :func:`references.size_rules`), the
@@ -18,15 +20,15 @@ import numpy as np
 import pandas as pd
 
 from llmrec.config import Config
-from llmrec.evaluation import groups as group_stats
-from llmrec.evaluation import offline, references, sweep
+from llmrec.evaluation import offline, references, sweep, tuning
 from llmrec.evaluation.faithfulness import faithfulness
-from llmrec.evaluation.metrics import target_ranks, top_k_lists
+from llmrec.evaluation.group_report import group_section, users_frame
+from llmrec.evaluation.metrics import target_ranks
 from llmrec.evaluation.predictions import Predictions, missing_column, score_predictions
+from llmrec.evaluation.rerank_report import sweep_section
+from llmrec.evaluation.selection import DEFAULT, Rule
 from llmrec.modeling.cf import CFParams
 from llmrec.modeling.towers import Towers
-from llmrec.ranking.rerank import SlateSpec
-from llmrec.ranking.slate import ItemFacts, Reranker
 from llmrec.registry.bundle import ModelBundle
 from llmrec.serving.backends import query_scorer
 
@@ -52,6 +54,8 @@ class EvalOptions:
     """Item similarity of MMR/MSD/DPP: ``categories`` or ``embedding`` (needs a model)."""
     groups: bool = False
     max_loss: float = 0.05
+    selection: Rule = DEFAULT
+    """How the sweep charges a knob its validation NDCG loss (:mod:`selection`)."""
     explain: bool = False
     """Measure how faithful each model's explanations are (:mod:`faithfulness`)."""
 
@@ -152,23 +156,23 @@ def evaluate_all(
     if memory:
         log(memory)
     if rules.cf == "ease":
-        best, tried = offline.tune_ease(protocol, opts.lambdas)
+        best, tried = tuning.tune_ease(protocol, opts.lambdas)
         log(
             "EASE validation NDCG@10 by lambda: "
             + ", ".join(f"{k:g}: {v:.4f}" for k, v in tried.items())
         )
         cf_params = CFParams(ease_lambda=best)
     else:
-        cf_params, by_label = offline.tune_cf(protocol, rules.cf, cfg.rank, opts.lambdas)
+        cf_params, by_label = tuning.tune_cf(protocol, rules.cf, cfg.rank, opts.lambdas)
         log(
             f"{references.KIND_NAMES[rules.cf]} validation NDCG@10: "
             + ", ".join(f"{k}: {v:.4f}" for k, v in by_label.items())
         )
-    cf_label = offline.cf_label(rules.cf, cf_params)
+    cf_label = tuning.cf_label(rules.cf, cf_params)
     cf_models = references.fit_cf_models(protocol, rules.cf, cf_params)
     scored = references.reference_scores(protocol, cfg.rank, cf_label, cf_models, rules)
     knn = CFParams(neighbours=cfg.rank.cf_neighbours)
-    knn_label = {"dense": "itemknn", "sparse": offline.cf_label("itemknn", knn), None: None}
+    knn_label = {"dense": "itemknn", "sparse": tuning.cf_label("itemknn", knn), None: None}
     pop_label = "ease + popularity" if rules.cf == "ease" else f"{cf_label} + popularity"
     aliases = {
         "ease": cf_label,
@@ -197,7 +201,7 @@ def evaluate_all(
             explained.append(found.table(name))
             log(f"faithfulness of {name}: explained / random rank drop {found.ratio:.2f}x")
     if opts.method == "ease+popularity":
-        weights, scored[pop_label] = offline.ease_popularity(protocol, cf_models)
+        weights, scored[pop_label] = tuning.ease_popularity(protocol, cf_models)
         log(f"{pop_label} tuned on validation: {weights.describe()}")
     external = {}
     read: list[str] = []
@@ -218,7 +222,7 @@ def evaluate_all(
         else:
             kinds.append(kind)
     if kinds:
-        frames.append(offline.cf_table(protocol, kinds, cfg.rank, opts.lambdas))
+        frames.append(tuning.cf_table(protocol, kinds, cfg.rank, opts.lambdas))
     table = missing_column(pd.concat(frames, ignore_index=True))
     order = {"val": 0, "test": 1, "test_cold": 2}
     table = table.sort_values(
@@ -268,8 +272,23 @@ def evaluate_all(
         if similarity == "embedding" and embeddings is None:
             log("no model: MMR/MSD/DPP use category vectors as item similarity")
             similarity = "categories"
+        elif (
+            similarity == "categories"
+            and not protocol.catalogue.categories
+            and embeddings is not None
+        ):
+            # genre vectors of zeros would leave MMR/MSD/DPP idle
+            log("the items have no categories: MMR/MSD/DPP use the model's item embeddings")
+            similarity = "embedding"
         vectors = protocol.category_vectors() if similarity == "categories" else embeddings
-        lists = _sweep_section(protocol, opts, scored[base], base, vectors, similarity, out)
+        section = sweep_section(
+            protocol, scored[base], base, vectors, similarity, opts.depths, opts.max_loss,
+            opts.selection,
+        )  # fmt: skip
+        out.sections.append(section.markdown)
+        out.texts |= section.texts
+        out.figures |= section.figures
+        lists = section.lists
     if opts.groups:
         test = protocol.scored(protocol.part("test"))
         ranks = {
@@ -303,124 +322,29 @@ def _add_model(
     parts = {p: protocol.scored(protocol.part(p)) for p in ("val", "test")}
     queries = {p: offline.user_vectors(towers, part) for p, part in parts.items()}
     towers.use_scorer(trained)
-    fit = offline.fit_hybrid(protocol, items, queries["val"], cfg.rank.cf, opts.lambdas, cfg.rank)
+    fit = tuning.fit_hybrid(protocol, items, queries["val"], cfg.rank.cf, opts.lambdas, cfg.rank)
     log(
         f"{label} hybrid tuned on validation: {fit.weights.describe()}, "
-        f"cf {offline.cf_label(fit.cf, fit.cf_params)}"
+        f"cf {tuning.cf_label(fit.cf, fit.cf_params)}"
     )
     scored[f"llm {label}"] = {p: queries[p] @ items.T for p in parts}
     scored[f"hybrid {label}"] = {
-        p: fit.scorers[p].scores(queries[p], part.histories, requests=offline.requests_of(part))
+        p: fit.scorers[p].scores(queries[p], part.histories, requests=tuning.requests_of(part))
         for p, part in parts.items()
     }
 
 
-def _sweep_section(
-    protocol: offline.Protocol,
-    opts: EvalOptions,
-    scores: dict[str, np.ndarray],
-    base: str,
-    vectors: Any,
-    similarity: str,
-    out: Evaluation,
-) -> dict[str, np.ndarray]:
-    """Run the sweep, add its table, verdicts, exposure table and plots to ``out``; return
-    the test lists of each re-ranker at its validation-chosen setting, by label."""
-    n = len(protocol.catalogue)
-    test = protocol.scored(protocol.part("test"))
-    facts = ItemFacts.build(protocol.catalogue, vectors, test.counts(n))
-    frames = [
-        sweep.run(
-            protocol, protocol.scored(protocol.part(p)), scores[p], facts, opts.depths
-        ).assign(split=p)
-        for p in ("val", "test")
-    ]
-    result = pd.concat(frames, ignore_index=True)
-    summary, picked = sweep.summary(result, opts.depths, opts.max_loss)
-    lists = {base: top_k_lists(scores["test"], test.histories, 10)}
-    reranker = Reranker(facts.with_tail(test.counts(n)))
-    for name, row in picked.items():
-        if row["reranker"] == "none":
-            continue
-        spec: SlateSpec = sweep.family(name).spec(row["knob"])
-        pool = sweep.pool(test, scores["test"], int(row["depth"]))
-        label = f"{base} + {name} {row['knob']:g} @{int(row['depth'])}"
-        lists[label] = sweep.reranked_lists(test, pool, reranker, spec)
-    exposure = sweep.exposure_table(lists, facts)
-    md = (
-        f"## Re-ranking sweep: {base}, top-10 re-ranked from the top "
-        f"{'/'.join(map(str, opts.depths))} (similarity: {similarity}; knob chosen on "
-        f"validation within {100 * opts.max_loss:g}% of its NDCG@10)\n\n"
-        + offline.to_markdown(summary)
-        + "\n\n"
-        + "\n".join(f"- {line}" for line in sweep.verdicts(result, opts.max_loss))
-        + "\n\n### Exposure per category (test, share of list slots)\n\n"
-        + offline.to_markdown(exposure)
-    )
-    out.sections.append(md)
-    out.texts |= {
-        "evaluation/rerank_sweep.md": md,
-        "evaluation/rerank_sweep.csv": result.to_csv(index=False),
-        "evaluation/exposure_by_category.csv": exposure.to_csv(index=False),
-    }
-    out.figures |= sweep.figures(result, picked)
-    return lists
-
-
-def group_section(
-    protocol: offline.Protocol,
-    users: pd.DataFrame | None,
-    ranks: dict[str, np.ndarray],
-    base: str | None = None,
-    compare: Sequence[str] = (),
-    min_users: int = 20,
-) -> tuple[str, pd.DataFrame]:
-    """The group report of test ranks per method, as Markdown, and its gap table
-    (``compare``: methods whose gaps are measured against ``base``'s)."""
-    test = protocol.scored(protocol.part("test"))
-    labels, skipped = group_stats.user_groups(
-        test.rows["user_id"].tolist(), [len(h) for h in test.histories], users
-    )
-    report = group_stats.group_report(labels, ranks, base, compare, min_users)
-    gaps = group_stats.gap_table(report)
-    significant = report.gaps[report.gaps["significant"]] if not report.gaps.empty else []
-    lines = [
-        "## Quality across user groups (test split)",
-        "",
-        "Activity = quartile of history length"
-        + (", and the user table's attributes" if users is not None else " (no user table)")
-        + (f"; left out: {', '.join(skipped)}" if skipped else "")
-        + f". Gaps between groups of at least {min_users} users; 95% bootstrap interval; "
-        "significant = permutation p < 0.05.",
-        "",
-        "### NDCG@10",
-        "",
-        offline.to_markdown(group_stats.wide_group_table(report, "ndcg_at_10")),
-        "",
-        "### HR@10",
-        "",
-        offline.to_markdown(group_stats.wide_group_table(report, "hr_at_10")),
-        "",
-        "### Largest gap per attribute",
-        "",
-        offline.to_markdown(gaps) if not gaps.empty else "(no attribute with two groups)",
-        "",
-        f"Significant gaps: {len(significant)} of {len(report.gaps)}.",
-    ]
-    return "\n".join(lines), report.gaps
-
-
-def users_frame(table: Any) -> pd.DataFrame | None:
-    """The prepared user table as a DataFrame of strings (None when there is none)."""
-    if table is None:
-        return None
-    return pd.DataFrame(
-        {
-            c: [None if v is None else str(v) for v in table.column(c).to_pylist()]
-            for c in table.column_names
-        }
-    )
-
-
 def fmt_sections(sections: Sequence[str]) -> str:
     return "\n\n".join(sections)
+
+
+__all__ = [
+    "EvalOptions",
+    "Evaluation",
+    "evaluate_all",
+    "fmt_sections",
+    "group_section",
+    "memory_note",
+    "method_label",
+    "users_frame",
+]
