@@ -190,7 +190,14 @@ def main(argv: list[str] | None = None) -> int:
 def run(args: Any, cfg: Any, lambdas: tuple[float, ...], depths: tuple[int, ...]) -> int:
     from llmrec.data.prepare import load_source, prepare
     from llmrec.data.splits import hold_out_items, leave_one_out
-    from llmrec.evaluation import offline, predictions, references, reports, split_export
+    from llmrec.evaluation import (
+        group_report,
+        offline,
+        predictions,
+        references,
+        reports,
+        split_export,
+    )
     from llmrec.evaluation.selection import Rule
     from llmrec.registry import runs
     from llmrec.registry import store as registry
@@ -242,7 +249,7 @@ def run(args: Any, cfg: Any, lambdas: tuple[float, ...], depths: tuple[int, ...]
         cfg,
         protocol,
         opts,
-        reports.users_frame(prepared.users),
+        group_report.users_frame(prepared.users),
         load_model,
         predictions=read,
         available=references.available_memory(),

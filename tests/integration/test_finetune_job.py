@@ -180,8 +180,13 @@ def test_a_version_registered_before_the_layout_still_loads(trained, tmp_path):
     and ``llmrec.serving.schemas``: a fresh process still loads and runs one."""
     mlflow.set_tracking_uri(trained["tracking_uri"])
     _, bundle = registry.download_bundle("models:/llmrec-scorer/1", tmp_path / "b")
-    old_code = REPO / "tests" / "integration" / "data" / "pyfunc_model_before_layout.py"
-    assert "from llmrec.bundle import ModelBundle" in old_code.read_text()
+    # kept as text (verbatim, not linted); models-from-code needs a .py file
+    text = (
+        REPO / "tests" / "integration" / "data" / "pyfunc_model_before_layout.py.txt"
+    ).read_text()
+    assert "from llmrec.bundle import ModelBundle" in text
+    old_code = tmp_path / "pyfunc_model.py"
+    old_code.write_text(text)
     with mlflow.start_run(run_name="before-layout"):
         info = mlflow.pyfunc.log_model(
             name="model",

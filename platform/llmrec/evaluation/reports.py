@@ -22,7 +22,7 @@ import pandas as pd
 from llmrec.config import Config
 from llmrec.evaluation import offline, references, sweep, tuning
 from llmrec.evaluation.faithfulness import faithfulness
-from llmrec.evaluation.group_report import group_section, users_frame
+from llmrec.evaluation.group_report import group_section
 from llmrec.evaluation.metrics import target_ranks
 from llmrec.evaluation.predictions import Predictions, missing_column, score_predictions
 from llmrec.evaluation.rerank_report import sweep_section
@@ -343,8 +343,6 @@ __all__ = [
     "Evaluation",
     "evaluate_all",
     "fmt_sections",
-    "group_section",
     "memory_note",
     "method_label",
-    "users_frame",
 ]

@@ -20,7 +20,7 @@ import torch
 from llmrec.config import Config
 from llmrec.data.pipeline import item_log_frequency
 from llmrec.data.prepare import Prepared, load_source, prepare, split_and_save
-from llmrec.evaluation import offline, references, reports, tuning
+from llmrec.evaluation import group_report, offline, references, tuning
 from llmrec.evaluation.metrics import target_ranks
 from llmrec.experiments import guard
 from llmrec.modeling.cf import choose_cf
@@ -276,5 +276,5 @@ def evaluation_table(
         for m, s in scored.items()
         if m in MODEL_ROWS
     }
-    groups_md, _ = reports.group_section(protocol, reports.users_frame(users), ranks)
+    groups_md, _ = group_report.group_section(protocol, group_report.users_frame(users), ranks)
     return pd.DataFrame(rows), fit, groups_md
