@@ -7,21 +7,26 @@ be explored, and for the ``explore_unproven`` best-scored of the items the versi
 training interactions with (items added live: none), so that a new item the model ranks in
 the middle is still a candidate (:mod:`llmrec.serving.unproven`). The log's per-item
 evidence of those items is read (one SQLite query, off the event loop), the version's
-training interactions with them added (counted once per version from the histories it
-ships), and the sampler picks the exploration slots. The same function picks them in the
-in-process simulation (:mod:`llmrec.experiments.inprocess`).
+training interactions with them added, and the sampler picks the exploration slots. The
+training interactions are the ranker's own counts (the ones it picks the unproven items by:
+:meth:`~llmrec.serving.CandidateRanker.trained`), asked of the ranker deployment once per
+version, so that the ingress and the ranker never disagree on what is unproven. The same
+function picks the slots in the in-process simulation (:mod:`llmrec.experiments.inprocess`).
 """
 
 import asyncio
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import numpy as np
 from llmrec.experiments.exploration import ExploreSettings, explore, explore_key, with_trained
 from llmrec.experiments.impressions import ImpressionLog
 from llmrec.serving import Query, RecommendedItem, RecommendRequest, ServeSettings
 from llmrec.serving.cache import fingerprint
-from llmrec.serving.unproven import training_counts
+from llmrec.serving.http.resilience import RetryPolicy, retry
+from ray.serve.handle import DeploymentHandle
+
+from serve_deployments.answering import is_replica_death
 
 
 class Explorer:
@@ -29,11 +34,15 @@ class Explorer:
 
     Args:
         settings: ``explore_pool``, ``explore_unproven``, ``explore_max_impressions``,
-            ``explore_trained_worth`` and ``explore_prior_strength`` are read.
+            ``explore_trained_worth``, ``explore_prior_strength`` and ``retry_deadline_s``
+            are read.
         log: the impression log whose evidence the sampler reads.
+        ranker: the candidate ranker deployment (each version's training counts).
     """
 
-    def __init__(self, settings: ServeSettings, log: ImpressionLog) -> None:
+    def __init__(
+        self, settings: ServeSettings, log: ImpressionLog, ranker: DeploymentHandle
+    ) -> None:
         self.settings = ExploreSettings(
             pool=settings.explore_pool,
             unproven=settings.explore_unproven,
@@ -42,6 +51,8 @@ class Explorer:
             trained_worth=settings.explore_trained_worth,
         )
         self.log = log
+        self.ranker = ranker
+        self.retry = RetryPolicy(deadline_s=settings.retry_deadline_s)
         self.counts: dict[str, dict[str, int]] = {}
 
     @staticmethod
@@ -56,11 +67,17 @@ class Explorer:
             query, k=query.k + self.settings.pool, unproven=self.settings.unproven
         )
 
-    async def trained(self, uri: str, histories: Mapping[str, Sequence[str]]) -> dict[str, int]:
-        """Version ``uri``'s training interactions per item (counted once, off the event
-        loop; the versions counted before are kept, a handful at most)."""
+    async def trained(self, uri: str) -> dict[str, int]:
+        """Version ``uri``'s training interactions per item: the ranker's counts, asked once
+        (the versions asked before are kept, a handful at most; a ranker that stays
+        unreachable raises :class:`~llmrec.serving.http.resilience.Unavailable`)."""
         if uri not in self.counts:
-            counts = await asyncio.to_thread(training_counts, histories)
+            counts: dict[str, int] = await retry(
+                lambda: self.ranker.trained.remote(uri),
+                is_replica_death,
+                self.retry,
+                "training counts",
+            )
             if len(self.counts) >= 4:
                 self.counts.pop(next(iter(self.counts)))
             self.counts[uri] = counts

@@ -101,7 +101,7 @@ class Ingress(Operations, Review):
         self.catalogue = CatalogueState(self.settings.catalogue_path)
         self.live = LiveCatalogue(self.catalogue, self._embed_items)
         self.impressions = ImpressionLog(self.settings.impression_db, self.settings.impressions_dir)
-        self.explorer = Explorer(self.settings, self.impressions)
+        self.explorer = Explorer(self.settings, self.impressions, ranker)
         self._start_review()  # versions a request names (model_uri: the review page)
         self.router: Router[Active] = Router(
             self.settings.model_uri or model_uri,
@@ -297,7 +297,7 @@ class Ingress(Operations, Review):
         if share <= 0:
             return await self.answers(active.uri, query, user), ()
         wide = await self.answers(active.uri, self.explorer.widen(query), user)
-        trained = await self.explorer.trained(active.uri, active.builder.histories)
+        trained = await self.explorer.trained(active.uri)
         return await self.explorer.choose(wide, query, share, unit, trained)
 
     async def _log(self, shown: Impression) -> None:

@@ -55,6 +55,12 @@ class CandidateRankerDeployment:
         sync(self.catalogue, model_uri, ranker)  # items added or retired live
         return ranker.rank_many(vectors, queries)
 
+    async def trained(self, model_uri: str) -> dict[str, int]:
+        """The version's training interactions per item id: the counts its unproven items and
+        re-ranking read, for the ingress's exploration evidence (items added live: none)."""
+        ranker = await self.versions.get(model_uri)
+        return ranker.trained()
+
     async def measure(
         self, model_uri: str, lists: list[tuple[list[str], tuple[str, ...]]]
     ) -> list[ListMeasures]:

@@ -2,6 +2,7 @@
 the exploration slots, over the evidence the impression log keeps; the log's marks and the
 report's CTR of explored and exploited slots."""
 
+import asyncio
 from dataclasses import replace
 
 import numpy as np
@@ -20,9 +21,9 @@ from llmrec.experiments.exploration import (
 from llmrec.experiments.impressions import ImpressionLog, read_log
 from llmrec.serving import CandidateRanker, QueryBuilder, ServeSettings
 from llmrec.serving.catalogue_state import CatalogueState, LiveItem, sync
-from llmrec.serving.unproven import training_counts
 from pydantic import ValidationError
 
+from serve_deployments.exploring import Explorer
 from tests.unit.test_live_catalogue import N, make_bundle
 
 K, WIDE = 10, 40
@@ -252,5 +253,51 @@ def test_the_ranker_adds_the_best_unproven_items_after_the_wide_list(tmp_path):
         assert [i.item_id for i in ranker.rank(query, replace(q, unproven=2))][3:] == extra[:2]
         answers.append(got)
     assert answers[0] == answers[1]
-    counts = training_counts(bundle.histories)  # what the ingress adds to the evidence
-    assert counts["i00"] == 2 and "new" not in counts
+    counts = ranker.trained()  # what the ingress adds to the evidence: the rows' own counts
+    assert counts["i00"] == N and counts["i29"] == 1 and "new" not in counts
+
+
+class RankerHandle:
+    """The ranker deployment's handle, in this process (``handle.trained.remote(uri)``)."""
+
+    def __init__(self, ranker: CandidateRanker) -> None:
+        self.ranker, self.asked = ranker, []
+        self.trained = self  # handle.trained.remote
+
+    async def remote(self, uri: str) -> dict[str, int]:
+        self.asked.append(uri)
+        return self.ranker.trained()
+
+
+def test_the_explorer_counts_the_training_evidence_the_ranker_counts(tmp_path):
+    """The bundle ships 3 users' logs (item i00 twice, i03 never) while its hybrid holds
+    N - i interactions for item i (every user it was trained on): the ingress's explorer
+    asks the ranker for the counts, once per version, and explores only what the ranker
+    offers as unproven (fewer than 300 / 100 = 3 interactions: i28 and i29). Counted from
+    the shipped logs, every item but i00 and i10 (2 each: 200 impressions' worth) would be
+    unproven and explored."""
+    bundle = make_bundle(tmp_path / "b")
+    settings = ServeSettings()  # explore_max_impressions 300, explore_trained_worth 100
+    ranker, builder = CandidateRanker(bundle, settings), QueryBuilder(bundle)
+    handle = RankerHandle(ranker)
+    log = ImpressionLog(tmp_path / "log.sqlite", tmp_path / "segments")
+    explorer = Explorer(settings, log, handle)  # type: ignore[arg-type]
+    q = builder.build(RecommendRequest(query="x", k=K))
+    wide = ranker.rank(np.array([1.0, 0.0]), explorer.widen(q))  # i00 first, i29 last
+    assert len(wide) == N
+
+    async def serve() -> tuple[dict[str, int], set[str]]:
+        trained = await explorer.trained("models:/m/1")
+        explored = set()
+        for n in range(40):
+            items, _ = await explorer.choose(wide, q, 0.2, f"u{n}", trained)
+            explored |= {i.item_id for i in items if i.explore}
+        assert await explorer.trained("models:/m/1") is trained  # asked once
+        return trained, explored
+
+    trained, explored = asyncio.run(serve())
+    assert handle.asked == ["models:/m/1"]
+    assert trained == ranker.trained() and trained["i00"] == N and trained["i03"] == N - 3
+    shipped = [i for h in bundle.histories.values() for i in h]
+    assert shipped.count("i00") == 2 and "i03" not in shipped  # what the logs alone say
+    assert explored == {"i28", "i29"}

@@ -94,11 +94,10 @@ class LocalVersion:
         return dataclasses.replace(query, k=k + wider, unproven=unproven)
 
     def trained(self) -> dict[str, int]:
-        """The version's training interactions per item (what the ingress's explorer adds
-        to the impression log's evidence)."""
-        from llmrec.serving.unproven import training_counts
-
-        return training_counts(self.builder.histories)
+        """The version's training interactions per item: its ranker's counts (the ones it
+        picks the unproven items by), which the ingress's explorer adds to the impression
+        log's evidence as well."""
+        return self.ranker.trained()
 
     def rank(self, queries: Sequence[Query]) -> list[list[RecommendedItem]]:
         """Encoded and ranked as the encoder and ranker deployments do, in one group."""

@@ -46,8 +46,8 @@ from llmrec.serving.item_rows import ItemRows
 from llmrec.serving.measures import list_measures
 from llmrec.serving.resolve import check_filters, check_query, request_history, resolved
 from llmrec.serving.settings import ServeSettings
-from llmrec.serving.slates import Slates, history_counts
-from llmrec.serving.unproven import UnprovenRows, scorer
+from llmrec.serving.slates import Slates
+from llmrec.serving.unproven import UnprovenRows, scorer, training_counts
 from llmrec.understanding.constraints import Constraints
 from llmrec.understanding.explain import Explainer
 from llmrec.understanding.intent import IntentParser
@@ -246,9 +246,7 @@ class CandidateRanker:
         by_category = category_rows([cat.items[i].categories for i in self.rows.ids])
         popularity = self.hybrid.popularity_part()
         self.pool = CandidatePool(index, n, by_category, popularity, s.candidates)
-        counts = self.hybrid.popularity_counts  # none: count the version's training logs
-        if counts is None:
-            counts = history_counts(bundle.histories, self.rows.index, n)
+        counts = training_counts(self.hybrid, bundle.histories, self.rows)  # read by all below
         self.slates = Slates(bundle.config.rank, cat, emb, counts, str(bundle.path))
         self.unproven = UnprovenRows(self.rows, counts, s)  # exploration's candidates
         self.constraints = Constraints(cat, s.query_boost)
@@ -272,6 +270,10 @@ class CandidateRanker:
     @property
     def num_items(self) -> int:
         return len(self.rows)
+
+    def trained(self) -> dict[str, int]:
+        """Training interactions per item id: the counts its slates and unproven rows read."""
+        return self.unproven.by_id()
 
     def apply_live(self, changes: LiveChanges) -> None:
         """Add new items (index, hybrid, category filter), re-embed updated ones, and mark
@@ -299,9 +301,8 @@ class CandidateRanker:
     def _reranker(self) -> Reranker:
         """The re-ranker, its item facts rebuilt first when live items changed since (when
         a request re-ranks or is measured after a change, not on every change)."""
-        if self.slates.stale:
-            grown = self.rows.grown()
-            self.slates.refresh(grown, self.hybrid.items, self.hybrid.popularity_counts)
+        if self.slates.stale:  # the version's counts (live items: none), as built
+            self.slates.refresh(self.rows.grown(), self.hybrid.items, None)
         return self.slates.reranker
 
     def describe(self) -> str:

@@ -10,11 +10,16 @@ explore_trained_worth`` interactions, and every item added live (none). Only tho
 scored (where the query was not scored over the whole catalogue already), so the cost is a
 small hybrid scoring next to the catalogue's. What the impression log knows of them is the
 ingress's part: an unproven row shown often enough is dropped there, not here.
+
+The training interactions are counted once per version (:func:`training_counts`: the
+hybrid's popularity counts, else the training logs the version ships) and that one count is
+read everywhere: the unproven rows, the re-ranker's long tail
+(:class:`~llmrec.serving.slates.Slates`) and, by item id (:meth:`UnprovenRows.by_id`),
+exploration's evidence in the ingress and in the in-process study.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
@@ -22,6 +27,7 @@ import numpy as np
 from llmrec.ranking.hybrid import HybridScorer
 from llmrec.serving.item_rows import ItemRows
 from llmrec.serving.settings import ServeSettings
+from llmrec.serving.slates import history_counts
 
 
 class UnprovenRows:
@@ -29,8 +35,8 @@ class UnprovenRows:
 
     Args:
         items: the ranker's item rows (the retired flags are read from it).
-        counts: ``[rows]`` the version's training interactions per item row (rows added
-            later, live items, have none).
+        counts: ``[rows]`` the version's training interactions per item row
+            (:func:`training_counts`; rows added later, live items, have none).
         settings: rows with fewer than ``explore_max_impressions / explore_trained_worth``
             interactions are unproven (``explore_trained_worth`` 0: every row).
     """
@@ -39,8 +45,16 @@ class UnprovenRows:
         worth = settings.explore_trained_worth
         threshold = settings.explore_max_impressions / worth if worth > 0 else np.inf
         self.items = items
-        self.trained = np.flatnonzero(np.asarray(counts, dtype=float) < threshold)
+        self.counts = np.asarray(counts)
+        self.trained = np.flatnonzero(self.counts.astype(float) < threshold)
         self.known = len(counts)
+
+    def by_id(self) -> dict[str, int]:
+        """The training interactions per item id of the rows counted (an item left out, one
+        never trained on or added live, has none): what exploration adds to the impression
+        log's evidence, so that it graduates exactly the items these rows leave out."""
+        ids = self.items.ids[: self.known]
+        return {i: int(c) for i, c in zip(ids, self.counts.tolist(), strict=True) if c > 0}
 
     def rows(self, num_items: int) -> np.ndarray:
         """Every unproven row of a catalogue of ``num_items`` rows (live rows included)."""
@@ -90,11 +104,14 @@ def scorer(
     return score
 
 
-def training_counts(histories: Mapping[str, Sequence[str]]) -> dict[str, int]:
-    """The version's training interactions per item id (``histories``: its training logs,
-    as the bundle ships them; an item added live is in none): the evidence exploration
-    counts besides the impression log's."""
-    return dict(Counter(i for h in histories.values() for i in h))
+def training_counts(
+    hybrid: HybridScorer, histories: Mapping[str, Sequence[str]], items: ItemRows
+) -> np.ndarray:
+    """``[rows]`` a version's training interactions per item row: its hybrid's popularity
+    counts (every interaction it was trained on), else its training logs as the bundle ships
+    them (``histories``, which may be a sample of its users) counted over ``items``."""
+    counts = hybrid.popularity_counts
+    return history_counts(histories, items.index, len(items)) if counts is None else counts
 
 
 __all__ = ["UnprovenRows", "scorer", "training_counts"]
