@@ -111,6 +111,7 @@ def setup(verbose: bool = False) -> None:
     for name, level in QUIET_LOGGERS.items():
         logging.getLogger(name).setLevel(level)
     _quiet_warnings()
+    _quiet_loaded_libraries()
 
 
 def is_verbose() -> bool:
@@ -151,6 +152,24 @@ def setup_worker() -> None:
     raises: a failing hook would stop the worker."""
     with contextlib.suppress(Exception):
         _quiet_warnings()
+
+
+def _quiet_loaded_libraries() -> None:
+    # transformers and huggingface_hub read QUIET_ENV when imported: a job that imported
+    # them before setup() ("Loading weights" bars) is quieted through their own switches.
+    # A setting the user made in the environment is left as it is.
+    bars = "HF_HUB_DISABLE_PROGRESS_BARS" in _set_by_us
+    if "transformers" in sys.modules:
+        from transformers.utils import logging as transformers_logging
+
+        if bars:
+            transformers_logging.disable_progress_bar()
+        if "TRANSFORMERS_VERBOSITY" in _set_by_us:
+            transformers_logging.set_verbosity_error()
+    if "huggingface_hub" in sys.modules and bars:
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()
 
 
 def _quiet_warnings() -> None:

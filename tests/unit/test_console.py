@@ -94,6 +94,26 @@ def test_setup_quiets_libraries_but_keeps_user_settings(clean_env):
     assert shown == [UserWarning]
 
 
+def test_setup_quiets_transformers_imported_before_it():
+    """A job that imports transformers before setup() (it reads its switches at import):
+    no "Loading weights" progress bars, no info lines."""
+    import subprocess
+
+    code = (
+        "import transformers\n"
+        "from transformers.utils import logging as tl\n"
+        "from llmrec import console\n"
+        "assert tl.is_progress_bar_enabled()\n"
+        "console.setup(verbose=False)\n"
+        "print(tl.is_progress_bar_enabled(), tl.get_verbosity())\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in console.QUIET_ENV}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.split() == ["False", str(logging.ERROR)]
+
+
 def test_verbose_leaves_everything_on(clean_env):
     console.setup(verbose=True)
     assert "RAY_DEDUP_LOGS_SKIP_REGEX" not in os.environ
