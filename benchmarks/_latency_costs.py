@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     Parts = tuple[QueryBuilder, QueryEncoder, CandidateRanker]
     """One version in this process: what the ingress, the encoder and the ranker run."""
 
+Row = tuple[object, ...]
+
 RERANK = {"diversity": 0.3, "calibration": 0.5, "tail_share": 0.3, "max_per": {"categories": 3}}
 """The re-ranking a request asks for in the cost rows (every re-ranker at once)."""
 
@@ -62,6 +64,18 @@ def rerank_cost(
         (label, name, float(np.mean(http[name])), float(np.mean(alone[name])))
         for name in ("plain", "re-ranked")
     ]
+
+
+def explore_cost(label: str, url: str, reqs: list[dict[str, Any]], share: float) -> list[Row]:
+    """Rows: p50 over HTTP at concurrency 1 without and with ``"explore": share`` (the
+    ingress widens the ranker's list, adds the unproven items, reads their evidence in the
+    impression log and draws the slots), the same requests, two alternating runs each."""
+    explored = [{**body, "explore": share} for body in reqs]
+    http: dict[str, list[float]] = {"plain": [], f'"explore": {share:g}': []}
+    for _ in range(2):
+        for name, bodies_ in zip(http, (reqs, explored), strict=True):
+            http[name].append(load_http(url, bodies_, 1)["lat"][0])
+    return [(label, name, float(np.mean(times))) for name, times in http.items()]
 
 
 def explain_cost(

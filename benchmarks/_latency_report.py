@@ -31,6 +31,8 @@ class Tables:
     """p50 with and without re-ranking."""
     explain: list[Row] = field(default_factory=list)
     """p50 with query parsing off, on, and explanations."""
+    explore: list[Row] = field(default_factory=list)
+    """p50 over HTTP with and without exploration."""
     log: list[Row] = field(default_factory=list)
     """p50/p95 with the impression log on and off (the smallest catalogue)."""
 
@@ -94,6 +96,12 @@ def _print_optional(tables: Tables) -> None:
             "with parsing off, on, and explained; concurrency 1, two alternating runs each "
             "(p50 ms, mean of the runs)",
             ["catalogue", "requests", "HTTP p50 ms", "in process p50 ms"],
+        ),
+        (
+            tables.explore,
+            "Exploration: the same 40 requests without and with a share of the list explored "
+            "(over HTTP, concurrency 1, two alternating runs each; p50 ms, mean of the runs)",
+            ["catalogue", "requests", "HTTP p50 ms"],
         ),
         (
             tables.log,

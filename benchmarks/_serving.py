@@ -1,6 +1,7 @@
-"""What the serving benchmarks (``serve_latency.py``, ``soak.py``) do alike: find a free
-port, summarise latencies, fetch the model's bundle from the registry it lives in and
-register copies of it as new versions in the benchmark's own temporary MLflow store.
+"""What the serving benchmarks (``serve_latency.py``, ``soak.py``, ``scale.py --http``) do
+alike: find a free port, summarise latencies, fetch the model's bundle from the registry it
+lives in, register copies of it as new versions in the benchmark's own temporary MLflow store,
+and run the graph with ``serve run`` on the shipped config (a Ray of its own).
 
 Each benchmark serves copies of one registered model from a store of its own, so that its
 aliases and versions never touch the store the model came from.
@@ -8,16 +9,32 @@ aliases and versions never touch the store the model came from.
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
+import subprocess
+import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import yaml
 
 if TYPE_CHECKING:
     from llmrec.config import RegistryConfig
     from llmrec.registry.store import RegisteredVersion
+
+REPO = Path(__file__).resolve().parents[1]
+ROLES = {
+    "Ingress": "ingress",
+    "QueryEncoderDeployment": "encoder",
+    "CandidateRankerDeployment": "ranker",
+    "ProxyActor": "proxy",
+    "ServeController": "controller",
+}
+"""Serve actor class name -> role, as the benchmarks' tables name them."""
 
 
 def free_port() -> int:
@@ -65,3 +82,74 @@ def register_copy(cfg: RegistryConfig, run_name: str, bundle_dir: Path) -> Regis
         model_card=run_name,
         tags={},
     )
+
+
+def serve_run(
+    tmp: Path, port: int, args: dict[str, Any], env_vars: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """``serve run`` on ``serve_deployments/serve_config.yaml`` with this ``port``, these
+    :class:`~llmrec.serving.ServeSettings` fields (``args``) and replica environment
+    (``env_vars``), the proxy callback of a real deployment and a Ray of its own; its log is
+    ``tmp/serve.log``. Stop it with :func:`stop_server`."""
+    from llmrec.serving.http.proxy import PROXY_CALLBACK, PROXY_CALLBACK_ENV
+
+    config = yaml.safe_load((REPO / "serve_deployments" / "serve_config.yaml").read_text())
+    config["http_options"]["port"] = port
+    app = config["applications"][0]
+    app["args"].update(args)
+    app["runtime_env"]["env_vars"].update(env_vars or {})
+    path = tmp / "serve_config.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    env = {**os.environ, PROXY_CALLBACK_ENV: PROXY_CALLBACK}
+    env.pop("RAY_ADDRESS", None)  # a Ray of its own
+    log = open(tmp / "serve.log", "wb")  # noqa: SIM115 (lives as long as the server)
+    serve = Path(sys.executable).with_name("serve")
+    return subprocess.Popen(
+        [str(serve), "run", str(path)], cwd=REPO, env=env, stdout=log, stderr=log
+    )
+
+
+def stop_server(server: subprocess.Popen[bytes]) -> None:
+    """Stop ``serve run`` (it shuts its Ray down on SIGTERM); kill it after 2 minutes."""
+    server.send_signal(signal.SIGTERM)
+    try:
+        server.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        server.kill()
+
+
+def serve_processes(root_pid: int) -> dict[str, Any]:
+    """The Serve processes of this run's Ray (descendants of ``serve run``), by role."""
+    import psutil
+
+    out: dict[str, Any] = {}  # role -> psutil.Process
+    try:
+        children = psutil.Process(root_pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return out
+    for proc in children:
+        try:
+            title = " ".join(proc.cmdline())
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        for key, role in ROLES.items():
+            if title.startswith("ray::") and key in title.split()[0]:
+                out[role] = proc
+    return out
+
+
+def wait_ready(url: str, server: subprocess.Popen[bytes], timeout: float) -> None:
+    """Return once ``/readyz`` answers 200; exit if ``serve run`` dies or ``timeout`` s pass."""
+    import requests
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if server.poll() is not None:
+            raise SystemExit(f"serve run exited with {server.returncode}; see its log")
+        try:
+            if requests.get(f"{url}/readyz", timeout=5).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(2)
+    raise SystemExit(f"the server was not ready after {timeout:.0f} s")

@@ -16,8 +16,10 @@ and seed), then:
   encoded with the packaged MiniLM (the query tower that serves them);
 - the ranker loads it: memory of one version and of two loaded side by side, index kind and
   build time;
-- known users (the last 50 items of sampled users' logs) are served in process (query
-  builder + encoder + ranker, hybrid on) at concurrency 1 and 8: p50/p99;
+- known users (the last 50 items of sampled users' logs) and typed queries (no user) are
+  served in process (query builder + encoder + ranker, hybrid on) at concurrency 1 and 8:
+  p50/p99; with ``--http`` also over HTTP, the version registered in a temporary MLflow
+  store and served by ``serve run`` (``_scale_http.py``);
 - recall@100 of the served candidates (ANN + CF + popular items, re-scored exactly)
   against the exact hybrid top 100 over the whole catalogue, for ``--recall-users`` users.
 """
@@ -41,6 +43,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "jobs"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import quiet
+from _scale_http import QUERIES, http_rows
 from _synthetic import Synthetic, cached
 from _table import machine, print_table
 
@@ -202,19 +205,26 @@ def serve_rows(bundle_dir: Path, n: int, requests: int, levels: list[int]) -> tu
     builder, encoder = QueryBuilder(bundle), QueryEncoder(bundle, threads=1)
     users = sorted(bundle.histories)
 
-    def one_request(i: int) -> float:
-        start = time.perf_counter()
-        q = builder.build(RecommendRequest(user_id=users[i % len(users)], k=10))
-        ranker.rank(encoder.encode([q])[0], q)
-        return 1000 * (time.perf_counter() - start)
-
-    for i in range(10):
-        one_request(i)
+    kinds = {
+        "known user": lambda i: RecommendRequest(user_id=users[i % len(users)], k=10),
+        "typed query": lambda i: RecommendRequest(query=QUERIES[i % len(QUERIES)], k=10),
+    }
     rows = []
-    for c in levels:
-        with ThreadPoolExecutor(c) as pool:
-            times = np.array(list(pool.map(one_request, range(requests))))
-        rows.append((f"{n:,}", c, *np.percentile(times, [50, 99]).round(1).tolist()))
+    for kind, make in kinds.items():
+
+        def one_request(i: int, make: Any = make) -> float:
+            start = time.perf_counter()
+            q = builder.build(make(i))
+            ranker.rank(encoder.encode([q])[0], q)
+            return 1000 * (time.perf_counter() - start)
+
+        for i in range(10):
+            one_request(i)
+        for c in levels:
+            with ThreadPoolExecutor(c) as pool:
+                times = np.array(list(pool.map(one_request, range(requests))))
+            p50, p99 = np.percentile(times, [50, 99]).round(1).tolist()
+            rows.append((f"{n:,}", kind, c, p50, p99))
     return [mem], (rows, ranker, bundle)
 
 
@@ -263,6 +273,9 @@ def main() -> int:
     parser.add_argument("--concurrency", default="1,8")
     parser.add_argument("--recall-users", type=int, default=30)
     parser.add_argument("--keep", help="keep the bundles under this folder")
+    parser.add_argument(
+        "--http", action="store_true", help="also serve each version with `serve run`, over HTTP"
+    )
     args = parser.parse_args()
     quiet()
     import torch
@@ -275,7 +288,7 @@ def main() -> int:
     tmp = Path(args.keep or tempfile.mkdtemp(prefix="llmrec-scale-"))
     levels = [int(c) for c in args.concurrency.split(",")]
     fit_rows, mem_rows, lat_rows, data_rows, recall_rows = [], [], [], [], []
-    phase_rows = []
+    phase_rows, http_lat, http_start = [], [], []
     sizes = [int(s) for s in args.sizes.split(",")]
     per_item = [float(v) for v in args.per_item.split(",")]
     if len(per_item) not in (1, len(sizes)):
@@ -316,6 +329,11 @@ def main() -> int:
         print(f"  {mem[0]} | {lat} | recall {recall:.3f}", flush=True)
         del ranker, bundle, data
         gc.collect()
+        if args.http:
+            lat_http, start_http = http_rows(bdir, n, args.requests, levels)
+            http_lat += lat_http
+            http_start += start_http
+            phase_rows[-1] += (lap(),)
         if not args.keep:
             shutil.rmtree(tmp / str(n), ignore_errors=True)
     print_table(
@@ -342,11 +360,24 @@ def main() -> int:
         mem_rows,
     )
     print_table(
-        f"Known-user /recommend in process (builder + encoder + ranker, hybrid on), "
+        f"/recommend in process (builder + encoder + ranker, hybrid on), "
         f"{args.requests} requests, ms",
-        ["items", "concurrency", "p50", "p99"],
+        ["items", "request", "concurrency", "p50", "p99"],
         lat_rows,
     )
+    if args.http:
+        print_table(
+            f"The same over HTTP: the version registered and served by `serve run` "
+            f"(shipped config), {args.requests} requests, ms",
+            ["items", "request", "concurrency", "p50", "p99", "req/s", "errors"],
+            http_lat,
+        )
+        print_table(
+            "Serving it: registering (copying the bundle), `serve run` until /readyz, "
+            "replica memory after the requests",
+            ["items", "register s", "ready s", "ranker GiB", "encoder GiB", "ingress GiB"],
+            http_start,
+        )
     print_table(
         "Served candidates vs the exact hybrid top 100 (whole catalogue, history masked)",
         ["items", "index", "users", "recall@100"],
@@ -355,7 +386,8 @@ def main() -> int:
     print_table(
         "Where the time goes, s (log generated or read from --cache; every CF option; the "
         "bundle with its embeddings; ranker loads + latency; the exact top 100 per user)",
-        ["items", "log", "CF fits", "bundle", "ranker + latency", "recall"],
+        ["items", "log", "CF fits", "bundle", "ranker + latency", "recall"]
+        + (["HTTP"] if args.http else []),
         phase_rows,
     )
     return 0

@@ -28,6 +28,8 @@ In the same run:
 - the cost of query parsing and of explanations (``--explain``, on by default): the same
   requests with ``parse_query`` off, on (the default) and with ``"explain": true``, p50
   over HTTP at concurrency 1 and in this process;
+- the cost of exploration (``--explore SHARE``, 0.1 by default; 0: not measured): the same
+  requests without and with ``"explore": SHARE``, p50 over HTTP at concurrency 1;
 - the cost of the impression log (``--impressions``, on by default), on the smallest
   catalogue: two apps on the same version, one logging every answer and one not, requests
   alternated between them at concurrency 1 so that drift hits both; p50 with and without.
@@ -53,7 +55,14 @@ from typing import TYPE_CHECKING, Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "jobs"))
 from _common import quiet
-from _latency_costs import explain_cost, floor_rows, index_rows, naive_times, rerank_cost
+from _latency_costs import (
+    explain_cost,
+    explore_cost,
+    floor_rows,
+    index_rows,
+    naive_times,
+    rerank_cost,
+)
 from _latency_data import bodies, make_bundle
 from _latency_http import (
     AppBuilder,
@@ -102,6 +111,12 @@ def parse_args() -> argparse.Namespace:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="measure the cost of query parsing and of explanations (p50 with and without)",
+    )
+    parser.add_argument(
+        "--explore",
+        type=float,
+        default=0.1,
+        help="measure the cost of exploring this share of each list (0: do not)",
     )
     parser.add_argument(
         "--impressions",
@@ -247,6 +262,8 @@ def measure_size(n: int, bench: Bench, tables: Tables) -> None:
         tables.rerank += rerank_cost(label, bench.url, reqs[:40], parts)
     if args.explain:
         tables.explain += explain_cost(label, bench.url, reqs[:40], parts)
+    if args.explore:
+        tables.explore += explore_cost(label, bench.url, reqs[:40], args.explore)
     bench.serve.delete("bench")
     print(f"[{n:,} items: catalogue + registration {prepared:.0f} s]", flush=True)
     if n == min(bench.sizes):

@@ -23,7 +23,6 @@ the swap and warm-up, before the first kill).
 from __future__ import annotations
 
 import argparse
-import os
 import secrets
 import signal
 import subprocess
@@ -35,24 +34,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "jobs"))
 from _common import quiet
-from _serving import free_port, register_copy, source_bundle
+from _serving import (
+    free_port,
+    register_copy,
+    serve_processes,
+    serve_run,
+    source_bundle,
+    stop_server,
+    wait_ready,
+)
 from _soak_report import Result, report
 
 if TYPE_CHECKING:
     from llmrec.registry.bundle import ModelBundle
 
-REPO = Path(__file__).resolve().parents[1]
-ROLES = {
-    "Ingress": "ingress",
-    "QueryEncoderDeployment": "encoder",
-    "CandidateRankerDeployment": "ranker",
-    "ProxyActor": "proxy",
-    "ServeController": "controller",
-}
 PLAN = (("swap", 0.2), ("encoder", 0.6), ("ranker", 0.7), ("ingress", 0.8))
 """Events at shares of the run: the champion swap, then one kill of each replica."""
 
@@ -72,69 +70,6 @@ def register_two_versions(model: str, tracking: str, tmp: Path) -> tuple[str, Mo
         register_copy(cfg, run, source)
     aliases.set_champion("soak-scorer", "1")
     return store, ModelBundle(source)
-
-
-def start_server(store: str, tmp: Path, token: str, port: int) -> subprocess.Popen[bytes]:
-    """``serve run`` on the shipped config with this run's port, store and paths."""
-    from llmrec.serving.http.proxy import PROXY_CALLBACK, PROXY_CALLBACK_ENV
-
-    config = yaml.safe_load((REPO / "serve_deployments" / "serve_config.yaml").read_text())
-    config["http_options"]["port"] = port
-    app = config["applications"][0]
-    app["args"].update(
-        model_uri="models:/soak-scorer@champion",
-        tracking_uri=store,
-        watch_interval_s=2,
-        history_db=str(tmp / "history.sqlite"),
-        feedback_dir=str(tmp / "feedback"),
-    )
-    app["runtime_env"]["env_vars"]["LLMREC_API_TOKEN"] = token
-    path = tmp / "serve_config.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    env = {**os.environ, PROXY_CALLBACK_ENV: PROXY_CALLBACK}
-    env.pop("RAY_ADDRESS", None)  # a Ray of its own
-    log = open(tmp / "serve.log", "wb")  # noqa: SIM115 (lives as long as the server)
-    serve = Path(sys.executable).with_name("serve")
-    return subprocess.Popen(
-        [str(serve), "run", str(path)], cwd=REPO, env=env, stdout=log, stderr=log
-    )
-
-
-def serve_processes(root_pid: int) -> dict[str, Any]:
-    """The Serve processes of this run's Ray (descendants of ``serve run``), by role."""
-    import psutil
-
-    out: dict[str, Any] = {}  # role -> psutil.Process
-    try:
-        children = psutil.Process(root_pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        return out
-    for proc in children:
-        try:
-            title = " ".join(proc.cmdline())
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-        for key, role in ROLES.items():
-            if title.startswith("ray::") and key in title.split()[0]:
-                out[role] = proc
-    return out
-
-
-def wait_ready(url: str, server: subprocess.Popen[bytes], timeout: float) -> None:
-    """Return once ``/readyz`` answers 200; exit if ``serve run`` dies or ``timeout`` s pass."""
-    import requests
-
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if server.poll() is not None:
-            raise SystemExit(f"serve run exited with {server.returncode}; see its log")
-        try:
-            if requests.get(f"{url}/readyz", timeout=5).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(2)
-    raise SystemExit(f"the server was not ready after {timeout:.0f} s")
 
 
 class Traffic:
@@ -260,7 +195,18 @@ def main() -> int:
     token, port = secrets.token_hex(16), free_port()
     url = f"http://127.0.0.1:{port}"
     store, bundle = register_two_versions(args.model, args.tracking_uri, tmp)
-    server = start_server(store, tmp, token, port)
+    server = serve_run(
+        tmp,
+        port,
+        {
+            "model_uri": "models:/soak-scorer@champion",
+            "tracking_uri": store,
+            "watch_interval_s": 2,
+            "history_db": str(tmp / "history.sqlite"),
+            "feedback_dir": str(tmp / "feedback"),
+        },
+        {"LLMREC_API_TOKEN": token},
+    )
     try:
         wait_ready(url, server, timeout=600)
         print(f"serving on {url} (log: {tmp / 'serve.log'})", flush=True)
@@ -282,11 +228,7 @@ def main() -> int:
             t.join()
         return report(results, memory, events, start, args, tmp / "feedback")
     finally:
-        server.send_signal(signal.SIGTERM)  # `serve run` shuts its Ray down on SIGTERM
-        try:
-            server.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop_server(server)
 
 
 if __name__ == "__main__":
