@@ -167,7 +167,7 @@ def _update(
         print(f"update on share={arm.share:g}: version {newest}, "
               f"{time.perf_counter() - started:.0f} s", flush=True)  # fmt: skip
         ranks.append(_ranks(args, users, news, LocalVersion(f"models:/{base.name}/{newest}")))
-    before, off, on = (_describe(r, args.rank_depth) for r in ranks)
+    before, off, on = (_describe(r, args.rank_depth or local.ranker.num_items) for r in ranks)
     return [
         (f"good new items' rank for users who like them, before any update: {before}; "
          "after jobs/update.py on the run's feedback (first seed)", off, on),
@@ -181,13 +181,15 @@ def _sets(args: argparse.Namespace) -> list[str]:
 def _ranks(
     args: argparse.Namespace, users: list[SimUser], news: NewItems, local: LocalVersion
 ) -> list[float]:
-    """Each good new item's rank (1 = the top; inf below ``rank_depth``) in the first
-    request of up to ``rank_users`` of the users who like it."""
+    """Each good new item's rank (1 = the top; inf below ``rank_depth``; 0: the whole
+    catalogue is ranked) in the first request of up to ``rank_users`` of the users who like
+    it."""
     by_id = {u.user_id: u for u in users}
     out: list[float] = []
     for item, fans in sorted(news.audience.items()):
         chosen = sorted(fans)[: args.rank_users]
-        queries = [local.query(by_id[f], 0, 1, args.rank_depth - 1) for f in chosen]
+        depth = args.rank_depth or local.ranker.num_items
+        queries = [local.query(by_id[f], 0, 1, depth - 1) for f in chosen]
         for items in local.rank(queries):
             ids = [i.item_id for i in items]
             out.append(ids.index(item) + 1 if item in ids else np.inf)
@@ -198,8 +200,11 @@ def _describe(ranks: list[float], depth: int) -> str:
     values = np.array(ranks)
     middle = np.median(values)
     text = f"{middle:.0f}" if np.isfinite(middle) else f"> {depth}"
-    top10 = float(np.mean(values <= 10))
-    return f"median {text}, top 10 for {top10:.1%} ({len(values)} user-item pairs)"
+    top10, top100 = float(np.mean(values <= 10)), float(np.mean(values <= 100))
+    return (
+        f"median {text}, top 10 for {top10:.1%}, top 100 for {top100:.1%} "
+        f"({len(values)} user-item pairs)"
+    )
 
 
 def add_args(parser: Any) -> None:
@@ -216,4 +221,4 @@ def add_args(parser: Any) -> None:
     parser.add_argument("--latency-users", type=int, default=200)
     parser.add_argument("--update", action="store_true", help="run jobs/update.py on each arm")
     parser.add_argument("--rank-users", type=int, default=30)
-    parser.add_argument("--rank-depth", type=int, default=200)
+    parser.add_argument("--rank-depth", type=int, default=0, help="0: the whole catalogue")
