@@ -94,6 +94,23 @@ def test_feedback_request_takes_one_event_or_a_batch():
         FeedbackRequest.model_validate({"events": [{"user_id": "u"}]})
 
 
+def test_every_index_build_uses_every_core_and_searches_use_one(monkeypatch):
+    """FAISS's thread count is process-wide: the search setting (1) left by one index must
+    not make the next build (a second version loaded by a ranker, a swap) single-threaded."""
+    import faiss
+    from llmrec.ranking import index as index_module
+
+    items = np.random.default_rng(0).standard_normal((300, 8)).astype(np.float32)
+    monkeypatch.setattr(index_module, "all_cores", lambda: 7)
+    calls: list[int] = []
+    real = faiss.omp_set_num_threads
+    monkeypatch.setattr(faiss, "omp_set_num_threads", lambda n: (calls.append(n), real(1)))
+    for kind in ("hnsw", "hnsw_sq8", "hnsw"):
+        calls.clear()
+        build_index(items, kind)
+        assert calls == [7, 1], (kind, calls)  # built on every core, then searched on one
+
+
 def test_hnsw_finds_most_of_the_exact_top_100():
     rng = np.random.default_rng(0)
     centres = rng.standard_normal((50, 32)).astype(np.float32)

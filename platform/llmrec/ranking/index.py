@@ -4,7 +4,9 @@ Small catalogues are searched exactly (one matrix-vector product). From ``ann_mi
 FAISS HNSW graph over the float32 vectors answers in roughly logarithmic time; from
 ``compact_min_items`` the index is compact: HNSW over 8-bit scalar-quantised vectors
 (``hnsw_sq8``, 1 byte a dimension) or over float16 (``hnsw_fp16``), or an inverted file with
-product quantisation (``ivfpq``, a few dozen bytes an item, the fastest to build). The
+product quantisation (``ivfpq``, a few dozen bytes an item, the fastest to build). An
+inverted file over the float32 vectors (``ivf_flat``: each probed list scored exactly) suits
+low-dimensional vectors whose neighbourhoods HNSW navigates badly (docs/scale.md). The
 ranker re-scores every candidate exactly, so a compact index only has to put the right
 items among the candidates; :func:`recall_at` measures how many of the exact top items an
 index finds.
@@ -20,7 +22,7 @@ from typing import Literal, Protocol
 
 import numpy as np
 
-IndexKind = Literal["auto", "exact", "hnsw", "hnsw_sq8", "hnsw_fp16", "ivfpq"]
+IndexKind = Literal["auto", "exact", "hnsw", "hnsw_sq8", "hnsw_fp16", "ivfpq", "ivf_flat"]
 INDEX_FILE = "index.faiss"
 
 
@@ -67,7 +69,8 @@ class HNSWIndex:
         m: Graph degree (memory and recall grow with it).
         ef_construction: Candidate list size while building.
         ef_search: Candidate list size while searching (recall vs speed knob).
-        threads: OpenMP threads of FAISS in this process (1 suits one query per call).
+        threads: OpenMP threads of FAISS in this process for searching (1 suits one query
+            per call); the build uses every core (:func:`all_cores`).
     """
 
     kind = "hnsw"
@@ -82,13 +85,14 @@ class HNSWIndex:
     ) -> None:
         import faiss
 
-        # One query at a time: OpenMP threads only spin against the encoder for the cores.
-        faiss.omp_set_num_threads(threads)
         start = time.perf_counter()
         x = np.ascontiguousarray(items, dtype=np.float32)
         self.index = faiss.IndexHNSWFlat(x.shape[1], m, faiss.METRIC_INNER_PRODUCT)
         self.index.hnsw.efConstruction = ef_construction
+        faiss.omp_set_num_threads(all_cores())
         self.index.add(x)
+        # One query at a time: OpenMP threads only spin against the encoder for the cores.
+        faiss.omp_set_num_threads(threads)
         self.index.hnsw.efSearch = ef_search
         self.ef_search = ef_search
         self.num_items = x.shape[0]
@@ -115,10 +119,10 @@ class FaissIndex:
 
     Args:
         items: ``[items, dim]`` embeddings (float32 or float16).
-        kind: ``hnsw``, ``hnsw_sq8``, ``hnsw_fp16`` or ``ivfpq``.
+        kind: ``hnsw``, ``hnsw_sq8``, ``hnsw_fp16``, ``ivfpq`` or ``ivf_flat``.
         m: HNSW graph degree.
         ef_construction: HNSW candidate list while building.
-        ef_search: HNSW candidate list while searching; for ``ivfpq`` the lists probed are
+        ef_search: HNSW candidate list while searching; for the IVF kinds the lists probed are
             ``ef_search // 4`` (both: the recall vs speed knob).
         build_threads: OpenMP threads while building (0: all cores); search uses one.
     """
@@ -139,8 +143,9 @@ class FaissIndex:
         n, dim = items.shape
         self.kind, self.num_items, self.ef_search = kind, n, ef_search
         self.index = faiss.index_factory(dim, factory(kind, n, dim, m), faiss.METRIC_INNER_PRODUCT)
-        if build_threads:
-            faiss.omp_set_num_threads(build_threads)
+        # set on every build: the last search setting (1) is process-wide and would make
+        # a second version's build (a swap) single-threaded
+        faiss.omp_set_num_threads(build_threads or all_cores())
         if hasattr(self.index, "hnsw"):
             self.index.hnsw.efConstruction = ef_construction
         if not self.index.is_trained:
@@ -160,6 +165,11 @@ class FaissIndex:
             import faiss
 
             faiss.extract_index_ivf(self.index).nprobe = max(1, ef // 4)
+
+    def set_ef_search(self, ef: int) -> None:
+        """Search breadth from now on (HNSW efSearch; IVF lists probed: ``ef // 4``)."""
+        self.ef_search = ef
+        self._set_search(ef)
 
     @property
     def nbytes(self) -> int:
@@ -205,6 +215,13 @@ class FaissIndex:
         return self
 
 
+def all_cores() -> int:
+    """OpenMP threads for building an index: every core this process may use."""
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def factory(kind: str, n: int, dim: int, m: int = 32) -> str:
     """The FAISS factory string of an index kind for ``n`` items of ``dim`` dimensions."""
     if kind == "hnsw":
@@ -213,10 +230,12 @@ def factory(kind: str, n: int, dim: int, m: int = 32) -> str:
         return f"HNSW{m},SQ8"
     if kind == "hnsw_fp16":
         return f"HNSW{m},SQfp16"
+    lists = int(min(max(16, 4 * math.sqrt(n)), 16384, max(16, n // 39)))
     if kind == "ivfpq":
-        lists = int(min(max(16, 4 * math.sqrt(n)), 16384, max(16, n // 39)))
         sub = next(s for s in (dim // 8, dim // 4, dim // 2, dim) if dim % s == 0)
         return f"IVF{lists},PQ{sub}"
+    if kind == "ivf_flat":
+        return f"IVF{lists},Flat"
     raise ValueError(f"unknown index kind {kind!r}")
 
 
