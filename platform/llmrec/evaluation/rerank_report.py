@@ -88,8 +88,12 @@ def sweep_section(
         + "\n\n### Selection rules compared (knob chosen on validation; test loss of "
         + f"NDCG@10 against the {100 * max_loss:g}% budget)\n\n"
         + offline.to_markdown(compared)
-        + "\n\n### Exposure per category (test, share of list slots)\n\n"
-        + offline.to_markdown(exposure)
+        + (
+            "\n\n### Exposure per category (test, share of list slots)\n\n"
+            + offline.to_markdown(exposure)
+            if len(exposure)
+            else "\n\nExposure per category: the items have no categories."
+        )
     )
     texts = {
         "evaluation/rerank_sweep.md": md,
