@@ -288,7 +288,9 @@ def main() -> int:
     tmp = Path(args.keep or tempfile.mkdtemp(prefix="llmrec-scale-"))
     levels = [int(c) for c in args.concurrency.split(",")]
     fit_rows, mem_rows, lat_rows, data_rows, recall_rows = [], [], [], [], []
-    phase_rows, http_lat, http_start = [], [], []
+    phase_rows: list[tuple[str, ...]] = []
+    http_lat: list[tuple[object, ...]] = []
+    http_start: list[tuple[object, ...]] = []
     sizes = [int(s) for s in args.sizes.split(",")]
     per_item = [float(v) for v in args.per_item.split(",")]
     if len(per_item) not in (1, len(sizes)):
