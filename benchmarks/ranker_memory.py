@@ -80,6 +80,9 @@ def parts(bundle_dir: Path) -> tuple[list[tuple[str, str]], list[tuple[str, str,
     part(f"item embeddings {emb.shape[1]}-d float16")
     hybrid = bundle.load_hybrid(emb)
     part("hybrid (CF, popularity, transitions, text-match vectors)")
+    if kind != "exact" and len(rows) >= s.ann_min_items:  # as serving.candidates.searchable
+        hybrid.index_text()
+        part("text-match index (IVF over 8-bit vectors)")
     t0 = time.perf_counter()
     index = bundle.prebuilt_index(kind, s.hnsw_ef_search) or build_index(
         emb, kind, s.ann_min_items, s.hnsw_m, s.hnsw_ef_search, s.compact_min_items

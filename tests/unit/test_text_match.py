@@ -110,6 +110,28 @@ def test_an_approximate_index_finds_the_described_item_too(bundle):
     assert "live-cookbook" in ids(top)
 
 
+def test_the_text_matches_come_from_an_index_only_from_ann_min_items(bundle, served):
+    """Below ``ann_min_items`` items, or over an exact item index, the described items are
+    found by the exact product as before; from it, under an approximate item index, in an
+    IVF index over the text vectors (llmrec.ranking.text_index) that live items join, and
+    typed requests are answered the same."""
+    assert served[2].hybrid.text_index is None  # the exact item index: every item scored
+    below = serve(bundle, ServeSettings(index="hnsw", candidates=5))
+    assert below[2].hybrid.text_index is None
+    exact = serve(bundle, ServeSettings(index="exact", candidates=5, ann_min_items=10))
+    assert exact[2].hybrid.text_index is None
+    above = serve(bundle, ServeSettings(index="hnsw", candidates=5, ann_min_items=10))
+    index = above[2].hybrid.text_index
+    assert index is not None and len(index) == above[2].num_items  # live items included
+    for body in ({"query": QUERY, "k": 5}, {"query": QUERY, "history": ["m01", "m06"], "k": 5}):
+        _, now = ask(above, **body)
+        _, before = ask(below, **body)
+        assert "live-cookbook" in ids(now)
+        assert [(i.item_id, round(i.score, 5)) for i in now] == [
+            (i.item_id, round(i.score, 5)) for i in before
+        ]
+
+
 def test_answers_without_typed_text_do_not_change(bundle, served, tmp_path):
     old = serve(without_term(bundle, tmp_path / "old"))
     for body in (

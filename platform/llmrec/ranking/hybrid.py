@@ -33,6 +33,7 @@ import numpy as np
 from llmrec.modeling.cf import CFModel, ItemItemCF, load_cf
 from llmrec.modeling.transitions import Transitions
 from llmrec.ranking.moments import moments, standardised, standardize
+from llmrec.ranking.text_index import TextIndex
 from llmrec.ranking.text_match import TEXT_WEIGHT, described_rows, text_scores
 from llmrec.ranking.weights import (
     PARTS,
@@ -104,6 +105,7 @@ class HybridScorer:
         )
         self.mean, self.cov = moments(self.items)
         self.item_text: np.ndarray | None = None
+        self.text_index: TextIndex | None = None  # None: best text matches found exactly
         self.text_mean = self.text_cov = np.zeros(0, dtype=np.float32)
         if item_text is not None:
             text = np.asarray(item_text)
@@ -153,8 +155,17 @@ class HybridScorer:
             n = self.num_items
             raise ValueError(f"the text vectors have {len(vectors)} items, expected {n}")
         other.item_text = vectors.astype(self.items.dtype)
+        other.text_index = None  # the old vectors' index
         other.text_mean, other.text_cov = moments(other.item_text)
         return other
+
+    def index_text(self) -> None:
+        """From now on find each request's best text matches (:meth:`text_candidates`,
+        the stand-out floor of :meth:`text_part`) in an approximate index over the text
+        vectors (:class:`~llmrec.ranking.text_index.TextIndex`), not by a product with all
+        of them: for large catalogues. The scores stay exact."""
+        if self.item_text is not None:
+            self.text_index = TextIndex(self.item_text)
 
     def extend(self, vectors: np.ndarray) -> None:
         """Append items added after training (live catalogue changes). The collaborative
@@ -169,6 +180,8 @@ class HybridScorer:
         if self.item_text is not None:
             if text is None:
                 text = np.zeros((len(vecs), self.text_dim))
+            if self.text_index is not None:
+                self.text_index.add(text, np.arange(len(self.item_text), len(self.items)))
             self.item_text = np.concatenate([self.item_text, text.astype(self.item_text.dtype)])
         if self.popularity_counts is not None and self.popularity is not None:
             zeros = np.zeros(len(vecs), dtype=np.float32)
@@ -183,6 +196,8 @@ class HybridScorer:
         self.items[rows] = vecs.astype(self.items.dtype)
         if self.item_text is not None and text is not None:
             self.item_text[rows] = text.astype(self.item_text.dtype)
+            if self.text_index is not None:
+                self.text_index.replace(rows, text)
 
     @property
     def uses_history(self) -> bool:
@@ -217,16 +232,18 @@ class HybridScorer:
         width = self.num_items if rows is None else len(rows)
         if text is None or self.item_text is None:
             return np.zeros((len(q), width), dtype=np.float32)
-        return text_scores(text, self.item_text, self.text_mean, self.text_cov, rows, histories)
+        mean, cov, index = self.text_mean, self.text_cov, self.text_index
+        return text_scores(text, self.item_text, mean, cov, rows, histories, index)
 
     def text_candidates(self, queries: np.ndarray, n: int) -> list[np.ndarray]:
         """Per row, the rows of the ``n`` items whose text matches its request best (none
         for a row without a request): an approximate index over the model's vectors may not
-        hold the item a request describes."""
+        hold the item a request describes. Found in :attr:`text_index` when there is one
+        (:meth:`index_text`)."""
         q, text = self.split(np.asarray(queries, dtype=np.float32))
         if text is None or self.item_text is None:
             return [np.zeros(0, dtype=np.int64) for _ in range(len(q))]
-        return described_rows(text, self.item_text, n)
+        return described_rows(text, self.item_text, n, self.text_index)
 
     def cf_part(
         self, histories: Sequence[Sequence[int]], rows: np.ndarray | None = None

@@ -1,5 +1,5 @@
-"""Where the ranker's candidates come from (:class:`CandidatePool`), and the best of them
-once scored (:func:`top_rows`).
+"""Where the ranker's candidates come from (:class:`CandidatePool`, over the indexes
+:func:`searchable` builds), and the best of them once scored (:func:`top_rows`).
 
 A query with a category filter (or a strict intent's categories) is scored exactly over
 those categories' rows. Otherwise an exact index scores every item (no subset), and an
@@ -16,8 +16,31 @@ from collections.abc import Sequence
 import numpy as np
 
 from llmrec.ranking.hybrid import HybridScorer
-from llmrec.ranking.index import ItemIndex
+from llmrec.ranking.index import ItemIndex, build_index, choose_index
+from llmrec.registry.bundle import ModelBundle
+from llmrec.serving.settings import ServeSettings
 from llmrec.understanding.query import Query
+
+
+def searchable(
+    bundle: ModelBundle, num_items: int, s: ServeSettings
+) -> tuple[np.ndarray, HybridScorer, ItemIndex]:
+    """The version's item vectors as the ranker keeps them, its hybrid and its item index,
+    by catalogue size (:func:`~llmrec.ranking.index.choose_index`). A large catalogue keeps
+    float16 vectors (candidates are re-scored in float32); from ``ann_min_items`` items, under
+    an approximate item index, the hybrid finds the items a typed request describes in an
+    approximate index too (:meth:`HybridScorer.index_text`: the exact product over every
+    item's text took over a second a request at a million items)."""
+    kind = choose_index(s.index, num_items, s.ann_min_items, s.compact_min_items)
+    compact = kind != "exact" and num_items >= s.compact_min_items
+    emb = bundle.read_embeddings(np.float16) if compact else bundle.item_embeddings
+    hybrid = bundle.load_hybrid(emb)
+    if kind != "exact" and num_items >= s.ann_min_items:
+        hybrid.index_text()
+    index = bundle.prebuilt_index(kind, s.hnsw_ef_search) or build_index(
+        emb, kind, s.ann_min_items, s.hnsw_m, s.hnsw_ef_search, s.compact_min_items
+    )
+    return emb, hybrid, index
 
 
 class CandidatePool:

@@ -33,12 +33,12 @@ import torch
 from llmrec.api.schemas import ListMeasures, RecommendedItem, RecommendRequest
 from llmrec.data.text import render_item
 from llmrec.modeling.scorer import LLMScorer
-from llmrec.ranking.index import ItemIndex, build_index, choose_index
+from llmrec.ranking.index import ItemIndex
 from llmrec.ranking.rerank import SlateSpec
 from llmrec.ranking.slate import Reranker
 from llmrec.registry.bundle import ModelBundle, item_text_vectors
 from llmrec.serving.backends import query_scorer
-from llmrec.serving.candidates import CandidatePool, category_rows, top_rows
+from llmrec.serving.candidates import CandidatePool, category_rows, searchable, top_rows
 from llmrec.serving.catalogue_state import LiveChanges, LiveItem
 from llmrec.serving.encoding import keep_learned, pick_device, request_columns, request_embeddings
 from llmrec.serving.history import HistoryStore
@@ -235,14 +235,7 @@ class CandidateRanker:
         cat = bundle.catalogue
         self.rows = ItemRows(cat)
         n = len(self.rows)
-        kind = choose_index(s.index, n, s.ann_min_items, s.compact_min_items)
-        # a large catalogue keeps float16 vectors: candidates are re-scored in float32
-        compact = kind != "exact" and n >= s.compact_min_items
-        emb = bundle.read_embeddings(np.float16) if compact else bundle.item_embeddings
-        self.hybrid = bundle.load_hybrid(emb)
-        index: ItemIndex = bundle.prebuilt_index(kind, s.hnsw_ef_search) or build_index(
-            emb, kind, s.ann_min_items, s.hnsw_m, s.hnsw_ef_search, s.compact_min_items
-        )
+        emb, self.hybrid, index = searchable(bundle, n, s)  # vectors, hybrid, item index
         by_category = category_rows([cat.items[i].categories for i in self.rows.ids])
         popularity = self.hybrid.popularity_part()
         self.pool = CandidatePool(index, n, by_category, popularity, s.candidates)

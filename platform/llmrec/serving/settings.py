@@ -84,7 +84,11 @@ class ServeSettings(BaseModel):
         "compact_min_items).",
     )
     ann_min_items: int = Field(
-        default=20000, ge=1, description="auto: HNSW from this many items up."
+        default=20000,
+        ge=1,
+        description="auto: HNSW from this many items up. With any approximate index, from "
+        "this many items up typed requests' text matches come from an IVF index over 8-bit "
+        "text vectors too.",
     )
     compact_min_items: int = Field(
         default=200000,
