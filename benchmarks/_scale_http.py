@@ -9,6 +9,7 @@ Reported with the latencies: how long the server took to answer ``/readyz`` and 
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -97,6 +98,4 @@ def http_rows(
         return rows, [start_row]
     finally:
         stop_server(server)
-        import shutil
-
         shutil.rmtree(tmp, ignore_errors=True)
