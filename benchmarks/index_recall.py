@@ -11,21 +11,22 @@ request (``{"user_id": ...}``).
 
 Larger catalogues are grown from the real items (:func:`grow`): each extra item is a real
 item (drawn uniformly, seeded) plus Gaussian noise, rescaled to its source's length (the
-search is by inner product, which favours long vectors: unscaled copies would be longer than
-every real item and crowd each top 100). The noise's scale is set so that the median distance
-of a copy to its source is ``--noise`` times the median distance of a real item to its nearest
-real neighbour: a copy is as far from its source as real items are from each other, not the
-near-duplicate cluster of earlier benchmarks, where HNSW did badly.
+search is by inner product, which favours long vectors: unscaled copies would be about a
+quarter longer than their sources and crowd each top 100). The noise's scale is set so that
+the median distance of a copy to its source is ``--noise`` times the median distance of a real
+item to its nearest real neighbour: at 1 a copy is as far from its source as real items are
+from each other (no near-duplicate clusters); at 0.5 each source gets a tighter cloud.
 
 For each size: the exact top 100 by inner product (the metric of every index in
-``llmrec.ranking.index``), then each index kind (``--kinds``, graph degree ``--m``) built
-once and searched at each search breadth (``--ef``: HNSW efSearch; IVF lists probed are
-``ef // 4``) for the top ``--depth`` rows, one query per call on one thread, as the ranker
-does. A depth above 100 is the ranker's case: it asks the index for ``candidates`` (200)
-rows and re-scores them exactly, so the recall of a row is the share of the exact top 100
-among the rows the index returns. As in the ranker, a depth above the breadth raises the
-breadth to the depth for that search (the table shows the breadth used). Memory is the
-serialised index.
+``llmrec.ranking.index``), then each index kind (``--kinds``; HNSW degree ``--m`` and
+``--ef-construction``) built once on ``--threads`` threads and searched at each breadth
+(``--ef``: HNSW efSearch; the IVF kinds probe ``ef // 4`` lists), one query per call on one
+thread, as the ranker does. Depth is the rows asked of the index (``--depth``: the deepest at
+every breadth, the others at the first): 100 is the index alone; 200 is the ranker's case,
+which asks the index for ``candidates`` (200) rows and re-scores them exactly, so the recall
+of a row is the share of the exact top 100 among the rows the index returns. As in the
+ranker, a depth above the breadth widens that search to the depth (the table shows the
+breadth used). Memory is the serialised index; exact search is timed with BLAS on one thread.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,8 +72,8 @@ class Setting:
         return (
             f"{self.items:,}",
             self.index + mark,
-            round(self.build_s, 1),
-            round(self.mib, 1),
+            f"{self.build_s:.1f}",
+            f"{self.mib:.1f}",
             self.breadth,
             self.depth,
             self.recall,
@@ -93,7 +95,9 @@ HEADER = (
 )
 
 
-def real_vectors(model: str, tracking_uri: str, queries: int, seed: int) -> tuple[np.ndarray, ...]:
+def real_vectors(
+    model: str, tracking_uri: str, queries: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """The version's ``[items, dim]`` item embeddings and the ``[queries, dim]`` user vectors
     of a seeded sample of its known users (as the serving query builder and encoder make a
     known user's query)."""
@@ -165,15 +169,19 @@ def exact_top(items: np.ndarray, queries: np.ndarray) -> np.ndarray:
     )
 
 
-def timed(search: object, queries: np.ndarray, want: np.ndarray, depth: int) -> tuple[float, ...]:
+Search = Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]
+"""An index's ``search(queries, n)``: rows and scores, best first."""
+
+
+def timed(search: Search, queries: np.ndarray, want: np.ndarray, depth: int) -> tuple[float, ...]:
     """Recall of ``want`` among each query's top ``depth`` rows of ``search`` (one query a
     call, after 20 to warm up), and the p50 and p99 ms of a call."""
     for v in queries[:20]:
-        search(v[None, :], depth)  # type: ignore[operator]
+        search(v[None, :], depth)
     times, hits = [], 0
     for v, w in zip(queries, want, strict=True):
         start = time.perf_counter()
-        rows, _ = search(v[None, :], depth)  # type: ignore[operator]
+        rows, _ = search(v[None, :], depth)
         times.append(1000 * (time.perf_counter() - start))
         hits += len(np.intersect1d(rows[0], w))
     p50, _, p99 = percentiles(times)
@@ -192,15 +200,22 @@ def exact_setting(items: np.ndarray, queries: np.ndarray, want: np.ndarray) -> S
     return Setting(len(items), "exact", 0.0, items.nbytes / 2**20, "all", TOP, 1.0, p50, p99)
 
 
-def serving_default(kind: str, graph: tuple[int, int], n: int, ef: int, depth: int) -> bool:
-    """Whether an index of ``kind`` (HNSW ``graph``: M, efConstruction) searched at breadth
-    ``ef`` for ``depth`` rows is what the default serving settings run over ``n`` items."""
+def auto_kind(n: int) -> str:
+    """The index kind the default serving settings (``index=auto``) build over ``n`` items."""
     from llmrec.ranking.index import choose_index
     from llmrec.serving.settings import ServeSettings
 
     s = ServeSettings()
-    auto = choose_index("auto", n, s.ann_min_items, s.compact_min_items)
-    same = (kind, graph) == (auto, (s.hnsw_m, EF_CONSTRUCTION))
+    return choose_index("auto", n, s.ann_min_items, s.compact_min_items)
+
+
+def serving_default(kind: str, graph: tuple[int, int], n: int, ef: int, depth: int) -> bool:
+    """Whether an index of ``kind`` (HNSW ``graph``: M, efConstruction) searched at breadth
+    ``ef`` for ``depth`` rows is what the default serving settings run over ``n`` items."""
+    from llmrec.serving.settings import ServeSettings
+
+    s = ServeSettings()
+    same = (kind, graph) == (auto_kind(n), (s.hnsw_m, EF_CONSTRUCTION))
     return same and ef == s.hnsw_ef_search and depth == s.candidates
 
 
@@ -240,12 +255,15 @@ def summary(rows: list[Setting], target: float) -> str:
     """One line: the serving default's recall, and the cheapest row (p50) reaching ``target``."""
     n = f"{rows[0].items:,} items"
     default = next((r for r in rows if r.default), None)
-    said = (
-        f"the serving default ({default.index}, {default.breadth}, {default.depth} rows) "
-        f"finds {default.recall:.3f} at p50 {default.p50_ms:.2f} ms"
-        if default
-        else "the serving default searches exactly (recall 1)"
-    )
+    if default:
+        said = (
+            f"the serving default ({default.index}, {default.breadth}, {default.depth} rows) "
+            f"finds {default.recall:.3f} at p50 {default.p50_ms:.2f} ms"
+        )
+    elif auto_kind(rows[0].items) == "exact":
+        said = "the serving default searches exactly (recall 1)"
+    else:
+        said = f"the serving default ({auto_kind(rows[0].items)}) was not measured"
     exact = next(r for r in rows if r.index == "exact")
     said += f"; exact search p50 {exact.p50_ms:.2f} ms"
     good = [r for r in rows if r.recall >= target and r is not exact]
@@ -277,7 +295,8 @@ def measure(
         for graph in graphs:
             done = index_settings(catalogue, queries, want, kind, graph, args)
             for r in done:  # as they come: a run stopped midway keeps what it measured
-                print("  " + " | ".join(str(c) for c in r.row()), flush=True)
+                cells = (f"{c:.3f}" if isinstance(c, float) else str(c) for c in r.row())
+                print("  " + " | ".join(cells), flush=True)
             rows += done
     return rows
 

@@ -9,9 +9,9 @@ model replica per actor, a GPU each with --gpu), writes `item_id, embedding` Par
 and logs it to MLflow in a run linked to the model version (tag `embeddings_run_id`).
 
 With --index (default auto: none below 20,000 items, HNSW below 200,000, HNSW over 8-bit
-vectors above; or hnsw, hnsw_sq8, hnsw_fp16, ivfpq) the embeddings streamed out of the Ray
-dataset also build a FAISS index, written to OUT/index/ (index.faiss, index.json with its
-recall@100 against exact search on 200 item vectors as queries). A bundle folder holding
+vectors above; or hnsw, hnsw_sq8, hnsw_fp16, ivfpq, ivf_flat) the embeddings streamed out
+of the Ray dataset also build a FAISS index, written to OUT/index/ (index.faiss, index.json
+with its recall@100 against exact search on 200 item vectors as queries). A bundle folder holding
 that index/ is served without rebuilding it (minutes saved at a million items).
 """
 
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--index",
         default="auto",
-        choices=("auto", "exact", "hnsw", "hnsw_sq8", "hnsw_fp16", "ivfpq"),
+        choices=("auto", "exact", "hnsw", "hnsw_sq8", "hnsw_fp16", "ivfpq", "ivf_flat"),
         help="item index to build (exact: none)",
     )
     parser.add_argument("--no-log", action="store_true", help="do not log to MLflow")

@@ -161,7 +161,7 @@ def _bundle(tmp_path: Path, kind: str, dim: int = 8) -> tuple[Path, HybridScorer
 
 
 @pytest.mark.parametrize("kind", ["ease", "sparse", "itemknn", "als"])
-@pytest.mark.parametrize("index", ["exact", "hnsw", "hnsw_sq8"])
+@pytest.mark.parametrize("index", ["exact", "hnsw", "hnsw_sq8", "ivf_flat"])
 def test_a_bundle_with_each_option_serves_the_exact_hybrid_top(kind, index, tmp_path):
     path, hybrid = _bundle(tmp_path, kind)
     ranker = CandidateRanker(ModelBundle(path), ServeSettings(index=index, candidates=10))

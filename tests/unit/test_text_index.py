@@ -48,6 +48,7 @@ def test_the_index_finds_the_described_items_with_their_exact_scores(scorers):
     assert exact.text_index is None
     index = indexed.text_index
     assert isinstance(index, TextIndex) and len(index) == N
+    assert index.nprobe < index.lists  # not every list: an approximate search
     assert index.nbytes < 2 * N * DIM  # 8-bit codes and ids: float32 vectors take 4 N DIM
     want = exact.text_candidates(queries, 200)
     got = indexed.text_candidates(queries, 200)

@@ -9,9 +9,10 @@ million items (docs/scale.md). :class:`TextIndex` finds them in a FAISS inverted
 8-bit scalar-quantised text vectors (``IVF{lists},SQ8``, inner product: ``dim`` bytes an
 item, built in seconds) and scores what it finds again from the exact vectors, so every
 score it returns is the exact one: only whether the best items are among those found is
-approximate (:func:`text_recall`). The serving ranker uses one when its item index is
-approximate (:func:`~llmrec.serving.candidates.searchable`); smaller catalogues and offline
-evaluation keep the exact product.
+approximate (``benchmarks/text_index.py`` measures it). The serving ranker uses one from
+``ann_min_items`` items when its item index is approximate
+(:func:`~llmrec.serving.candidates.searchable`); smaller catalogues and offline evaluation
+keep the exact product.
 """
 
 from __future__ import annotations
@@ -134,11 +135,3 @@ class TextIndex:
         if short.any():
             rows[short], raw[short] = best_rows(q[short], items, n)
         return rows, raw
-
-
-def text_recall(index: TextIndex, items: np.ndarray, queries: np.ndarray, n: int = 200) -> float:
-    """Mean share of each query's exact ``n`` best rows that ``index`` finds."""
-    got, _ = index.best_rows(queries, items, n)
-    want, _ = best_rows(queries, items, n)
-    hits = [len(np.intersect1d(g, w)) for g, w in zip(got, want, strict=True)]
-    return float(np.mean(hits) / max(want.shape[1], 1))

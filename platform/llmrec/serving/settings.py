@@ -77,10 +77,11 @@ class ServeSettings(BaseModel):
         description="Request groups the ingress serves at once; each group holds what "
         "arrived while the previous one was served (at most max_batch_size requests).",
     )
-    index: Literal["auto", "exact", "hnsw", "hnsw_sq8", "hnsw_fp16", "ivfpq"] = Field(
+    index: Literal["auto", "exact", "hnsw", "hnsw_sq8", "hnsw_fp16", "ivfpq", "ivf_flat"] = Field(
         default="auto",
         description="The item index: exact (every item scored), FAISS HNSW over float32, "
-        "8-bit or 16-bit vectors, or IVF-PQ; auto: by catalogue size (ann_min_items, "
+        "8-bit or 16-bit vectors, IVF-PQ, or IVF over float32 (ivf_flat: see "
+        "docs/scale.md for where it beats HNSW); auto: by catalogue size (ann_min_items, "
         "compact_min_items).",
     )
     ann_min_items: int = Field(
@@ -98,7 +99,10 @@ class ServeSettings(BaseModel):
     )
     hnsw_m: int = Field(default=32, ge=4, description="HNSW links per node (index build).")
     hnsw_ef_search: int = Field(
-        default=128, ge=1, description="HNSW search breadth: higher finds more, slower."
+        default=128,
+        ge=1,
+        description="HNSW search breadth (IVF kinds probe hnsw_ef_search // 4 lists): higher "
+        "finds more, slower.",
     )
     candidates: int = Field(default=200, ge=1, description="ANN candidates scored by the hybrid.")
     max_query_chars: int = Field(
