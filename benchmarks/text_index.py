@@ -31,20 +31,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "jobs"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import quiet
+from _scale_http import QUERIES
 from _table import machine, print_table
 
 SCALE = Path.home() / ".cache" / "llmrec" / "versions" / "items-1000000_per-5" / "bundle"
 REQUESTS = (
-    "space adventure",
-    "a funny film for the whole family",
-    "dark thriller with a twist",
-    "romantic comedy set in paris",
-    "a documentary about nature",
-    "scary horror for halloween",
-    "an animated musical",
-    "gritty crime drama",
-    "western with gunfights",
-    "war film based on a true story",
+    *QUERIES,  # the scale benchmark's typed queries, then requests about games and books
     "something light for the weekend",
     "a slow, thoughtful story",
     "dragons and magic",
