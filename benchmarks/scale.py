@@ -14,8 +14,8 @@ and seed), then:
 - a version bundle is written with the ``auto`` option, the hybrid on (llm 1 + cf 1 +
   popularity 0.1) and item embeddings made as noisy copies of ``--encoded`` item texts
   encoded with the packaged MiniLM (the query tower that serves them);
-- the ranker loads it: memory of one version and of two loaded side by side, index kind and
-  build time;
+- the ranker loads it: memory of one version and of two loaded side by side (the second, and
+  ``serve run``, read the index the first built from the bundle), index kind and build time;
 - known users (the last 50 items of sampled users' logs) and typed queries (no user) are
   served in process (query builder + encoder + ranker, hybrid on) at concurrency 1 and 8:
   p50/p99; with ``--http`` also over HTTP, the version registered in a temporary MLflow
@@ -189,6 +189,8 @@ def serve_rows(bundle_dir: Path, n: int, requests: int, levels: list[int]) -> tu
     gc.collect()
     with Peak() as one:
         ranker = CandidateRanker(ModelBundle(bundle_dir))
+    if hasattr(ranker.items, "save"):  # built once: the second version and `serve run` load it
+        ranker.items.save(bundle_dir / "index")
     with Peak() as two:
         second = CandidateRanker(ModelBundle(bundle_dir))
     mem = (
@@ -257,11 +259,8 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("--sizes", default="10000,100000,1000000")
-    parser.add_argument(
-        "--per-item",
-        default="20",
-        help="interactions per item: one value, or one per size (e.g. 20,20,8)",
-    )
+    per_help = "interactions per item: one value, or one per size (e.g. 20,20,8)"
+    parser.add_argument("--per-item", default="20", help=per_help)
     parser.add_argument(
         "--cache",
         default=str(Path.home() / ".cache" / "llmrec" / "scale"),

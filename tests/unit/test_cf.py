@@ -188,6 +188,21 @@ class _Batches:
             yield {"embedding": list(self.emb[lo : lo + 7])}
 
 
+def test_an_index_a_ranker_built_and_saved_into_its_bundle_serves_the_next_ranker(tmp_path):
+    path, _ = _bundle(tmp_path, "sparse")
+    settings = ServeSettings(index="hnsw_sq8", candidates=10)
+    first = CandidateRanker(ModelBundle(path), settings)
+    assert ModelBundle(path).prebuilt_index("hnsw_sq8") is None
+    first.items.save(path / "index")
+    meta = json.loads((path / "index" / "index.json").read_text())
+    assert meta == {"kind": "hnsw_sq8", "items": N_ITEMS, "dim": 8}
+    second = CandidateRanker(ModelBundle(path), settings)
+    assert second.items.index is not first.items.index and second.items.kind == "hnsw_sq8"
+    q = np.ones(8, dtype=np.float32)
+    query = Query("t", (), (), k=5)
+    assert [r.item_id for r in second.rank(q, query)] == [r.item_id for r in first.rank(q, query)]
+
+
 def test_a_prebuilt_index_in_the_bundle_is_served_without_a_rebuild(tmp_path):
     from llmrec.ranking.index import write_index
 

@@ -192,12 +192,18 @@ class FaissIndex:
         self.index.add(x)  # the quantiser / coarse lists trained at build time are kept
         self.num_items += len(x)
 
-    def save(self, directory: str | Path) -> Path:
+    def save(self, directory: str | Path, meta: dict[str, object] | None = None) -> Path:
+        """Write the index and ``index.json`` (kind, items, dim, and ``meta``) to
+        ``directory``: a bundle's ``index/`` is then served without a rebuild."""
+        import json
+
         import faiss
 
         path = Path(directory) / INDEX_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
         faiss.write_index(self.index, str(path))
+        about = {"kind": self.kind, "items": self.num_items, "dim": int(self.index.d)}
+        (path.parent / "index.json").write_text(json.dumps(about | (meta or {}), indent=2))
         return path
 
     @classmethod
@@ -297,12 +303,8 @@ def write_index(batches: object, kind: str, out: str, queries: int = 200) -> dic
     q = items[rng.choice(len(items), min(queries, len(items)), replace=False)].astype(np.float32)
     exact = ExactIndex(items)  # float16 rows, scored in float32 a query batch at a time
     meta: dict[str, object] = {
-        "kind": kind,
-        "items": len(items),
-        "dim": int(items.shape[1]),
         "build_seconds": round(index.build_seconds, 1),
         "recall_at_100": round(recall_at(index, exact, q, 100), 4),
     }
-    index.save(out)
-    (Path(out) / "index.json").write_text(json.dumps(meta, indent=2))
-    return meta
+    index.save(out, meta)
+    return json.loads((Path(out) / "index.json").read_text())
