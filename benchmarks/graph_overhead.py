@@ -1,0 +1,365 @@
+"""Where the Serve graph's milliseconds go, and what Ray Serve's settings change.
+
+    python benchmarks/graph_overhead.py                        # 10k items, the settings below
+    python benchmarks/graph_overhead.py --sizes 10000,100000 --settings default,throughput
+
+One version per catalogue size (the ``serve_latency.py`` catalogue and requests: a 5-item
+history plus a typed query) is registered once in a temporary MLflow store. Each Serve
+setting (``--settings``: names from :data:`SETTINGS`, environment variables Ray reads when
+it starts) then runs in its own Ray, started by a child process with that environment:
+
+- p50/p99 and requests per second over HTTP at each ``--concurrency``;
+- at the highest, CPU ms per request of each Serve process and of the load client;
+- with ``--trace`` (default on), a second pass at the highest concurrency under ``py-spy``
+  (every Serve process sampled): each process's CPU split by what its sampled stacks were
+  running (the package of the innermost frame that has one: llmrec code, pydantic,
+  FastAPI/Starlette, the HTTP server, Serve's request path, Ray core, asyncio, logging,
+  the model).
+
+The floor (builder + encoder + ranker in this process, unbatched and in batches of
+``--batch``) is measured once per size in the parent, as ``serve_latency.py`` does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "jobs"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import quiet
+from _table import machine, print_table
+
+GRPC_LIMIT = {"RAY_SERVE_REPLICA_GRPC_MAX_MESSAGE_LENGTH": str(2**31 - 1)}
+"""gRPC between replicas keeps gRPC's 4 MiB limit on a message a replica receives; a
+version's title vectors for query understanding (15 MB at 10k items) are larger."""
+SETTINGS: dict[str, dict[str, str]] = {
+    "default": {},
+    # Ray Serve's bundle (Ray >= 2.55): gRPC between replicas, user code and router on the
+    # replica's main loop, request-path logs buffered, GC frozen after start, direct ingress
+    # (the ingress replica serves HTTP itself: no proxy hop)
+    "throughput": {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", **GRPC_LIMIT},
+    # the same with the HTTP proxy kept (its 503 middleware and port stay as they are)
+    "throughput-proxy": {
+        "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+        "RAY_SERVE_ENABLE_DIRECT_INGRESS": "0",
+        **GRPC_LIMIT,
+    },
+    "grpc": {"RAY_SERVE_USE_GRPC_BY_DEFAULT": "1", **GRPC_LIMIT},
+    "main-loop": {
+        "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0",
+        "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0",
+    },
+    "log-buffer": {"RAY_SERVE_REQUEST_PATH_LOG_BUFFER_SIZE": "1000"},
+}
+PY_SPY = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+ROLES = {
+    "ServeReplica:bench:Ingress": "ingress",
+    "ServeReplica:bench:QueryEncoderDeployment": "encoder",
+    "ServeReplica:bench:CandidateRankerDeployment": "ranker",
+    "ProxyActor": "proxy",
+    "ServeController": "controller",
+    "graph_overhead.py --child": "load client",
+}
+KINDS = (  # the leaf frame's file -> what it was doing; first match wins
+    ("/llmrec/", "llmrec"),
+    ("serve_deployments", "llmrec"),
+    ("pydantic", "pydantic"),
+    ("fastapi", "FastAPI/Starlette"),
+    ("starlette", "FastAPI/Starlette"),
+    ("uvicorn", "HTTP server"),
+    ("h11", "HTTP server"),
+    ("httptools", "HTTP server"),
+    ("ray/serve", "Serve request path"),
+    ("grpc", "gRPC"),
+    ("pickle", "serialization"),
+    ("msgpack", "serialization"),
+    ("ray/", "Ray core"),
+    ("asyncio", "asyncio"),
+    ("threading", "threads"),
+    ("concurrent/futures", "threads"),
+    ("logging", "logging"),
+    ("torch", "model"),
+    ("transformers", "model"),
+    ("requests", "HTTP client"),
+    ("urllib3", "HTTP client"),
+    ("http/client", "HTTP client"),
+)
+
+
+def kind_of(frame: str) -> str:
+    return next((kind for key, kind in KINDS if key in frame), "other")
+
+
+def kind_of_stack(frames: list[str]) -> str:
+    """What a sampled stack was doing: the kind of its innermost frame that has one (a
+    built-in or C function is charged to the Python code that called it)."""
+    return next((k for f in reversed(frames) if (k := kind_of(f)) != "other"), "other")
+
+
+def role_pids() -> dict[str, list[int]]:
+    import psutil
+
+    out: dict[str, list[int]] = {}
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        cmd = " ".join(proc.info["cmdline"] or [])
+        role = next((r for key, r in ROLES.items() if key in cmd), None)
+        if role:
+            out.setdefault(role, []).append(proc.info["pid"])
+    return out
+
+
+def cpu_by_role(pids: dict[str, list[int]]) -> dict[str, float]:
+    import psutil
+
+    out: dict[str, float] = {}
+    for role, ps in pids.items():
+        for pid in ps:
+            try:
+                t = psutil.Process(pid).cpu_times()
+                out[role] = out.get(role, 0.0) + t.user + t.system
+            except psutil.NoSuchProcess:
+                continue
+    return out
+
+
+def traced(pids: dict[str, list[int]], run: Any, tmp: Path) -> dict[str, Counter[str]]:
+    """``run()`` under py-spy (100 samples/s, GIL-holding or running threads); per role, the
+    sample count by kind of leaf frame."""
+    procs = {}
+    for role, ps in pids.items():
+        for pid in ps:
+            out = tmp / f"{role}-{pid}.txt"
+            cmd = [
+                PY_SPY,
+                "record",
+                "-p",
+                str(pid),
+                "-r",
+                "100",
+                "-f",
+                "raw",
+                "-o",
+                str(out),
+                "--full-filenames",
+            ]
+            procs[(role, out)] = subprocess.Popen(
+                cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+    time.sleep(1.0)  # py-spy attached
+    run()
+    counts: dict[str, Counter[str]] = {}
+    for (role, out), proc in procs.items():
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+        c = counts.setdefault(role, Counter())
+        for line in out.read_text().splitlines() if out.exists() else []:
+            stack, _, n = line.rpartition(" ")
+            c[kind_of_stack(stack.split(";"))] += int(n)
+    return counts
+
+
+def url_of(port: int) -> str:
+    """The graph's address: the proxy's port, or (direct ingress) the ingress replica's."""
+    import requests
+
+    for p in [*range(30000, 30010), port]:  # a replica's own port first (direct ingress)
+        try:
+            if requests.get(f"http://127.0.0.1:{p}/healthz", timeout=2).status_code == 200:
+                return f"http://127.0.0.1:{p}"
+        except requests.RequestException:
+            continue
+    raise RuntimeError("the graph answers on no port")
+
+
+def child(args: argparse.Namespace) -> int:
+    """One setting: this process's environment starts Ray; prints the rows as JSON."""
+    import ray
+    from _latency_data import bodies
+    from _latency_http import load_http
+    from _serving import free_port
+    from ray import serve
+
+    from serve_deployments import build_app
+
+    settings = json.loads(args.child)
+    port = free_port()
+    ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False)
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    serve.run(build_app(settings), name="bench", route_prefix="/")
+    url = url_of(port) + "/recommend"
+    reqs = bodies(args.n, args.requests)
+    load_http(url, reqs[:10], 1)  # warm-up
+    levels = [int(c) for c in args.concurrency.split(",")]
+    rows, pids = [], role_pids()
+    for c in levels:
+        before = cpu_by_role(pids)
+        res = load_http(url, reqs, c)
+        spent = cpu_by_role(pids)
+        cpu = {r: 1000 * (spent[r] - before.get(r, 0.0)) / len(reqs) for r in spent}
+        rows.append({"c": c, "lat": res["lat"], "rps": res["rps"], "errors": res["errors"]})
+        rows[-1]["cpu"] = cpu
+    trace: dict[str, Counter[str]] = {}
+    if args.trace:
+        tmp = Path(tempfile.mkdtemp(prefix="llmrec-trace-"))
+        trace = traced(pids, lambda: load_http(url, reqs, max(levels)), tmp)
+        shutil.rmtree(tmp, ignore_errors=True)
+    serve.shutdown()
+    ray.shutdown()
+    print("RESULT " + json.dumps({"rows": rows, "trace": trace, "url": url}), flush=True)
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--model", default="models:/llmrec-scorer@champion")
+    parser.add_argument("--tracking-uri", default="sqlite:///mlflow.db")
+    parser.add_argument("--sizes", default="10000")
+    parser.add_argument("--settings", default="default,throughput-proxy,throughput")
+    parser.add_argument("--concurrency", default="1,32")
+    parser.add_argument("--requests", type=int, default=320, help="per concurrency level")
+    parser.add_argument("--batch", type=int, default=16, help="encoder max batch size")
+    parser.add_argument("--threads", type=int, default=2, help="encoder intra-op threads")
+    parser.add_argument("--encoded", type=int, default=2000)
+    parser.add_argument("--trace", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--n", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    quiet()
+    if args.child:
+        return child(args)
+    unknown = [s for s in args.settings.split(",") if s not in SETTINGS]
+    if unknown:
+        parser.error(f"--settings: unknown {unknown}; known: {', '.join(SETTINGS)}")
+    return measure(args)
+
+
+def measure(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    import torch
+    from _latency_costs import floor_rows
+    from _latency_data import bodies, make_bundle
+    from _serving import register_copy, source_bundle
+    from llmrec.config import RegistryConfig
+    from llmrec.registry.bundle import ModelBundle
+    from llmrec.serving import CandidateRanker, QueryBuilder, QueryEncoder, ServeSettings
+
+    torch.set_num_threads(args.threads)
+    source = source_bundle(args.model, args.tracking_uri)
+    tmp = Path(tempfile.mkdtemp(prefix="llmrec-overhead-"))
+    registry = RegistryConfig(
+        tracking_uri=f"sqlite:///{tmp / 'mlflow.db'}", artifact_location=str(tmp / "art")
+    )
+    towers = ModelBundle(source).load_towers()
+    latency: list[tuple[object, ...]] = []
+    cpu: list[tuple[object, ...]] = []
+    for n in [int(s) for s in args.sizes.split(",")]:
+        bdir = make_bundle(source, n, min(args.encoded, n), tmp / f"b{n}", towers, 1)
+        version = register_copy(dataclasses.replace(registry, model_name=f"g{n}"), "g", bdir)
+        settings = {
+            "tracking_uri": registry.tracking_uri,
+            "history_db": str(tmp / "h.sqlite"),
+            "feedback_dir": str(tmp / "fb"),
+            "watch_interval_s": 0,
+            "max_batch_size": args.batch,
+            "encoder_threads": args.threads,
+            "precompute_users": False,
+            "impressions": False,
+            "model_uri": version.uri,
+        }
+        bundle = ModelBundle(bdir)
+        s = ServeSettings.from_args(settings)
+        encoder = QueryEncoder(bundle, args.threads)
+        builder = QueryBuilder(bundle, settings=s, parser=encoder.parser(s.intent_title_vectors))
+        parts = (builder, encoder, CandidateRanker(bundle, s))
+        _, floor, batched = floor_rows(str(n), parts, bodies(n, 160), args.batch)
+        latency.append((f"{n:,}", "floor (in process)", 1, round(floor[0], 1), "-", "-", "-"))
+        latency.append((f"{n:,}", "floor, batched", args.batch, "-", "-", round(batched, 1), "-"))
+        del parts, encoder, builder
+        for name in args.settings.split(","):
+            print(f"[{n:,} items, setting {name}]", flush=True)
+            got = run_child(args, n, settings, SETTINGS[name])
+            if isinstance(got, str):  # the graph did not start or serve: why, in the table
+                latency.append((f"{n:,}", name, "-", "-", "-", "-", got))
+                continue
+            for row in got["rows"]:
+                p50, _, p99 = row["lat"]
+                ratio = (
+                    f"{p50 / floor[0]:.2f}x" if row["c"] == 1 else f"{row['rps'] / batched:.2f}x"
+                )
+                latency.append(
+                    (
+                        f"{n:,}",
+                        name,
+                        row["c"],
+                        round(p50, 1),
+                        round(p99, 1),
+                        round(row["rps"], 1),
+                        ratio,
+                    )
+                )
+                print("  " + " | ".join(str(v) for v in latency[-1]), flush=True)
+            top = got["rows"][-1]
+            for role, ms in sorted(top["cpu"].items(), key=lambda r: -r[1]):
+                split = got["trace"].get(role, {})
+                total = sum(split.values()) or 1
+                parts_ = ", ".join(
+                    f"{k} {ms * v / total:.1f}" for k, v in Counter(split).most_common(5)
+                )
+                cpu.append((f"{n:,}", name, role, round(ms, 1), parts_ or "-"))
+    print_table(
+        f"The graph over HTTP against the floor ({machine()})",
+        ["items", "setting", "concurrency", "p50 ms", "p99 ms", "req/s", "vs floor"],
+        latency,
+    )
+    print_table(
+        "CPU ms per request at the highest concurrency, and what the sampled stacks ran",
+        ["items", "setting", "process", "CPU ms/request", "by innermost known frame (ms/request)"],
+        cpu,
+    )
+    shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+def run_child(
+    args: argparse.Namespace, n: int, settings: dict[str, Any], env: dict[str, str]
+) -> Any:
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        json.dumps(settings),
+        "--n",
+        str(n),
+        "--requests",
+        str(args.requests),
+        "--concurrency",
+        args.concurrency,
+        "--trace" if args.trace else "--no-trace",
+    ]
+    done = subprocess.run(
+        cmd, env={**os.environ, **env}, capture_output=True, text=True, timeout=900
+    )
+    for line in done.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line.removeprefix("RESULT "))
+    print(f"setting {env} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}", flush=True)
+    lines = [ln for ln in done.stderr.splitlines() if ln.strip()]
+    return f"failed: {lines[-1][:200] if lines else done.returncode}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
