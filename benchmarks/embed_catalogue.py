@@ -79,7 +79,8 @@ def main() -> int:
     for actors in (int(a) for a in args.actors.split(",")):
         threads = max(args.cores // actors, 1)
         start = time.perf_counter()
-        n = embed_catalogue(items, bundle, actors, args.batch_size, threads).count()
+        # materialize: count() alone reads metadata and would skip the model
+        n = embed_catalogue(items, bundle, actors, args.batch_size, threads).materialize().count()
         took = time.perf_counter() - start
         name = f"Ray Data map_batches, {actors} actor(s) ({n:,} items, {took / 60:.1f} min)"
         rows.append((name, threads, n / took))

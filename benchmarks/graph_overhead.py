@@ -39,10 +39,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "jobs"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import quiet
 from _table import machine, print_table
+from llmrec.serving.http.proxy import GRPC_ENV
 
-GRPC_LIMIT = {"RAY_SERVE_REPLICA_GRPC_MAX_MESSAGE_LENGTH": str(2**31 - 1)}
-"""gRPC between replicas keeps gRPC's 4 MiB limit on a message a replica receives; a
-version's title vectors for query understanding (15 MB at 10k items) are larger."""
+GRPC_LIMIT = {k: v for k, v in GRPC_ENV.items() if "LENGTH" in k}
+"""gRPC keeps its 4 MiB limit on a received message unless lifted (``GRPC_ENV``)."""
 SETTINGS: dict[str, dict[str, str]] = {
     "default": {},
     # Ray Serve's bundle (Ray >= 2.55): gRPC between replicas, user code and router on the
@@ -55,7 +55,7 @@ SETTINGS: dict[str, dict[str, str]] = {
         "RAY_SERVE_ENABLE_DIRECT_INGRESS": "0",
         **GRPC_LIMIT,
     },
-    "grpc": {"RAY_SERVE_USE_GRPC_BY_DEFAULT": "1", **GRPC_LIMIT},
+    "grpc": GRPC_ENV,  # what docs/serving.md recommends exporting
     "main-loop": {
         "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0",
         "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0",
