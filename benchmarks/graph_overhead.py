@@ -9,8 +9,9 @@ setting (``--settings``: names from :data:`SETTINGS`, environment variables Ray 
 it starts) then runs in its own Ray, started by a child process with that environment:
 
 - p50/p99 and requests per second over HTTP at each ``--concurrency``;
-- at the highest, CPU ms per request of each Serve process and of the load client;
-- with ``--trace`` (default on), a second pass at the highest concurrency under ``py-spy``
+- CPU ms per request of each process at every concurrency;
+- with ``--trace`` (default on), a second pass at the highest concurrency (or
+  ``--trace-concurrency``) under ``py-spy``
   (every Serve process sampled): each process's CPU split by what its sampled stacks were
   running (the package of the innermost frame that has one: llmrec code, pydantic,
   FastAPI/Starlette, the HTTP server, Serve's request path, Ray core, asyncio, logging,
@@ -212,11 +213,14 @@ def child(args: argparse.Namespace) -> int:
     trace: dict[str, Counter[str]] = {}
     if args.trace:
         tmp = Path(tempfile.mkdtemp(prefix="llmrec-trace-"))
-        trace = traced(pids, lambda: load_http(url, reqs, max(levels)), tmp)
+        at = args.trace_concurrency or max(levels)
+        trace = traced(pids, lambda: load_http(url, reqs, at), tmp)
         shutil.rmtree(tmp, ignore_errors=True)
     serve.shutdown()
     ray.shutdown()
-    print("RESULT " + json.dumps({"rows": rows, "trace": trace, "url": url}), flush=True)
+    at = args.trace_concurrency or max(levels)
+    result = {"rows": rows, "trace": trace, "url": url, "traced_at": at if args.trace else None}
+    print("RESULT " + json.dumps(result), flush=True)
     return 0
 
 
@@ -234,6 +238,9 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2, help="encoder intra-op threads")
     parser.add_argument("--encoded", type=int, default=2000)
     parser.add_argument("--trace", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument(
+        "--trace-concurrency", type=int, default=0, help="trace at this level (0: the highest)"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -286,14 +293,17 @@ def measure(args: argparse.Namespace) -> int:
         builder = QueryBuilder(bundle, settings=s, parser=encoder.parser(s.intent_title_vectors))
         parts = (builder, encoder, CandidateRanker(bundle, s))
         _, floor, batched = floor_rows(str(n), parts, bodies(n, 160), args.batch)
-        latency.append((f"{n:,}", "floor (in process)", 1, round(floor[0], 1), "-", "-", "-"))
-        latency.append((f"{n:,}", "floor, batched", args.batch, "-", "-", round(batched, 1), "-"))
+        latency.append((f"{n:,}", "floor (in process)", 1, round(floor[0], 1), "-", "-", "-", "-"))
+        row = (f"{n:,}", "floor, batched", args.batch, "-", "-", round(batched, 1), "-", "-")
+        latency.append(row)
         del parts, encoder, builder
         for name in args.settings.split(","):
             print(f"[{n:,} items, setting {name}]", flush=True)
             got = run_child(args, n, settings, SETTINGS[name])
+            if not isinstance(got, str):
+                print(f"  served at {got['url']}", flush=True)
             if isinstance(got, str):  # the graph did not start or serve: why, in the table
-                latency.append((f"{n:,}", name, "-", "-", "-", "-", got))
+                latency.append((f"{n:,}", name, "-", "-", "-", "-", "-", got))
                 continue
             for row in got["rows"]:
                 p50, _, p99 = row["lat"]
@@ -308,26 +318,35 @@ def measure(args: argparse.Namespace) -> int:
                         round(p50, 1),
                         round(p99, 1),
                         round(row["rps"], 1),
+                        row["errors"],
                         ratio,
                     )
                 )
                 print("  " + " | ".join(str(v) for v in latency[-1]), flush=True)
-            top = got["rows"][-1]
-            for role, ms in sorted(top["cpu"].items(), key=lambda r: -r[1]):
-                split = got["trace"].get(role, {})
-                total = sum(split.values()) or 1
-                parts_ = ", ".join(
-                    f"{k} {ms * v / total:.1f}" for k, v in Counter(split).most_common(5)
-                )
-                cpu.append((f"{n:,}", name, role, round(ms, 1), parts_ or "-"))
+            for row in got["rows"]:
+                traced_here = row["c"] == got["traced_at"]
+                for role, ms in sorted(row["cpu"].items(), key=lambda r: -r[1]):
+                    split = got["trace"].get(role, {}) if traced_here else {}
+                    total = sum(split.values()) or 1
+                    parts_ = ", ".join(
+                        f"{k} {ms * v / total:.1f}" for k, v in Counter(split).most_common(5)
+                    )
+                    cpu.append((f"{n:,}", name, row["c"], role, round(ms, 1), parts_ or "-"))
     print_table(
         f"The graph over HTTP against the floor ({machine()})",
-        ["items", "setting", "concurrency", "p50 ms", "p99 ms", "req/s", "vs floor"],
+        ["items", "setting", "concurrency", "p50 ms", "p99 ms", "req/s", "errors", "vs floor"],
         latency,
     )
     print_table(
-        "CPU ms per request at the highest concurrency, and what the sampled stacks ran",
-        ["items", "setting", "process", "CPU ms/request", "by innermost known frame (ms/request)"],
+        "CPU ms per request, and (at the traced concurrency) what the sampled stacks ran",
+        [
+            "items",
+            "setting",
+            "concurrency",
+            "process",
+            "CPU ms/request",
+            "by innermost known frame (ms/request)",
+        ],
         cpu,
     )
     shutil.rmtree(tmp, ignore_errors=True)
@@ -349,6 +368,8 @@ def run_child(
         "--concurrency",
         args.concurrency,
         "--trace" if args.trace else "--no-trace",
+        "--trace-concurrency",
+        str(args.trace_concurrency),
     ]
     done = subprocess.run(
         cmd, env={**os.environ, **env}, capture_output=True, text=True, timeout=900

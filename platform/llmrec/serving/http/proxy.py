@@ -31,11 +31,12 @@ GRPC_ENV = {
 }
 """The environment (of the processes that start Ray) that sends the graph's calls (proxy to
 ingress, ingress to encoder and ranker) over gRPC between the processes instead of as Ray
-tasks: about 3 ms less CPU per request in each of the proxy, the ingress and the encoder on
-2 cores (``benchmarks/graph_overhead.py``, docs/serving.md). gRPC's own limit on a received
-message (4 MiB) is lifted: a version's title vectors for query understanding are larger. A
-replica lost under a call surfaces as ``ActorUnavailableError``, which the ingress retries
-like any replica death."""
+tasks. On 2 cores it saved about 1 ms of CPU per request in each process, inside the
+run-to-run noise (``benchmarks/graph_overhead.py``, docs/serving.md); Ray's direct ingress
+(``RAY_SERVE_THROUGHPUT_OPTIMIZED=1``) uses it too. gRPC's own limit on a received message
+(4 MiB) is lifted: a version's title vectors for query understanding are larger. A replica
+lost under a call surfaces as ``ActorUnavailableError``, which the ingress retries like any
+replica death."""
 
 LOST = (
     "the server's ingress replica stopped while handling this request; it is being "
