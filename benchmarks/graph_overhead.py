@@ -27,7 +27,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -39,6 +38,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "jobs"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import quiet
+from _process_cpu import cpu_by_role, idle_cpu, role_pids, traced
 from _table import machine, print_table
 from llmrec.serving.http.proxy import GRPC_ENV
 
@@ -63,7 +63,6 @@ SETTINGS: dict[str, dict[str, str]] = {
     },
     "log-buffer": {"RAY_SERVE_REQUEST_PATH_LOG_BUFFER_SIZE": "1000"},
 }
-PY_SPY = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
 ROLES = {
     "ServeReplica:bench:Ingress": "ingress",
     "ServeReplica:bench:QueryEncoderDeployment": "encoder",
@@ -72,102 +71,6 @@ ROLES = {
     "ServeController": "controller",
     "graph_overhead.py --child": "load client",
 }
-KINDS = (  # the leaf frame's file -> what it was doing; first match wins
-    ("/llmrec/", "llmrec"),
-    ("serve_deployments", "llmrec"),
-    ("pydantic", "pydantic"),
-    ("fastapi", "FastAPI/Starlette"),
-    ("starlette", "FastAPI/Starlette"),
-    ("uvicorn", "HTTP server"),
-    ("h11", "HTTP server"),
-    ("httptools", "HTTP server"),
-    ("ray/serve", "Serve request path"),
-    ("grpc", "gRPC"),
-    ("pickle", "serialization"),
-    ("msgpack", "serialization"),
-    ("ray/", "Ray core"),
-    ("asyncio", "asyncio"),
-    ("threading", "threads"),
-    ("concurrent/futures", "threads"),
-    ("logging", "logging"),
-    ("torch", "model"),
-    ("transformers", "model"),
-    ("requests", "HTTP client"),
-    ("urllib3", "HTTP client"),
-    ("http/client", "HTTP client"),
-)
-
-
-def kind_of(frame: str) -> str:
-    return next((kind for key, kind in KINDS if key in frame), "other")
-
-
-def kind_of_stack(frames: list[str]) -> str:
-    """What a sampled stack was doing: the kind of its innermost frame that has one (a
-    built-in or C function is charged to the Python code that called it)."""
-    return next((k for f in reversed(frames) if (k := kind_of(f)) != "other"), "other")
-
-
-def role_pids() -> dict[str, list[int]]:
-    import psutil
-
-    out: dict[str, list[int]] = {}
-    for proc in psutil.process_iter(["pid", "cmdline"]):
-        cmd = " ".join(proc.info["cmdline"] or [])
-        role = next((r for key, r in ROLES.items() if key in cmd), None)
-        if role:
-            out.setdefault(role, []).append(proc.info["pid"])
-    return out
-
-
-def cpu_by_role(pids: dict[str, list[int]]) -> dict[str, float]:
-    import psutil
-
-    out: dict[str, float] = {}
-    for role, ps in pids.items():
-        for pid in ps:
-            try:
-                t = psutil.Process(pid).cpu_times()
-                out[role] = out.get(role, 0.0) + t.user + t.system
-            except psutil.NoSuchProcess:
-                continue
-    return out
-
-
-def traced(pids: dict[str, list[int]], run: Any, tmp: Path) -> dict[str, Counter[str]]:
-    """``run()`` under py-spy (100 samples/s, GIL-holding or running threads); per role, the
-    sample count by kind of leaf frame."""
-    procs = {}
-    for role, ps in pids.items():
-        for pid in ps:
-            out = tmp / f"{role}-{pid}.txt"
-            cmd = [
-                PY_SPY,
-                "record",
-                "-p",
-                str(pid),
-                "-r",
-                "100",
-                "-f",
-                "raw",
-                "-o",
-                str(out),
-                "--full-filenames",
-            ]
-            procs[(role, out)] = subprocess.Popen(
-                cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-            )
-    time.sleep(1.0)  # py-spy attached
-    run()
-    counts: dict[str, Counter[str]] = {}
-    for (role, out), proc in procs.items():
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=30)
-        c = counts.setdefault(role, Counter())
-        for line in out.read_text().splitlines() if out.exists() else []:
-            stack, _, n = line.rpartition(" ")
-            c[kind_of_stack(stack.split(";"))] += int(n)
-    return counts
 
 
 def url_of(port: int) -> str:
@@ -202,14 +105,19 @@ def child(args: argparse.Namespace) -> int:
     reqs = bodies(args.n, args.requests)
     load_http(url, reqs[:10], 1)  # warm-up
     levels = [int(c) for c in args.concurrency.split(",")]
-    rows, pids = [], role_pids()
+    rows, pids = [], role_pids(ROLES)
+    idle = idle_cpu(pids, args.idle_seconds)
     for c in levels:
         before = cpu_by_role(pids)
+        start = time.perf_counter()
         res = load_http(url, reqs, c)
+        took = time.perf_counter() - start
         spent = cpu_by_role(pids)
         cpu = {r: 1000 * (spent[r] - before.get(r, 0.0)) / len(reqs) for r in spent}
         rows.append({"c": c, "lat": res["lat"], "rps": res["rps"], "errors": res["errors"]})
         rows[-1]["cpu"] = cpu
+        # what the same seconds cost with no request in flight, per request
+        rows[-1]["idle"] = {r: idle.get(r, 0.0) * took / len(reqs) for r in spent}
     trace: dict[str, Counter[str]] = {}
     if args.trace:
         tmp = Path(tempfile.mkdtemp(prefix="llmrec-trace-"))
@@ -220,6 +128,7 @@ def child(args: argparse.Namespace) -> int:
     ray.shutdown()
     at = args.trace_concurrency or max(levels)
     result = {"rows": rows, "trace": trace, "url": url, "traced_at": at if args.trace else None}
+    result["idle"] = idle
     print("RESULT " + json.dumps(result), flush=True)
     return 0
 
@@ -235,11 +144,25 @@ def main() -> int:
     parser.add_argument("--concurrency", default="1,32")
     parser.add_argument("--requests", type=int, default=320, help="per concurrency level")
     parser.add_argument("--batch", type=int, default=16, help="encoder max batch size")
-    parser.add_argument("--threads", type=int, default=2, help="encoder intra-op threads")
+    parser.add_argument(
+        "--threads", type=int, default=2, help="intra-op threads of the in-process floor"
+    )
+    parser.add_argument(
+        "--encoder-threads",
+        type=int,
+        default=0,
+        help="the encoder replica's threads (0: the shipped default, ServeSettings)",
+    )
     parser.add_argument("--encoded", type=int, default=2000)
     parser.add_argument("--trace", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument(
         "--trace-concurrency", type=int, default=0, help="trace at this level (0: the highest)"
+    )
+    parser.add_argument(
+        "--idle-seconds",
+        type=float,
+        default=10.0,
+        help="measure each process's CPU with no traffic this long first (0: skip)",
     )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, default=0, help=argparse.SUPPRESS)
@@ -282,7 +205,7 @@ def measure(args: argparse.Namespace) -> int:
             "feedback_dir": str(tmp / "fb"),
             "watch_interval_s": 0,
             "max_batch_size": args.batch,
-            "encoder_threads": args.threads,
+            "encoder_threads": args.encoder_threads or ServeSettings().encoder_threads,
             "precompute_users": False,
             "impressions": False,
             "model_uri": version.uri,
@@ -331,7 +254,19 @@ def measure(args: argparse.Namespace) -> int:
                     parts_ = ", ".join(
                         f"{k} {ms * v / total:.1f}" for k, v in Counter(split).most_common(5)
                     )
-                    cpu.append((f"{n:,}", name, row["c"], role, round(ms, 1), parts_ or "-"))
+                    idle_ms = row.get("idle", {}).get(role, 0.0)
+                    cpu.append(
+                        (
+                            f"{n:,}",
+                            name,
+                            row["c"],
+                            role,
+                            round(ms, 1),
+                            round(got.get("idle", {}).get(role, 0.0), 1),
+                            round(ms - idle_ms, 1),
+                            parts_ or "-",
+                        )
+                    )
     print_table(
         f"The graph over HTTP against the floor ({machine()})",
         ["items", "setting", "concurrency", "p50 ms", "p99 ms", "req/s", "errors", "vs floor"],
@@ -345,6 +280,8 @@ def measure(args: argparse.Namespace) -> int:
             "concurrency",
             "process",
             "CPU ms/request",
+            "idle CPU ms/s",
+            "ms/request above idle",
             "by innermost known frame (ms/request)",
         ],
         cpu,
@@ -370,6 +307,8 @@ def run_child(
         "--trace" if args.trace else "--no-trace",
         "--trace-concurrency",
         str(args.trace_concurrency),
+        "--idle-seconds",
+        str(args.idle_seconds),
     ]
     done = subprocess.run(
         cmd, env={**os.environ, **env}, capture_output=True, text=True, timeout=900

@@ -26,6 +26,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "jobs"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import quiet
+from _scale_version import write_version
 from _synthetic import cached
 from _table import machine, print_table
 
@@ -45,7 +46,7 @@ def build(items: int, per_item: float, cache: Path, keep: Path) -> Path:
         data = cached(cache, items, int(per_item * items))
         _, cf = scale.fit_options(data, ["auto"], Config().rank, bundle.parent)
         scorer = build_scorer(Config().model).eval()
-        scale.write_version(data, cf, 2000, bundle, scorer)
+        write_version(data, cf, 2000, bundle, scorer, None)  # the text design's vectors
     return bundle
 
 

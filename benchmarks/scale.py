@@ -12,8 +12,12 @@ and seed), then:
   fit cannot fit this machine are listed as skipped, with why) is fitted in this process:
   seconds, peak memory above the start (RSS sampled every 20 ms), size in a bundle;
 - a version bundle is written with the ``auto`` option, the hybrid on (llm 1 + cf 1 +
-  popularity 0.1) and item embeddings made as noisy copies of ``--encoded`` item texts
-  encoded with the packaged MiniLM (the query tower that serves them);
+  popularity 0.1) in the ``--design`` of the version: ``sequential`` (the default config's:
+  the trained user and item towers of the registered ``--model``, items' vectors from its
+  item tower, a known user's vector from its self-attention tower over their last 50
+  items) or ``text`` (the packaged MiniLM reads a user's recent titles as text). Item
+  vectors, and the text-match term's base embeddings, are noisy copies of ``--encoded``
+  encoded item texts (``with_noise``: noise as long as the vector);
 - the ranker loads it: memory of one version and of two loaded side by side (the second, and
   ``serve run``, read the index the first built from the bundle), index kind and build time;
 - known users (the last 50 items of sampled users' logs) and typed queries (no user) are
@@ -44,6 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "jobs"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import quiet
 from _scale_http import QUERIES, http_rows
+from _scale_version import write_version
 from _synthetic import Synthetic, cached
 from _table import machine, print_table
 
@@ -130,56 +135,6 @@ def fit_options(data: Synthetic, kinds: list[str], rank: Any, tmp: Path) -> tupl
             chosen = model
         del model
     return rows, chosen
-
-
-def write_version(data: Synthetic, cf: Any, encoded: int, out: Path, scorer: Any) -> Path:
-    """A servable bundle: the synthetic catalogue, embeddings, 200 users' logs, the hybrid."""
-    import pyarrow as pa
-    from llmrec.config import Config
-    from llmrec.data.catalogue import Catalogue
-    from llmrec.ranking.hybrid import HybridScorer
-    from llmrec.ranking.weights import HybridWeights
-    from llmrec.registry.bundle import write_bundle
-
-    n = data.x.shape[1]
-    catalogue = Catalogue.from_table(data.items)
-    rng = np.random.default_rng(1)
-    base_rows = rng.choice(n, min(encoded, n), replace=False)
-    texts = catalogue.texts()  # once: rendering 1M items per encoded row took most of a 1M run
-    base = scorer.encode([texts[i] for i in base_rows], kind="item").numpy()
-    emb = np.empty((int(n), int(base.shape[1])), dtype=np.float32)  # ints: a shape mypy reads
-    for g in np.unique(data.genre):  # copy an encoded item of the same genre, add noise
-        src = np.flatnonzero(data.genre[base_rows] == g)
-        at = np.flatnonzero(data.genre == g)
-        emb[at] = base[src[rng.integers(0, len(src), len(at))]]
-    emb += 0.05 * rng.standard_normal(emb.shape).astype(np.float32)
-    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
-    emb[base_rows] = base
-    pop = np.asarray(data.x.sum(axis=0)).ravel()
-    hybrid = HybridScorer(emb, HybridWeights(1.0, 1.0, 0.1), cf, pop)
-    users = rng.choice(len(data.histories), 200, replace=False)
-    ids = data.items.column("item_id").to_numpy(zero_copy_only=False)
-    log = pa.table(
-        {
-            "user_id": [f"user{u}" for u in users for _ in data.histories[u][-50:]],
-            "item_id": [ids[i] for u in users for i in data.histories[u][-50:]],
-            "timestamp": [t for u in users for t in range(len(data.histories[u][-50:]))],
-        }
-    )
-    from dataclasses import replace
-
-    import torch
-    from llmrec.modeling.towers import TextTowers
-
-    # the text design: its item vectors are the language model's own embeddings, like emb
-    cfg = Config()
-    cfg = replace(cfg, model=replace(cfg.model, architecture="text"))
-    towers = TextTowers(scorer, catalogue.items, cfg.data.max_history)
-    # the text-match term's vectors: emb stands in for the base's embeddings of the texts
-    write_bundle(
-        out, cfg, towers, catalogue, torch.from_numpy(emb), log, "scale", hybrid, text_vectors=emb
-    )
-    return out
 
 
 def serve_rows(bundle_dir: Path, n: int, requests: int, levels: list[int]) -> tuple[list, Any]:
@@ -273,6 +228,19 @@ def main() -> int:
     parser.add_argument("--recall-users", type=int, default=30)
     parser.add_argument("--keep", help="keep the bundles under this folder")
     parser.add_argument(
+        "--design",
+        choices=("sequential", "text"),
+        default="sequential",
+        help="the version's design: sequential (the default config's; its trained towers "
+        "come from --model) or text (the base MiniLM reads users and items as text)",
+    )
+    parser.add_argument(
+        "--model",
+        default="models:/llmrec-scorer@champion",
+        help="a registered sequential version (jobs/finetune.py): its user and item towers",
+    )
+    parser.add_argument("--tracking-uri", default="sqlite:///mlflow.db")
+    parser.add_argument(
         "--http", action="store_true", help="also serve each version with `serve run`, over HTTP"
     )
     args = parser.parse_args()
@@ -285,6 +253,11 @@ def main() -> int:
     rank = Config().rank
     scorer = build_scorer(Config().model).eval()
     tmp = Path(args.keep or tempfile.mkdtemp(prefix="llmrec-scale-"))
+    source = None
+    if args.design == "sequential":
+        from _serving import source_bundle
+
+        source = source_bundle(args.model, args.tracking_uri, tmp / "source")
     levels = [int(c) for c in args.concurrency.split(",")]
     fit_rows, mem_rows, lat_rows, data_rows, recall_rows = [], [], [], [], []
     phase_rows: list[tuple[str, ...]] = []
@@ -316,7 +289,7 @@ def main() -> int:
         rows, cf = fit_options(data, args.cf.split(","), rank, tmp / str(n))
         fit_rows += rows
         fit_s = lap()
-        bdir = write_version(data, cf, args.encoded, tmp / str(n) / "bundle", scorer)
+        bdir = write_version(data, cf, args.encoded, tmp / str(n) / "bundle", scorer, source)
         del cf
         gc.collect()
         write_s = lap()

@@ -24,7 +24,9 @@ def _trained_like(base: str) -> LLMScorer:
 def test_int8_query_tower_is_quantized_and_close_to_float32(tiny_base):
     scorer = _trained_like(tiny_base)
     before = scorer.encode(TEXTS).numpy()
-    assert query_scorer(scorer, "torch") is scorer
+    float32 = query_scorer(scorer, "torch")
+    assert not any("lora" in n for n, _ in float32.model.named_modules())  # merged
+    np.testing.assert_allclose(float32.encode(TEXTS).numpy(), before, atol=1e-5)
     int8 = query_scorer(scorer, "int8")
     kinds = {n: type(m) for n, m in int8.model.named_modules()}
     ffn = [n for n in kinds if n.endswith(("intermediate.dense", "output.dense"))]

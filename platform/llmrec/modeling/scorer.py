@@ -157,10 +157,12 @@ class LLMScorer(nn.Module):
     def encode(self, texts: list[str], kind: str = "query", batch_size: int = 64) -> torch.Tensor:
         """Embeddings for inference, in batches, without gradients (CPU float32 result)."""
         was_training = self.training
-        self.eval()
+        if was_training:  # switching ~500 modules each way cost a serving call ~14 ms
+            self.eval()
         fn = self.embed_queries if kind == "query" else self.embed_items
         out = [fn(texts[i : i + batch_size]).cpu() for i in range(0, len(texts), batch_size)]
-        self.train(was_training)
+        if was_training:
+            self.train()
         dim = self.model.config.hidden_size
         return torch.cat(out) if out else torch.empty(0, dim)
 

@@ -37,7 +37,7 @@ from llmrec.ranking.index import ItemIndex
 from llmrec.ranking.rerank import SlateSpec
 from llmrec.ranking.slate import Reranker
 from llmrec.registry.bundle import ModelBundle, item_text_vectors
-from llmrec.serving.backends import query_scorer
+from llmrec.serving.backends import merged_copy, query_scorer
 from llmrec.serving.candidates import CandidatePool, category_rows, searchable, top_rows
 from llmrec.serving.catalogue_state import LiveChanges, LiveItem
 from llmrec.serving.encoding import keep_learned, pick_device, request_columns, request_embeddings
@@ -142,7 +142,7 @@ class QueryEncoder:
         self.text_dim = bundle.text_match_dim
         self.base: LLMScorer | None = None  # None: the towers' own language model
         if self.text_dim and not towers.text_is_base:
-            self.base = bundle.load_base_scorer().to(self.device)
+            self.base = merged_copy(bundle.load_base_scorer().to(self.device))
         towers.use_scorer(query_scorer(towers.scorer, backend, self.device))
         self.towers = towers
         self.catalogue = bundle.catalogue
