@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 from collections.abc import Sequence
 
@@ -9,9 +10,10 @@ import torch
 
 
 def machine() -> str:
-    cores = torch.get_num_threads()
+    """The machine in a table's title: CPU cores (torch's thread count at print time is
+    whatever the script last set, not the machine's), the GPU if any."""
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return f"{platform.machine()}, {cores} torch threads available, {gpu}"
+    return f"{platform.machine()}, {os.cpu_count()} CPU cores, {gpu}"
 
 
 def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
