@@ -26,6 +26,21 @@ def test_forward_backward_trains_only_the_adapter_and_temperature(tiny_base):
     assert scorer.pooling == "mean"
 
 
+def test_encode_is_deterministic_and_leaves_every_module_in_the_mode_it_found(tiny_base):
+    """encode() runs in eval mode (dropout off) and switches modes only for a scorer in
+    training mode; a head added to a scorer in eval mode is in eval mode too."""
+    scorer = _scorer(tiny_base, lora_dropout=0.5)
+    texts = ["a user who likes space", "noodles"]
+    first = scorer.encode(texts)  # in training mode: switched to eval for the call, and back
+    assert all(m.training for m in scorer.modules())
+    assert torch.equal(scorer.encode(texts), first)  # no dropout inside encode
+    scorer.eval()
+    scorer.enable_rating_head()
+    assert not any(m.training for m in scorer.modules())
+    assert torch.equal(scorer.encode(texts), first)
+    assert not any(m.training for m in scorer.modules())
+
+
 def test_save_and_load_give_the_same_embeddings(tiny_base, tmp_path):
     scorer = _scorer(tiny_base)
     with torch.no_grad():

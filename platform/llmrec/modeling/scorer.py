@@ -102,8 +102,8 @@ class LLMScorer(nn.Module):
 
     def enable_rating_head(self) -> None:
         """Add the score head of the rating objective: ``a * cos(user, item) + b``."""
-        if self.rating_head is None:
-            self.rating_head = nn.Linear(1, 1).to(self.device)
+        if self.rating_head is None:  # in the scorer's mode (encode() relies on one mode)
+            self.rating_head = nn.Linear(1, 1).to(self.device).train(self.training)
             with torch.no_grad():
                 self.rating_head.weight.fill_(1.0)
                 self.rating_head.bias.zero_()
@@ -157,8 +157,8 @@ class LLMScorer(nn.Module):
     def encode(self, texts: list[str], kind: str = "query", batch_size: int = 64) -> torch.Tensor:
         """Embeddings for inference, in batches, without gradients (CPU float32 result)."""
         was_training = self.training
-        if was_training:  # switching ~500 modules each way cost a serving call ~14 ms
-            self.eval()
+        if was_training:  # switching ~500 modules each way cost a short query ~7 ms or more
+            self.eval()  # (a scorer in eval mode has every module in it: see enable_rating_head)
         fn = self.embed_queries if kind == "query" else self.embed_items
         out = [fn(texts[i : i + batch_size]).cpu() for i in range(0, len(texts), batch_size)]
         if was_training:
