@@ -54,18 +54,17 @@ def query_scorer(scorer: LLMScorer, backend: str, device: str = "cpu") -> LLMSco
     return quantized
 
 
-def merged_copy(scorer: LLMScorer) -> LLMScorer:
-    """An inference copy of ``scorer`` with its peft adapter folded into the base weights:
-    the same vectors (to float rounding) without the adapter's two extra matrix products
-    and wrapper per layer, a third of a short query's CPU time on MiniLM (``scorer`` itself
-    when it has no adapter to fold)."""
-    merge = getattr(scorer.model, "merge_and_unload", None)
-    if merge is None:
-        return scorer.eval()
-    out = copy.deepcopy(scorer).eval()
-    with warnings.catch_warnings():  # peft warns when an adapter is already an identity
-        warnings.simplefilter("ignore", UserWarning)
-        out.model = out.model.merge_and_unload()
+def merged_copy(scorer: LLMScorer, keep_original: bool = True) -> LLMScorer:
+    """An inference copy of ``scorer`` in eval mode with its peft adapter folded into the
+    base weights: the same vectors (to float rounding) without the adapter's two extra
+    matrix products and wrapper per layer, a fifth to a third of a short query's time on
+    MiniLM (``benchmarks/encoder_backends.py``). ``keep_original=False`` folds ``scorer``
+    itself (no copy: for a scorer nobody else holds)."""
+    out = (copy.deepcopy(scorer) if keep_original else scorer).eval()
+    if getattr(out.model, "merge_and_unload", None) is not None:  # a peft model
+        with warnings.catch_warnings():  # peft warns when an adapter is already an identity
+            warnings.simplefilter("ignore", UserWarning)
+            out.model = out.model.merge_and_unload()
     return out
 
 

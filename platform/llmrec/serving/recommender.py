@@ -142,7 +142,8 @@ class QueryEncoder:
         self.text_dim = bundle.text_match_dim
         self.base: LLMScorer | None = None  # None: the towers' own language model
         if self.text_dim and not towers.text_is_base:
-            self.base = merged_copy(bundle.load_base_scorer().to(self.device))
+            base = bundle.load_base_scorer().to(self.device)
+            self.base = merged_copy(base, keep_original=False)  # loaded for this alone
         towers.use_scorer(query_scorer(towers.scorer, backend, self.device))
         self.towers = towers
         self.catalogue = bundle.catalogue
