@@ -119,16 +119,15 @@ def child(args: argparse.Namespace) -> int:
         # what the same seconds cost with no request in flight, per request
         rows[-1]["idle"] = {r: idle.get(r, 0.0) * took / len(reqs) for r in spent}
     trace: dict[str, Counter[str]] = {}
+    at = args.trace_concurrency or max(levels)
     if args.trace:
         tmp = Path(tempfile.mkdtemp(prefix="llmrec-trace-"))
-        at = args.trace_concurrency or max(levels)
         trace = traced(pids, lambda: load_http(url, reqs, at), tmp)
         shutil.rmtree(tmp, ignore_errors=True)
     serve.shutdown()
     ray.shutdown()
-    at = args.trace_concurrency or max(levels)
-    result = {"rows": rows, "trace": trace, "url": url, "traced_at": at if args.trace else None}
-    result["idle"] = idle
+    traced_at = at if args.trace else None
+    result = {"rows": rows, "trace": trace, "url": url, "traced_at": traced_at, "idle": idle}
     print("RESULT " + json.dumps(result), flush=True)
     return 0
 
