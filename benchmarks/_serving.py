@@ -1,5 +1,6 @@
-"""What the serving benchmarks (``serve_latency.py``, ``soak.py``, ``scale.py --http``) do
-alike: find a free port, summarise latencies, fetch the model's bundle from the registry it
+"""What the serving benchmarks (``serve_latency.py``, ``soak.py``, ``scale.py --http``,
+``graph_overhead.py``) do alike: find a free port (and the address an app answers on),
+summarise latencies, fetch the model's bundle from the registry it
 lives in, register copies of it as new versions in the benchmark's own temporary MLflow store,
 and run the graph with ``serve run`` on the shipped config (a Ray of its own).
 
@@ -153,3 +154,31 @@ def wait_ready(url: str, server: subprocess.Popen[bytes], timeout: float) -> Non
             pass
         time.sleep(2)
     raise SystemExit(f"the server was not ready after {timeout:.0f} s")
+
+
+def url_of(port: int) -> str:
+    """The graph's address: the proxy's port, or (direct ingress) the ingress replica's."""
+    import requests
+
+    for p in [*range(30000, 30010), port]:  # a replica's own port first (direct ingress)
+        try:
+            if requests.get(f"http://127.0.0.1:{p}/healthz", timeout=2).status_code == 200:
+                return f"http://127.0.0.1:{p}"
+        except requests.RequestException:
+            continue
+    raise RuntimeError("the graph answers on no port")
+
+
+def gone(url: str, seconds: float = 60.0) -> None:
+    """Wait until a deleted app's address stops answering (direct ingress: its port)."""
+    import requests
+
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            r = requests.get(url.removesuffix("/recommend") + "/healthz", timeout=1)
+        except requests.RequestException:
+            return
+        if r.status_code != 200:  # the proxy stays, answering 404 for the app that went
+            return
+        time.sleep(0.5)

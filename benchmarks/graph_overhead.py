@@ -19,6 +19,13 @@ it starts) then runs in its own Ray, started by a child process with that enviro
 
 The floor (builder + encoder + ranker in this process, unbatched and in batches of
 ``--batch``) is measured once per size in the parent, as ``serve_latency.py`` does.
+
+With ``--plumbing``, each setting's Ray first serves the graph's shape with no model in it
+(``_plumbing.py``: the same request body, grouping and three hops; zero vectors, ten fixed
+items), measured the same way: "Serve alone". A graph with a model cannot serve more requests
+a second than that, so its req/s over the batched floor bounds the graph's ratio at
+concurrency 32 ("at most"); at concurrency 1 the floor plus its p50 is about the best the
+graph can answer in ("floor + hops").
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "jobs"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _plumbing
 from _common import quiet
 from _process_cpu import cpu_by_role, idle_cpu, role_pids, traced
 from _table import machine, print_table
@@ -73,25 +81,12 @@ ROLES = {
 }
 
 
-def url_of(port: int) -> str:
-    """The graph's address: the proxy's port, or (direct ingress) the ingress replica's."""
-    import requests
-
-    for p in [*range(30000, 30010), port]:  # a replica's own port first (direct ingress)
-        try:
-            if requests.get(f"http://127.0.0.1:{p}/healthz", timeout=2).status_code == 200:
-                return f"http://127.0.0.1:{p}"
-        except requests.RequestException:
-            continue
-    raise RuntimeError("the graph answers on no port")
-
-
 def child(args: argparse.Namespace) -> int:
     """One setting: this process's environment starts Ray; prints the rows as JSON."""
     import ray
     from _latency_data import bodies
     from _latency_http import load_http
-    from _serving import free_port
+    from _serving import free_port, gone, url_of
     from ray import serve
 
     from serve_deployments import build_app
@@ -100,24 +95,23 @@ def child(args: argparse.Namespace) -> int:
     port = free_port()
     ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False)
     serve.start(http_options={"host": "127.0.0.1", "port": port})
+    reqs = bodies(args.n, args.requests)
+    levels = [int(c) for c in args.concurrency.split(",")]
+    plumbing = None
+    if args.plumbing:  # the same hops with no model, before the graph, in the same Ray
+        serve.run(_plumbing.app(), name="plumbing", route_prefix="/")
+        url = url_of(port) + "/recommend"
+        load_http(url, reqs[:10], 1)  # warm-up, then the same settling time as the graph
+        alone = role_pids({**ROLES, **_plumbing.ROLES})
+        plumbing = levels_at(url, reqs, levels, alone, idle_cpu(alone, args.idle_seconds))
+        serve.delete("plumbing")
+        gone(url)
     serve.run(build_app(settings), name="bench", route_prefix="/")
     url = url_of(port) + "/recommend"
-    reqs = bodies(args.n, args.requests)
     load_http(url, reqs[:10], 1)  # warm-up
-    levels = [int(c) for c in args.concurrency.split(",")]
-    rows, pids = [], role_pids(ROLES)
+    pids = role_pids(ROLES)
     idle = idle_cpu(pids, args.idle_seconds)
-    for c in levels:
-        before = cpu_by_role(pids)
-        start = time.perf_counter()
-        res = load_http(url, reqs, c)
-        took = time.perf_counter() - start
-        spent = cpu_by_role(pids)
-        cpu = {r: 1000 * (spent[r] - before.get(r, 0.0)) / len(reqs) for r in spent}
-        rows.append({"c": c, "lat": res["lat"], "rps": res["rps"], "errors": res["errors"]})
-        rows[-1]["cpu"] = cpu
-        # what the same seconds cost with no request in flight, per request
-        rows[-1]["idle"] = {r: idle.get(r, 0.0) * took / len(reqs) for r in spent}
+    rows = levels_at(url, reqs, levels, pids, idle)
     trace: dict[str, Counter[str]] = {}
     at = args.trace_concurrency or max(levels)
     if args.trace:
@@ -127,9 +121,42 @@ def child(args: argparse.Namespace) -> int:
     serve.shutdown()
     ray.shutdown()
     traced_at = at if args.trace else None
-    result = {"rows": rows, "trace": trace, "url": url, "traced_at": traced_at, "idle": idle}
+    result = {
+        "rows": rows,
+        "plumbing": plumbing,
+        "trace": trace,
+        "url": url,
+        "traced_at": traced_at,
+        "idle": idle,
+    }
     print("RESULT " + json.dumps(result), flush=True)
     return 0
+
+
+def levels_at(
+    url: str,
+    reqs: list[dict[str, Any]],
+    levels: list[int],
+    pids: dict[str, list[int]],
+    idle: dict[str, float] | None = None,
+) -> list[dict[str, Any]]:
+    """Latency, req/s, errors and each process's CPU ms per request at each concurrency
+    (and, with ``idle``, what the same seconds cost each process with no request)."""
+    from _latency_http import load_http
+
+    rows = []
+    for c in levels:
+        before = cpu_by_role(pids)
+        start = time.perf_counter()
+        res = load_http(url, reqs, c)
+        took = time.perf_counter() - start
+        spent = cpu_by_role(pids)
+        cpu = {r: 1000 * (spent[r] - before.get(r, 0.0)) / len(reqs) for r in spent}
+        row = {"c": c, "lat": res["lat"], "rps": res["rps"], "errors": res["errors"], "cpu": cpu}
+        if idle is not None:
+            row["idle"] = {r: idle.get(r, 0.0) * took / len(reqs) for r in spent}
+        rows.append(row)
+    return rows
 
 
 def main() -> int:
@@ -152,6 +179,11 @@ def main() -> int:
         default=0,
         help="the encoder replica's threads (0: the shipped default, ServeSettings)",
     )
+    parser.add_argument(
+        "--groups-in-flight",
+        default="0",
+        help="the ingress's max_groups_in_flight, each value a graph of its own (0: shipped)",
+    )
     parser.add_argument("--encoded", type=int, default=2000)
     parser.add_argument("--trace", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument(
@@ -162,6 +194,12 @@ def main() -> int:
         type=float,
         default=10.0,
         help="measure each process's CPU with no traffic this long first (0: skip)",
+    )
+    parser.add_argument(
+        "--plumbing",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="also serve the graph's shape with no model first (_plumbing.py): Serve's own cost",
     )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, default=0, help=argparse.SUPPRESS)
@@ -219,14 +257,33 @@ def measure(args: argparse.Namespace) -> int:
         row = (f"{n:,}", "floor, batched", args.batch, "-", "-", round(batched, 1), "-", "-")
         latency.append(row)
         del parts, encoder, builder
-        for name in args.settings.split(","):
-            print(f"[{n:,} items, setting {name}]", flush=True)
-            got = run_child(args, n, settings, SETTINGS[name])
+        groups = [int(g) for g in args.groups_in_flight.split(",")]
+        for name, g in [(s, g) for s in args.settings.split(",") for g in groups]:
+            label = f"{name}, {g} in flight" if g else name
+            shipped = {**settings, "max_groups_in_flight": g} if g else settings
+            print(f"[{n:,} items, setting {label}]", flush=True)
+            got = run_child(args, n, shipped, SETTINGS[name])
             if not isinstance(got, str):
                 print(f"  served at {got['url']}", flush=True)
             if isinstance(got, str):  # the graph did not start or serve: why, in the table
-                latency.append((f"{n:,}", name, "-", "-", "-", "-", "-", got))
+                latency.append((f"{n:,}", label, "-", "-", "-", "-", "-", got))
                 continue
+            for row in got.get("plumbing") or []:  # Serve alone: what it leaves the graph
+                p50, _, p99 = row["lat"]
+                rps = row["rps"]
+                # c=1: the model's time after the hops' (one request at a time); c=32: a
+                # graph with a model in it cannot answer more requests than one without
+                best = (
+                    f"floor + hops {(floor[0] + p50) / floor[0]:.2f}x"
+                    if row["c"] == 1
+                    else f"at most {rps / batched:.2f}x"
+                )
+                values = (round(p50, 1), round(p99, 1), round(rps, 1), row["errors"], best)
+                latency.append((f"{n:,}", f"{label}: Serve alone", row["c"], *values))
+                print("  " + " | ".join(str(v) for v in latency[-1]), flush=True)
+                for role, ms in sorted(row["cpu"].items(), key=lambda r: -r[1]):
+                    alone = (f"{n:,}", f"{label}: Serve alone", row["c"], role, round(ms, 1))
+                    cpu.append((*alone, "-", "-", "-"))
             for row in got["rows"]:
                 p50, _, p99 = row["lat"]
                 ratio = (
@@ -235,7 +292,7 @@ def measure(args: argparse.Namespace) -> int:
                 latency.append(
                     (
                         f"{n:,}",
-                        name,
+                        label,
                         row["c"],
                         round(p50, 1),
                         round(p99, 1),
@@ -257,7 +314,7 @@ def measure(args: argparse.Namespace) -> int:
                     cpu.append(
                         (
                             f"{n:,}",
-                            name,
+                            label,
                             row["c"],
                             role,
                             round(ms, 1),
@@ -308,6 +365,7 @@ def run_child(
         str(args.trace_concurrency),
         "--idle-seconds",
         str(args.idle_seconds),
+        "--plumbing" if args.plumbing else "--no-plumbing",
     ]
     done = subprocess.run(
         cmd, env={**os.environ, **env}, capture_output=True, text=True, timeout=900

@@ -75,7 +75,7 @@ def _latest_run(tracking_uri, run_name):
 def test_killed_worker_restarts_from_checkpoint_and_matches_uninterrupted_run(
     trained, tiny_base, tmp_path
 ):
-    epochs = {"train__epochs": 4}
+    epochs = {"train__epochs": 3}  # the kill lands in epoch 2 or 3
     clean_root = tmp_path / "clean"
     assert finetune.main(_args(trained, clean_root, "clean", tiny_base, **epochs)) == 0
     result: dict = {}
@@ -92,7 +92,7 @@ def test_killed_worker_restarts_from_checkpoint_and_matches_uninterrupted_run(
 
     client, run = _latest_run(_uri(tmp_path), "faulty")
     steps = [m.step for m in client.get_metric_history(run.info.run_id, "train_loss")]
-    assert steps == [1, 2, 3, 4]  # each epoch once: the restart resumed, it did not redo
+    assert steps == [1, 2, 3]  # each epoch once: the restart resumed, it did not redo
     placement = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/train/workers.json")
     pids = [{w["pid"] for w in epoch["workers"]} for epoch in placement["epochs"]]
     assert victim in pids[0] and victim not in pids[-1]  # new workers after the restart
@@ -102,12 +102,12 @@ def test_killed_worker_restarts_from_checkpoint_and_matches_uninterrupted_run(
     assert abs(faulty_ndcg - clean_ndcg) < 0.02, (faulty_ndcg, clean_ndcg)
 
     # --resume continues the stopped run: one more epoch from its last checkpoint
-    args = _args(trained, tmp_path, base=tiny_base, train__epochs=5)
+    args = _args(trained, tmp_path, base=tiny_base, train__epochs=4)
     assert finetune.main([*args, "--resume", "faulty"]) == 0
     client, resumed = _latest_run(_uri(tmp_path), "faulty")
     assert resumed.info.run_id != run.info.run_id
     history = client.get_metric_history(resumed.info.run_id, "train_loss")
-    assert [m.step for m in history] == [1, 2, 3, 4, 5]
+    assert [m.step for m in history] == [1, 2, 3, 4]
 
 
 def test_resume_of_an_unknown_run_is_refused(tmp_path, capsys):
