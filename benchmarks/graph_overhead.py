@@ -103,7 +103,8 @@ def child(args: argparse.Namespace) -> int:
         url = url_of(port) + "/recommend"
         load_http(url, reqs[:10], 1)  # warm-up, then the same settling time as the graph
         alone = role_pids({**ROLES, **_plumbing.ROLES})
-        plumbing = levels_at(url, reqs, levels, alone, idle_cpu(alone, args.idle_seconds))
+        quiet_cpu = idle_cpu(alone, args.idle_seconds)
+        plumbing = {"rows": levels_at(url, reqs, levels, alone, quiet_cpu), "idle": quiet_cpu}
         serve.delete("plumbing")
         gone(url)
     serve.run(build_app(settings), name="bench", route_prefix="/")
@@ -268,61 +269,10 @@ def measure(args: argparse.Namespace) -> int:
             if isinstance(got, str):  # the graph did not start or serve: why, in the table
                 latency.append((f"{n:,}", label, "-", "-", "-", "-", "-", got))
                 continue
-            for row in got.get("plumbing") or []:  # Serve alone: what it leaves the graph
-                p50, _, p99 = row["lat"]
-                rps = row["rps"]
-                # c=1: the model's time after the hops' (one request at a time); c=32: a
-                # graph with a model in it cannot answer more requests than one without
-                best = (
-                    f"floor + hops {(floor[0] + p50) / floor[0]:.2f}x"
-                    if row["c"] == 1
-                    else f"at most {rps / batched:.2f}x"
-                )
-                values = (round(p50, 1), round(p99, 1), round(rps, 1), row["errors"], best)
-                latency.append((f"{n:,}", f"{label}: Serve alone", row["c"], *values))
-                print("  " + " | ".join(str(v) for v in latency[-1]), flush=True)
-                for role, ms in sorted(row["cpu"].items(), key=lambda r: -r[1]):
-                    alone = (f"{n:,}", f"{label}: Serve alone", row["c"], role, round(ms, 1))
-                    cpu.append((*alone, "-", "-", "-"))
-            for row in got["rows"]:
-                p50, _, p99 = row["lat"]
-                ratio = (
-                    f"{p50 / floor[0]:.2f}x" if row["c"] == 1 else f"{row['rps'] / batched:.2f}x"
-                )
-                latency.append(
-                    (
-                        f"{n:,}",
-                        label,
-                        row["c"],
-                        round(p50, 1),
-                        round(p99, 1),
-                        round(row["rps"], 1),
-                        row["errors"],
-                        ratio,
-                    )
-                )
-                print("  " + " | ".join(str(v) for v in latency[-1]), flush=True)
-            for row in got["rows"]:
-                traced_here = row["c"] == got["traced_at"]
-                for role, ms in sorted(row["cpu"].items(), key=lambda r: -r[1]):
-                    split = got["trace"].get(role, {}) if traced_here else {}
-                    total = sum(split.values()) or 1
-                    parts_ = ", ".join(
-                        f"{k} {ms * v / total:.1f}" for k, v in Counter(split).most_common(5)
-                    )
-                    idle_ms = row.get("idle", {}).get(role, 0.0)
-                    cpu.append(
-                        (
-                            f"{n:,}",
-                            label,
-                            row["c"],
-                            role,
-                            round(ms, 1),
-                            round(got.get("idle", {}).get(role, 0.0), 1),
-                            round(ms - idle_ms, 1),
-                            parts_ or "-",
-                        )
-                    )
+            if got.get("plumbing"):  # Serve alone: what it leaves the graph
+                alone = {**got["plumbing"], "trace": {}, "traced_at": None}
+                add_rows(latency, cpu, f"{n:,}", f"{label}: Serve alone", alone, floor[0], batched)
+            add_rows(latency, cpu, f"{n:,}", label, got, floor[0], batched)
     print_table(
         f"The graph over HTTP against the floor ({machine()})",
         ["items", "setting", "concurrency", "p50 ms", "p99 ms", "req/s", "errors", "vs floor"],
@@ -344,6 +294,41 @@ def measure(args: argparse.Namespace) -> int:
     )
     shutil.rmtree(tmp, ignore_errors=True)
     return 0
+
+
+def add_rows(
+    latency: list[tuple[object, ...]],
+    cpu: list[tuple[object, ...]],
+    size: str,
+    label: str,
+    got: dict[str, Any],
+    floor: float,
+    batched: float,
+) -> None:
+    """One served app's rows in both tables. The graph's ratio is to the floor (concurrency
+    1) or the batched floor; Serve alone's (``label`` ends so) is what it leaves the graph:
+    at concurrency 1 the model's time after the hops' ("floor + hops"), above it the most a
+    graph with a model in it can serve ("at most")."""
+    alone = label.endswith("Serve alone")
+    for row in got["rows"]:
+        p50, _, p99 = row["lat"]
+        if row["c"] == 1:
+            ratio = f"floor + hops {(floor + p50) / floor:.2f}x" if alone else f"{p50 / floor:.2f}x"
+        else:
+            ratio = f"{'at most ' if alone else ''}{row['rps'] / batched:.2f}x"
+        values = (round(p50, 1), round(p99, 1), round(row["rps"], 1), row["errors"], ratio)
+        latency.append((size, label, row["c"], *values))
+        print("  " + " | ".join(str(v) for v in latency[-1]), flush=True)
+    for row in got["rows"]:
+        traced_here = row["c"] == got["traced_at"]
+        for role, ms in sorted(row["cpu"].items(), key=lambda r: -r[1]):
+            split = got["trace"].get(role, {}) if traced_here else {}
+            total = sum(split.values()) or 1
+            parts = ", ".join(f"{k} {ms * v / total:.1f}" for k, v in Counter(split).most_common(5))
+            idle_ms = row.get("idle", {}).get(role, 0.0)
+            idle_per_s = round(got.get("idle", {}).get(role, 0.0), 1)
+            spent = (round(ms, 1), idle_per_s, round(ms - idle_ms, 1), parts or "-")
+            cpu.append((size, label, row["c"], role, *spent))
 
 
 def run_child(
